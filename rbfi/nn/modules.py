@@ -1,0 +1,148 @@
+"""The RBFI layer as a ``torch.nn`` module (state here, math in :mod:`rbfi.nn.functional`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from rbfi.nn import functional as F
+
+UNIT_KINDS = ("and", "or", "mixed")
+NORMS = ("inf", "l2")
+U_INIT = (0.2, 0.7)  # the author's code: u ~ U[0.2, 0.7]
+
+
+def _check_interval(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = (float(b) for b in bounds)
+    if not (lo <= hi) or lo != lo or hi != hi:
+        raise ValueError(f"{name} must be (low, high) with low <= high, got {bounds!r}")
+    return lo, hi
+
+
+class RBFI(nn.Module):
+    """A layer of RBFI units (eq. 2/3) or, with ``norm="l2"``, RBF units (eq. 1, p = 2).
+
+    y_j = exp(-z_j) (And) or 1 - exp(-z_j) (Or), z_j = max_i (u_ji (x_i - w_ji))^2.
+
+    Parameters ``w`` and ``u`` have shape (out_features, in_features). The boolean buffer
+    ``is_or`` (out_features,) says which units are Or units: all False for ``kind="and"``,
+    all True for ``"or"``, drawn at random (then fixed, and saved with the model) for
+    ``"mixed"``. ``u`` and ``w`` are kept in ``u_bounds`` and ``w_bounds`` by :meth:`project_`,
+    which the trainer calls after every optimiser step (see :func:`rbfi.nn.project_`). The
+    bounds are buffers, so they travel with ``state_dict``, ``deepcopy`` and ``.to()``.
+
+    ``pseudogradient`` is a plain attribute, switchable at run time: True backpropagates
+    through eq. (9) and (11); False through the true derivatives.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kind: str = "and",
+        *,
+        norm: str = "inf",
+        u_bounds: tuple[float, float] = (0.01, 3.0),
+        w_bounds: tuple[float, float] = (0.0, 1.0),
+        pseudogradient: bool = True,
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if kind not in UNIT_KINDS:
+            raise ValueError(f"kind must be one of {UNIT_KINDS}, got {kind!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"in_features and out_features must be >= 1, got {in_features}, {out_features}"
+            )
+        u_lo, u_hi = _check_interval("u_bounds", u_bounds)
+        w_lo, w_hi = _check_interval("w_bounds", w_bounds)
+        if u_lo < 0:
+            raise ValueError(f"u_bounds must be non-negative, got {u_bounds!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.in_features = in_features
+        self.out_features = out_features
+        self.kind = kind
+        self.norm = norm
+        self.pseudogradient = pseudogradient
+        self.backend = backend
+        self.w = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.u = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.register_buffer("is_or", torch.zeros(out_features, dtype=torch.bool, device=device))
+        self.register_buffer("u_bounds", torch.tensor([u_lo, u_hi], **factory))
+        self.register_buffer("w_bounds", torch.tensor([w_lo, w_hi], **factory))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """w ~ U(w_bounds), u ~ U[0.2, 0.7] (clamped to u_bounds); draw the Or mask if mixed."""
+        with torch.no_grad():
+            w_lo, w_hi = self.w_bounds.tolist()
+            self.w.uniform_(w_lo, w_hi)
+            self.u.uniform_(*U_INIT)
+            if self.kind == "mixed":
+                self.is_or.copy_(torch.rand(self.out_features, device=self.is_or.device) < 0.5)
+            else:
+                self.is_or.fill_(self.kind == "or")
+        self.project_()
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp u into u_bounds and w into w_bounds, in place (Sec. 4.2)."""
+        u_lo, u_hi = self.u_bounds.tolist()
+        w_lo, w_hi = self.w_bounds.tolist()
+        self.u.clamp_(u_lo, u_hi)
+        self.w.clamp_(w_lo, w_hi)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"RBFI expects input of shape (batch, {self.in_features}), got {tuple(x.shape)}"
+            )
+        return F.rbfi(
+            x,
+            self.w,
+            self.u,
+            self.is_or,
+            norm=self.norm,
+            pseudogradient=self.pseudogradient,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        u_lo, u_hi = self.u_bounds.tolist()
+        w_lo, w_hi = self.w_bounds.tolist()
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"kind={self.kind!r}, norm={self.norm!r}, u_bounds=({u_lo:g}, {u_hi:g}), "
+            f"w_bounds=({w_lo:g}, {w_hi:g}), pseudogradient={self.pseudogradient}"
+        )
+
+
+def rbfi_layers(module: nn.Module) -> Iterable[RBFI]:
+    """All RBFI layers inside ``module`` (itself included)."""
+    return (m for m in module.modules() if isinstance(m, RBFI))
+
+
+def project_(module: nn.Module) -> None:
+    """Project the parameters of every RBFI layer in ``module`` onto their bounds."""
+    for layer in rbfi_layers(module):
+        layer.project_()
+
+
+def set_pseudogradient(module: nn.Module, enabled: bool) -> None:
+    """Switch every RBFI layer in ``module`` to pseudogradients (True) or true gradients."""
+    for layer in rbfi_layers(module):
+        layer.pseudogradient = enabled
+
+
+def attach_projection(optimizer: torch.optim.Optimizer, module: nn.Module):
+    """Register an optimiser step post-hook that projects ``module``'s RBFI parameters.
+
+    Returns the hook handle (``handle.remove()`` detaches it).
+    """
+    return optimizer.register_step_post_hook(lambda opt, args, kwargs: project_(module))
