@@ -1,0 +1,95 @@
+import json
+
+import pytest
+import torch
+
+import rbfi
+from rbfi import checkpoint
+from rbfi.checkpoint import CheckpointError
+from rbfi.models import build_model
+
+
+def saved(tmp_path, arch="rbfi", geometry="*v"):
+    model = build_model(arch, "16,10", geometry if arch == "rbfi" else None)
+    checkpoint.save(tmp_path, model, epoch=3, training={"lr": 5.0}, metrics=[{"epoch": 3}])
+    return model
+
+
+def test_round_trip_restores_outputs_and_mixed_mask(tmp_path):
+    model = saved(tmp_path)
+    loaded = rbfi.load(tmp_path)
+    assert not loaded.training
+    assert torch.equal(loaded.body[0].is_or, model.body[0].is_or)
+    x = torch.rand(6, 784)
+    torch.testing.assert_close(loaded(x), model(x))
+    index = checkpoint.read_index(tmp_path / "checkpoint.json")
+    assert index["epoch"] == 3 and index["versions"]["torch"] == torch.__version__
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["checkpoint.json", "weights-e0003.safetensors"]
+
+
+def test_resave_replaces_tensor_files(tmp_path):
+    model = saved(tmp_path)
+    checkpoint.save(tmp_path, model, epoch=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.json", "weights-e0004.safetensors"]
+
+
+def test_corrupt_weights_detected(tmp_path):
+    saved(tmp_path)
+    weights = tmp_path / "weights-e0003.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        rbfi.load(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"format": "other"}), "[]"])
+def test_corrupt_index_detected(tmp_path, text):
+    saved(tmp_path)
+    (tmp_path / "checkpoint.json").write_text(text)
+    with pytest.raises(CheckpointError):
+        rbfi.load(tmp_path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        rbfi.load(tmp_path / "nothing")
+
+
+def test_weights_that_do_not_fit_config(tmp_path):
+    saved(tmp_path)
+    index = json.loads((tmp_path / "checkpoint.json").read_text())
+    index["model"]["layers"] = [32, 10]
+    (tmp_path / "checkpoint.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        rbfi.load(tmp_path)
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    model = saved(tmp_path)
+    before = (tmp_path / "checkpoint.json").read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "atomic_write_json", boom)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path, model, epoch=4)
+    assert (tmp_path / "checkpoint.json").read_bytes() == before
+    assert rbfi.load(tmp_path) is not None  # still loads
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    saved(tmp_path)
+    import pickle
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a checkpoint must never be unpickled")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    rbfi.load(tmp_path)

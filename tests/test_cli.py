@@ -1,0 +1,91 @@
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rbfi.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+@pytest.fixture
+def trained(idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, _ = run(capsys, "train", "--model", "rbfi", "--layers", "8,10", "--geometry", "*v",
+                     "--epochs", "1", "--batch-size", "10", "--data-dir", str(idx_dir),
+                     "--out", str(out), "--no-progress")
+    assert code == 0
+    return out
+
+
+def test_train_eval_info(trained, idx_dir, capsys):
+    code, out, _ = run(capsys, "eval", str(trained), "--data-dir", str(idx_dir), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["images"] == 12 and 0 <= result["accuracy"] <= 1
+    code, out, _ = run(capsys, "info", str(trained))
+    assert code == 0 and "RBFI(8*, 10v)" in out and "resumable: yes" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--geometry", "^x^v", "--out", "X"], "geometry"),
+        (["train", "--model", "cnn", "--out", "X"], "invalid choice"),
+        (["train", "--epochs", "0", "--out", "X"], "positive integer"),
+        (["train", "--lr", "nan", "--out", "X"], "positive number"),
+        (["train", "--u-bounds", "3,1", "--out", "X"], "LOW <= HIGH"),
+        (["train", "--layers", "512,a", "--out", "X"], "layers"),
+        (["train", "--model", "relu", "--geometry", "^v^v", "--out", "X"], "geometry"),
+        (["eval", "no/such/checkpoint"], "no checkpoint"),
+        (["info", "no/such/checkpoint"], "no checkpoint"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_exit_2(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("rbfi: error:") and fragment in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_existing_run_is_not_touched(trained, idx_dir, capsys):
+    before = snapshot(trained)
+    code, _, err = run(capsys, "train", "--layers", "8,10", "--data-dir", str(idx_dir),
+                       "--out", str(trained), "--no-progress")
+    assert code == 2 and "already holds a checkpoint" in err
+    assert snapshot(trained) == before
+
+
+def test_corrupt_checkpoint_is_one_line(trained, capsys):
+    (trained / "checkpoint.json").write_text("{broken")
+    before = snapshot(trained)
+    code, _, err = run(capsys, "eval", str(trained))
+    assert code == 2 and "corrupt" in err and err.count("\n") == 1
+    assert snapshot(trained) == before
+
+
+def test_resume_extends_a_run(trained, idx_dir, capsys):
+    code, _, _ = run(capsys, "train", "--layers", "8,10", "--epochs", "2", "--data-dir",
+                     str(idx_dir), "--out", str(trained), "--resume", "--no-progress")
+    assert code == 0
+    lines = (trained / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_console_entry_point_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rbfi.cli", "eval", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("rbfi: error:")
