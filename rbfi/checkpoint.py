@@ -41,7 +41,11 @@ class CheckpointError(ValueError):
 def versions() -> dict[str, str]:
     import rbfi
 
-    return {"rbfi": rbfi.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "rbfi": rbfi.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _readable_by_all(path: str) -> None:
@@ -143,7 +147,9 @@ def index_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         path = path / INDEX_NAME
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path} (expected a run directory holding {INDEX_NAME})")
+        raise CheckpointError(
+            f"no checkpoint at {path} (expected a run directory holding {INDEX_NAME})"
+        )
     return path
 
 

@@ -174,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--out", required=True, help="run directory (checkpoint, metrics.jsonl)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (start it if absent)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (start it if absent)"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_train)
 

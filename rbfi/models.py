@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from rbfi.nn import RBFI
@@ -33,7 +32,9 @@ def parse_layers(spec: str | Sequence[int]) -> tuple[int, ...]:
     try:
         sizes = tuple(int(str(p).strip()) for p in parts)
     except ValueError:
-        raise ValueError(f"layers must be comma-separated positive integers, got {spec!r}") from None
+        raise ValueError(
+            f"layers must be comma-separated positive integers, got {spec!r}"
+        ) from None
     if not sizes or any(s < 1 for s in sizes):
         raise ValueError(f"layers must be comma-separated positive integers, got {spec!r}")
     return sizes
@@ -123,7 +124,11 @@ class MLP(Classifier):
     cross-entropy) or with a sigmoid after every layer, output included (square-error loss)."""
 
     def __init__(
-        self, layers: Sequence[int] = DEFAULT_LAYERS, activation: str = "relu", *, in_features: int = 784
+        self,
+        layers: Sequence[int] = DEFAULT_LAYERS,
+        activation: str = "relu",
+        *,
+        in_features: int = 784,
     ) -> None:
         if activation not in ("relu", "sigmoid"):
             raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
@@ -189,4 +194,3 @@ def describe(model: Classifier) -> str:
         return f"{cfg['arch'].upper()}({cells})"
     name = {"relu": "ReLU", "sigmoid": "Sigmoid"}[cfg["arch"]]
     return f"{name}({', '.join(map(str, cfg['layers']))})"
-

@@ -63,7 +63,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown model {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+            raise ValueError(
+                f"unknown model {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}"
+            )
         self.layers = parse_layers(self.layers)
         self.u_bounds = tuple(float(b) for b in self.u_bounds)
         self.w_bounds = tuple(float(b) for b in self.w_bounds)
@@ -85,7 +87,9 @@ class TrainConfig:
         if not (0.0 <= self.rho < 1.0):
             raise ValueError(f"rho must be in [0, 1), got {self.rho}")
         if self.layers[-1] != 10:
-            raise ValueError(f"the last layer must have 10 units (MNIST classes), got {self.layers[-1]}")
+            raise ValueError(
+                f"the last layer must have 10 units (MNIST classes), got {self.layers[-1]}"
+            )
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -248,7 +252,10 @@ def train(
         start_epoch = int(index["epoch"])
         log(f"resuming {describe(model)} from epoch {start_epoch} in {out_dir}")
     else:
-        log(f"training {describe(model)} on {len(x_train)} images, {config.epochs} epochs -> {out_dir}")
+        log(
+            f"training {describe(model)} on {len(x_train)} images, "
+            f"{config.epochs} epochs -> {out_dir}"
+        )
 
     def save(epoch: int) -> None:
         tensors, info = _capture_state(optimizer, shuffle)
@@ -273,7 +280,9 @@ def train(
         order = torch.randperm(n, generator=shuffle).to(device)
         total_loss, correct, seen = 0.0, 0, 0
         batches = range(0, n, config.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
+        )
         for start in bar:
             idx = order[start : start + config.batch_size]
             xb, yb = x_train[idx], y_train[idx]
@@ -281,7 +290,8 @@ def train(
             loss = loss_fn(scores, yb)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch}, batch {start // config.batch_size};"
+                    f"loss became {loss.item()} at epoch {epoch}, "
+                    f"batch {start // config.batch_size};"
                     f" the last good checkpoint (epoch {epoch - 1}) is kept in {out_dir}"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -313,7 +323,8 @@ def train(
         with open(out_dir / METRICS_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
         log(
-            f"epoch {epoch}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}"
+            f"epoch {epoch}: train loss {record['train_loss']:.4f} "
+            f"acc {record['train_accuracy']:.4f}"
             f" | test acc {record['test_accuracy']:.4f} | {train_seconds:.1f} s"
         )
     return metrics[-1] if metrics else {}

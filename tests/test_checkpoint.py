@@ -32,7 +32,9 @@ def test_resave_replaces_tensor_files(tmp_path):
     model = saved(tmp_path)
     checkpoint.save(tmp_path, model, epoch=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint.json", "weights-e0004.safetensors"]
+        "checkpoint.json",
+        "weights-e0004.safetensors",
+    ]
 
 
 def test_corrupt_weights_detected(tmp_path):

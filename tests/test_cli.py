@@ -21,9 +21,25 @@ def snapshot(directory):
 @pytest.fixture
 def trained(idx_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, _ = run(capsys, "train", "--model", "rbfi", "--layers", "8,10", "--geometry", "*v",
-                     "--epochs", "1", "--batch-size", "10", "--data-dir", str(idx_dir),
-                     "--out", str(out), "--no-progress")
+    code, _, _ = run(
+        capsys,
+        "train",
+        "--model",
+        "rbfi",
+        "--layers",
+        "8,10",
+        "--geometry",
+        "*v",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "10",
+        "--data-dir",
+        str(idx_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert code == 0
     return out
 
@@ -63,8 +79,17 @@ def test_errors_are_one_line_exit_2(capsys, tmp_path, monkeypatch, argv, fragmen
 
 def test_existing_run_is_not_touched(trained, idx_dir, capsys):
     before = snapshot(trained)
-    code, _, err = run(capsys, "train", "--layers", "8,10", "--data-dir", str(idx_dir),
-                       "--out", str(trained), "--no-progress")
+    code, _, err = run(
+        capsys,
+        "train",
+        "--layers",
+        "8,10",
+        "--data-dir",
+        str(idx_dir),
+        "--out",
+        str(trained),
+        "--no-progress",
+    )
     assert code == 2 and "already holds a checkpoint" in err
     assert snapshot(trained) == before
 
@@ -78,14 +103,29 @@ def test_corrupt_checkpoint_is_one_line(trained, capsys):
 
 
 def test_resume_extends_a_run(trained, idx_dir, capsys):
-    code, _, _ = run(capsys, "train", "--layers", "8,10", "--epochs", "2", "--data-dir",
-                     str(idx_dir), "--out", str(trained), "--resume", "--no-progress")
+    code, _, _ = run(
+        capsys,
+        "train",
+        "--layers",
+        "8,10",
+        "--epochs",
+        "2",
+        "--data-dir",
+        str(idx_dir),
+        "--out",
+        str(trained),
+        "--resume",
+        "--no-progress",
+    )
     assert code == 0
     lines = (trained / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
 def test_console_entry_point_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rbfi.cli", "eval", str(tmp_path / "none")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rbfi.cli", "eval", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("rbfi: error:")

@@ -29,8 +29,9 @@ def unit_output_by_hand(x, w, u, is_or, norm="inf"):
 def test_forward_matches_equations(kind, norm):
     layer = RBFI(7, 5, kind, norm=norm, dtype=torch.float64, backend="reference")
     x = torch.rand(4, 7, dtype=torch.float64)
-    expected = unit_output_by_hand(x.tolist(), layer.w.tolist(), layer.u.tolist(),
-                                   layer.is_or.tolist(), norm)
+    expected = unit_output_by_hand(
+        x.tolist(), layer.w.tolist(), layer.u.tolist(), layer.is_or.tolist(), norm
+    )
     torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -55,7 +56,7 @@ def test_pseudo_exp_backward_hand_values():
 def test_pseudo_exp_alpha_family():
     z = torch.tensor([3.0], requires_grad=True)
     PseudoExpNeg.apply(z, 0.2).backward()
-    torch.testing.assert_close(z.grad, torch.tensor([-(4.0 ** -0.2)]))
+    torch.testing.assert_close(z.grad, torch.tensor([-(4.0**-0.2)]))
 
 
 def test_true_exp_backward():
@@ -70,7 +71,9 @@ def test_pseudo_max_backward_hand_values():
     torch.testing.assert_close(m, torch.tensor([3.0, 0.0]))
     m.backward(torch.tensor([2.0, 1.0]))
     e = math.e
-    expected = torch.tensor([[2 / e**2, 2.0, 2 / e], [1.0, 1.0, 1 / e]])  # exp(s_i - max), unnormalised
+    expected = torch.tensor(
+        [[2 / e**2, 2.0, 2 / e], [1.0, 1.0, 1 / e]]
+    )  # exp(s_i - max), unnormalised
     torch.testing.assert_close(s.grad, expected)
 
 
@@ -100,8 +103,9 @@ def test_layer_pseudogradient_chain_rule_closed_form(kind):
 @pytest.mark.parametrize("kind", ["and", "or", "mixed"])
 def test_true_gradient_mode_matches_finite_differences(kind, norm):
     torch.manual_seed(1)
-    layer = RBFI(9, 4, kind, norm=norm, pseudogradient=False, dtype=torch.float64,
-                 backend="reference")
+    layer = RBFI(
+        9, 4, kind, norm=norm, pseudogradient=False, dtype=torch.float64, backend="reference"
+    )
     x = torch.rand(3, 9, dtype=torch.float64, requires_grad=True)
     w = layer.w.detach().clone().requires_grad_()
     u = layer.u.detach().clone().requires_grad_()

@@ -9,8 +9,15 @@ from rbfi.train import RunExists, TrainConfig, TrainingDiverged, train
 
 
 def tiny(idx_dir, **kw):
-    base = dict(arch="rbfi", layers=(8, 10), geometry="*v", epochs=2, batch_size=10,
-                data_dir=str(idx_dir), seed=7)
+    base = dict(
+        arch="rbfi",
+        layers=(8, 10),
+        geometry="*v",
+        epochs=2,
+        batch_size=10,
+        data_dir=str(idx_dir),
+        seed=7,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -22,10 +29,25 @@ def weights(path):
 @pytest.mark.parametrize("arch", ["rbfi", "relu"])
 def test_resume_gives_identical_weights(idx_dir, tmp_path, arch):
     kw = {} if arch == "rbfi" else dict(geometry=None)
-    train(tiny(idx_dir, arch=arch, epochs=3, **kw), tmp_path / "full", progress=False, log=lambda m: None)
-    train(tiny(idx_dir, arch=arch, epochs=1, **kw), tmp_path / "cut", progress=False, log=lambda m: None)
-    train(tiny(idx_dir, arch=arch, epochs=3, **kw), tmp_path / "cut", resume=True, progress=False,
-          log=lambda m: None)
+    train(
+        tiny(idx_dir, arch=arch, epochs=3, **kw),
+        tmp_path / "full",
+        progress=False,
+        log=lambda m: None,
+    )
+    train(
+        tiny(idx_dir, arch=arch, epochs=1, **kw),
+        tmp_path / "cut",
+        progress=False,
+        log=lambda m: None,
+    )
+    train(
+        tiny(idx_dir, arch=arch, epochs=3, **kw),
+        tmp_path / "cut",
+        resume=True,
+        progress=False,
+        log=lambda m: None,
+    )
     a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
     assert a.keys() == b.keys()
     for key in a:
@@ -36,7 +58,9 @@ def test_resume_gives_identical_weights(idx_dir, tmp_path, arch):
 
 def test_same_seed_same_run_other_seed_differs(idx_dir, tmp_path):
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        train(tiny(idx_dir, seed=seed, epochs=1), tmp_path / name, progress=False, log=lambda m: None)
+        train(
+            tiny(idx_dir, seed=seed, epochs=1), tmp_path / name, progress=False, log=lambda m: None
+        )
     a, b, c = (weights(tmp_path / n) for n in "abc")
     assert torch.equal(a["body.0.w"], b["body.0.w"])
     assert not torch.equal(a["body.0.w"], c["body.0.w"])
@@ -61,6 +85,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(idx_dir, tmp_path, monkey
             calls["n"] += 1
             value = real(scores, labels, reduction)
             return value * float("nan") if calls["n"] > 4 else value  # epoch 1 = 3 batches + eval
+
         return loss
 
     monkeypatch.setattr(train_module, "get_loss", poisoned)
@@ -72,7 +97,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(idx_dir, tmp_path, monkey
 
 
 def test_bounds_hold_after_training(idx_dir, tmp_path):
-    train(tiny(idx_dir, lr=50.0, u_bounds=(0.05, 0.8)), tmp_path, progress=False, log=lambda m: None)
+    train(
+        tiny(idx_dir, lr=50.0, u_bounds=(0.05, 0.8)), tmp_path, progress=False, log=lambda m: None
+    )
     model = rbfi.load(tmp_path)
     for layer in model.body:
         assert layer.u.min() >= 0.05 - 1e-7 and layer.u.max() <= 0.8 + 1e-7
@@ -81,8 +108,13 @@ def test_bounds_hold_after_training(idx_dir, tmp_path):
 
 @pytest.mark.parametrize(
     "kw, match",
-    [(dict(epochs=0), "epochs"), (dict(lr=-1.0), "lr"), (dict(arch="cnn"), "unknown model"),
-     (dict(layers=(8, 9)), "10 units"), (dict(loss="hinge"), "unknown loss")],
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(lr=-1.0), "lr"),
+        (dict(arch="cnn"), "unknown model"),
+        (dict(layers=(8, 9)), "10 units"),
+        (dict(loss="hinge"), "unknown loss"),
+    ],
 )
 def test_bad_config(idx_dir, kw, match):
     with pytest.raises(ValueError, match=match):
