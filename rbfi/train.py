@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -281,7 +282,11 @@ def train(
         total_loss, correct, seen = 0.0, 0, 0
         batches = range(0, n, config.batch_size)
         bar = tqdm(
-            batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
+            batches,
+            desc=f"epoch {epoch}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            mininterval=0.2 if sys.stderr.isatty() else 15.0,  # don't flood log files
         )
         for start in bar:
             idx = order[start : start + config.batch_size]
