@@ -1,0 +1,129 @@
+"""Pure-PyTorch tiled backend: any device, any floating dtype, never the full (B, M, N) tensor.
+
+Forward and backward walk (batch, unit) tiles of at most ``tile_elements`` scaled distances, so
+peak extra memory is a few tiles whatever B, M and N are. It computes exactly what the reference
+computes (no skipping, same float operations per element), only in pieces. It is the fallback for
+float64, for CUDA without Triton, and for CPUs where the C kernel cannot be built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+TILE_ELEMENTS = 1 << 20  # about 4 MB per float32 temporary
+
+
+def tiles(B: int, M: int, N: int, tile_elements: int = TILE_ELEMENTS) -> Iterator[tuple[int, ...]]:
+    """(j0, j1, b0, b1) blocks with (b1 - b0) (j1 - j0) N <= max(tile_elements, N)."""
+    mc = max(1, min(M, tile_elements // max(N, 1)))
+    bc = max(1, min(B, tile_elements // (mc * max(N, 1))))
+    for j0 in range(0, M, mc):
+        for b0 in range(0, B, bc):
+            yield j0, min(M, j0 + mc), b0, min(B, b0 + bc)
+
+
+def chunked_forward(
+    x: Tensor, w: Tensor, u: Tensor, want_idx: bool, tile_elements: int = TILE_ELEMENTS
+) -> tuple[Tensor, Tensor | None]:
+    """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 and (optionally) the arg-max (int64)."""
+    (B, N), M = x.shape, w.shape[0]
+    z = x.new_empty(B, M)
+    idx = torch.empty(B, M, dtype=torch.int64, device=x.device) if want_idx else None
+    for j0, j1, b0, b1 in tiles(B, M, N, tile_elements):
+        s = (u[j0:j1] * (x[b0:b1].unsqueeze(1) - w[j0:j1])).square()
+        if want_idx:
+            vals, ind = s.max(dim=-1)
+            z[b0:b1, j0:j1] = vals
+            idx[b0:b1, j0:j1] = ind
+        else:
+            z[b0:b1, j0:j1] = s.amax(dim=-1)
+    return z, idx
+
+
+def chunked_backward_pseudo(
+    x: Tensor,
+    w: Tensor,
+    u: Tensor,
+    z: Tensor,
+    g: Tensor,
+    beta: float,
+    need_x: bool,
+    need_params: bool,
+    tile_elements: int = TILE_ELEMENTS,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Eq. (11): ds = g exp(beta (s - z)) for every i, then with t = u (x - w), q = 2 ds t:
+    dx = sum_j q u, dw = -u sum_b q, du = sum_b q (x - w). Dense (nothing skipped)."""
+    (B, N), M = x.shape, w.shape[0]
+    dx = torch.zeros_like(x) if need_x else None
+    q_sum = torch.zeros_like(w) if need_params else None
+    du = torch.zeros_like(u) if need_params else None
+    g2 = 2.0 * g.to(x.dtype)
+    for j0, j1, b0, b1 in tiles(B, M, N, tile_elements):
+        wt, ut = w[j0:j1], u[j0:j1]
+        d = x[b0:b1].unsqueeze(1) - wt  # (b, m, N)
+        t = ut * d
+        q = torch.exp(beta * (t.square() - z[b0:b1, j0:j1].unsqueeze(-1)))
+        q.mul_(t).mul_(g2[b0:b1, j0:j1].unsqueeze(-1))
+        if need_x:
+            dx[b0:b1] += torch.einsum("bjn,jn->bn", q, ut)
+        if need_params:
+            q_sum[j0:j1] += q.sum(dim=0)
+            du[j0:j1] += torch.einsum("bjn,bjn->jn", q, d)
+    dw = -u * q_sum if need_params else None
+    return dx, dw, du
+
+
+def argmax_backward(
+    x: Tensor, w: Tensor, u: Tensor, idx: Tensor, g: Tensor, need_x: bool, need_params: bool
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Eq. (10): ds = g at i* = idx[b, j] only. With d = x[b, i*] - w[j, i*], q = 2 g u d:
+    dx[b, i*] += q u, dw[j, i*] -= q u, du[j, i*] += q d. O(B M) work, any device."""
+    (B, N), M = x.shape, w.shape[0]
+    idx = idx.long()
+    units = torch.arange(M, device=x.device).expand(B, M)
+    u_sel, w_sel = u[units, idx], w[units, idx]
+    d = x.gather(1, idx) - w_sel
+    q = 2.0 * g.to(x.dtype) * u_sel * d
+    dx = dw = du = None
+    if need_x:
+        dx = torch.zeros_like(x).scatter_add_(1, idx, q * u_sel)
+    if need_params:
+        flat = (units * N + idx).reshape(-1)
+        dw = torch.zeros(M * N, dtype=w.dtype, device=w.device)
+        dw.index_add_(0, flat, (-q * u_sel).reshape(-1))
+        du = torch.zeros(M * N, dtype=u.dtype, device=u.device)
+        du.index_add_(0, flat, (q * d).reshape(-1))
+        dw, du = dw.view(M, N), du.view(M, N)
+    return dx, dw, du
+
+
+class ChunkedScaledSqdistMax(torch.autograd.Function):
+    """z = max_i (u (x - w))^2 computed tile by tile in PyTorch; backward eq. (11) or (10)."""
+
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, w: Tensor, u: Tensor, pseudogradient: bool, beta: float, tile_elements: int
+    ) -> Tensor:
+        want_idx = not pseudogradient and any(ctx.needs_input_grad[:3])
+        z, idx = chunked_forward(x, w, u, want_idx, tile_elements)
+        ctx.save_for_backward(x, w, u, z, idx)
+        ctx.pseudogradient, ctx.beta, ctx.tile_elements = pseudogradient, beta, tile_elements
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        x, w, u, z, idx = ctx.saved_tensors
+        need_x, need_w, need_u = ctx.needs_input_grad[:3]
+        need_p = need_w or need_u
+        if ctx.pseudogradient:
+            dx, dw, du = chunked_backward_pseudo(
+                x, w, u, z, g, ctx.beta, need_x, need_p, ctx.tile_elements
+            )
+        else:
+            dx, dw, du = argmax_backward(x, w, u, idx, g, need_x, need_p)
+        return dx, dw if need_w else None, du if need_u else None, None, None, None

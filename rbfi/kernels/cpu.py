@@ -1,0 +1,163 @@
+"""The fused CPU backend: ctypes calls into ``rbfi_cpu.c`` on contiguous float32 tensors.
+
+Forward saves z (B, M) and, in true-gradient mode, the arg-max (B, M) int32; backward recomputes
+s = (u (x - w))^2 tile by tile, so nothing of size B x M x N is ever held.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from rbfi.kernels._build import load_library
+
+# Pseudogradient terms with beta (s - z) < -SKIP_THRESHOLD are dropped: their weight is below
+# exp(-40) = 4.2e-18, i.e. < 2^-24 (float32 resolution) times 1e-10 of the arg-max term's
+# weight 1. See docs/kernels.md for the bound.
+SKIP_THRESHOLD = 40.0
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _lib() -> ctypes.CDLL:
+    lib = load_library().lib
+    if lib is None:
+        raise RuntimeError("the rbfi CPU kernel is not available (see rbfi.kernels.kernel_info())")
+    return lib
+
+
+def _check(x: Tensor, w: Tensor, u: Tensor) -> None:
+    for name, t in (("x", x), ("w", w), ("u", u)):
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError(
+                f"cpu backend needs contiguous float32 CPU tensors; {name} is "
+                f"{t.dtype} on {t.device}, contiguous={t.is_contiguous()}"
+            )
+
+
+def cpu_forward(x: Tensor, w: Tensor, u: Tensor, want_idx: bool) -> tuple[Tensor, Tensor | None]:
+    """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 and (optionally) the first arg-max."""
+    _check(x, w, u)
+    (B, N), M = x.shape, w.shape[0]
+    z = torch.empty(B, M, dtype=torch.float32)
+    idx = torch.empty(B, M, dtype=torch.int32) if want_idx else None
+    rc = _lib().rbfi_forward(
+        _ptr(x), _ptr(w), _ptr(u), B, M, N, _ptr(z), _ptr(idx), torch.get_num_threads()
+    )
+    if rc != 0:
+        raise RuntimeError(f"rbfi_forward failed (code {rc})")
+    return z, idx
+
+
+def cpu_backward_pseudo(
+    x: Tensor,
+    w: Tensor,
+    u: Tensor,
+    z: Tensor,
+    g: Tensor,
+    beta: float,
+    need_x: bool,
+    need_params: bool,
+    skip_threshold: float = SKIP_THRESHOLD,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, int]:
+    """Eq. (11) backward: ds = g exp(beta (s - z)); returns (dx, dw, du, number of skipped terms).
+
+    dx = sum_j ds 2 u^2 (x - w); dw = -sum_b ds 2 u^2 (x - w); du = sum_b ds 2 u (x - w)^2.
+    Terms with beta (s - z) < -skip_threshold are dropped (``float("inf")`` keeps all).
+    """
+    _check(x, w, u)
+    (B, N), M = x.shape, w.shape[0]
+    z, g = z.contiguous(), g.to(torch.float32).contiguous()
+    dx = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    skipped = ctypes.c_int64(0)
+    rc = _lib().rbfi_backward_pseudo(
+        _ptr(x),
+        _ptr(w),
+        _ptr(u),
+        _ptr(z),
+        _ptr(g),
+        B,
+        M,
+        N,
+        float(beta),
+        float(skip_threshold),
+        _ptr(dx),
+        _ptr(dw),
+        _ptr(du),
+        torch.get_num_threads(),
+        ctypes.byref(skipped),
+    )
+    if rc != 0:
+        raise RuntimeError(f"rbfi_backward_pseudo failed (code {rc})")
+    return dx, dw, du, skipped.value
+
+
+def cpu_backward_argmax(
+    x: Tensor, w: Tensor, u: Tensor, idx: Tensor, g: Tensor, need_x: bool, need_params: bool
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Eq. (10) backward: ds = g at the arg-max only; O(B M) work."""
+    _check(x, w, u)
+    (B, N), M = x.shape, w.shape[0]
+    idx, g = idx.to(torch.int32).contiguous(), g.to(torch.float32).contiguous()
+    dx = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    rc = _lib().rbfi_backward_argmax(
+        _ptr(x),
+        _ptr(w),
+        _ptr(u),
+        _ptr(idx),
+        _ptr(g),
+        B,
+        M,
+        N,
+        _ptr(dx),
+        _ptr(dw),
+        _ptr(du),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise RuntimeError(f"rbfi_backward_argmax failed (code {rc})")
+    return dx, dw, du
+
+
+class CpuScaledSqdistMax(torch.autograd.Function):
+    """z = max_i (u (x - w))^2 on the fused CPU kernel; backward eq. (11) or eq. (10)."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        w: Tensor,
+        u: Tensor,
+        pseudogradient: bool,
+        beta: float,
+        skip_threshold: float,
+    ) -> Tensor:
+        x, w, u = x.contiguous(), w.contiguous(), u.contiguous()
+        want_idx = not pseudogradient and any(ctx.needs_input_grad[:3])
+        z, idx = cpu_forward(x, w, u, want_idx)
+        ctx.save_for_backward(x, w, u, z, idx)
+        ctx.pseudogradient, ctx.beta, ctx.skip_threshold = pseudogradient, beta, skip_threshold
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        x, w, u, z, idx = ctx.saved_tensors
+        need_x, need_w, need_u = ctx.needs_input_grad[:3]
+        need_p = need_w or need_u
+        if ctx.pseudogradient:
+            dx, dw, du, _ = cpu_backward_pseudo(
+                x, w, u, z, g, ctx.beta, need_x, need_p, ctx.skip_threshold
+            )
+        else:
+            dx, dw, du = cpu_backward_argmax(x, w, u, idx, g, need_x, need_p)
+        return dx, dw if need_w else None, du if need_u else None, None, None, None
