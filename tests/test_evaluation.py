@@ -1,0 +1,237 @@
+"""The robustness evaluation: suites, per-example outcomes, worst case, masking checks,
+reports, and the ``rbfi attack`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from rbfi import build_model, checkpoint
+from rbfi.attacks.external import package_available
+from rbfi.attacks.suites import SuiteOptions, build_suite
+from rbfi.experiments.robustness import (
+    EvalConfig,
+    add_attack_arguments,
+    evaluate_robustness,
+    to_markdown,
+    worst_case,
+    write_results,
+)
+from tests.conftest import needs_mnist
+from tests.test_attacks import _one_thread, tiny_rbfi, tiny_relu, trained_relu  # noqa: F401
+
+TINY = SuiteOptions(
+    ifgsm_steps=3,
+    paper_pgd_steps=4,
+    paper_pgd_restarts=2,
+    pgd_steps=4,
+    pgd_restarts=2,
+    square_queries=10,
+    autoattack="apgd",
+    transfer_steps=3,
+)
+
+
+def own_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Labels = the model's predictions: every example is correct without attack."""
+    with torch.no_grad():
+        return model(x).argmax(dim=1)
+
+
+def test_paper_suite_outcomes_and_worst_case():
+    model = tiny_rbfi(784)
+    x = torch.rand(30, 784)
+    y = own_labels(model, x)
+    y[:3] = (y[:3] + 1) % 10  # three examples wrong without attack
+    config = EvalConfig(
+        suite="paper", eps=(0.3, 0.0, 0.1), batch_size=16, check_subset=5, options=TINY
+    )
+    results = evaluate_robustness(model, x, y, config, progress=False, log=lambda m: None)
+    json.dumps(results)  # serialisable as is
+    assert results["eps"] == [0.0, 0.1, 0.3]
+    names = [a["name"] for a in results["attacks"]]
+    assert names == ["fgsm", "ifgsm", "noise", "pgd-paper", "pgd-paper-legacy"]
+    assert results["clean_accuracy"] == pytest.approx(27 / 30)
+    robust = torch.ones(30, dtype=torch.bool)
+    for key in ("0", "0.1", "0.3"):
+        same_eps = torch.ones(30, dtype=torch.bool)
+        for name in names:
+            outcome = results["results"][name][key]
+            bits = torch.tensor([c == "1" for c in outcome["correct"]])
+            assert len(outcome["correct"]) == 30 and not bits[:3].any()
+            assert outcome["accuracy"] == pytest.approx(bits.float().mean().item())
+            if key == "0":
+                assert outcome["accuracy"] == results["clean_accuracy"]
+            same_eps &= bits
+        robust &= same_eps
+        worst = results["worst_case"][key]
+        assert worst["correct"] == "".join("1" if b else "0" for b in robust.tolist())
+        assert worst["accuracy"] <= min(results["results"][n][key]["accuracy"] for n in names)
+    accs = [results["worst_case"][k]["accuracy"] for k in ("0", "0.1", "0.3")]
+    assert accs == sorted(accs, reverse=True)
+    assert results["checks"]["step_doubling"]["attack"] == "pgd-paper"
+    assert results["results"]["pgd-paper"]["0.1"]["attacked"] == 27
+    assert results["settings"]["options"]["paper_pgd_steps"] == 4
+    assert results["versions"]["torch"] == torch.__version__
+
+
+def test_strong_suite_contents_depend_on_the_model():
+    rbfi_specs, skipped = build_suite("strong", tiny_rbfi(784), TINY, transfer_source=tiny_relu())
+    names = {s.name for s in rbfi_specs}
+    assert {"pgd-paper-bpda", "pgd-bpda-margin", "fgsm-bpda-ce", "transfer", "pgd-margin"} <= names
+    if package_available():
+        assert {"square", "autoattack", "autoattack-bpda"} <= names
+    relu_specs, skipped = build_suite("strong", tiny_relu(784), TINY)
+    names = {s.name for s in relu_specs}
+    assert not any("bpda" in n for n in names) and "fgsm-ce" not in names
+    assert "transfer" not in names
+    reasons = " ".join(s["reason"] for s in skipped)
+    assert "no RBFI layers" in reasons and "--transfer-source" in reasons
+    with pytest.raises(ValueError):
+        build_suite("weak", tiny_relu(784))
+
+
+def test_strong_suite_runs_end_to_end_on_a_tiny_rbfi_net(tmp_path):
+    model, source = tiny_rbfi(784), tiny_relu(784)
+    x = torch.rand(12, 784)
+    y = own_labels(model, x)
+    config = EvalConfig(suite="strong", eps=(0.0, 0.2), check_subset=4, options=TINY)
+    results = evaluate_robustness(
+        model, x, y, config, transfer_source=source, progress=False, log=lambda m: None
+    )
+    assert "transfer" in results["results"] and "pgd-bpda-ce" in results["results"]
+    for per_eps in results["results"].values():
+        assert set(per_eps) == {"0", "0.2"}
+    assert "zero_gradient_fraction" in results["checks"]
+    assert results["cost_estimate"]["example_passes"]["backward_pseudo"] > 0
+    paths = write_results(results, tmp_path / "out")
+    assert [p.name for p in paths] == ["robustness.png", "robustness.md", "robustness.json"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_only_the_chosen_attacks_run_and_unknown_names_are_refused():
+    model = tiny_rbfi(784)
+    x = torch.rand(6, 784)
+    y = own_labels(model, x)
+    config = EvalConfig(suite="paper", eps=(0.1,), attacks=("fgsm", "noise"), options=TINY)
+    results = evaluate_robustness(model, x, y, config, progress=False, log=lambda m: None)
+    assert list(results["results"]) == ["fgsm", "noise"]
+    config = EvalConfig(suite="paper", eps=(0.1,), attacks=("fgsm", "deepfool"))
+    with pytest.raises(ValueError, match="deepfool"):
+        evaluate_robustness(model, x, y, config, progress=False, log=lambda m: None)
+    for bad in ({"eps": (1.5,)}, {"suite": "weak"}, {"batch_size": 0}):
+        with pytest.raises(ValueError):
+            EvalConfig(**bad)
+
+
+def test_worst_case_counts_examples_broken_at_a_smaller_eps():
+    clean = torch.tensor([True, True, True, False])
+    outcomes = {
+        "a": {"0.1": {"correct": "0110"}, "0.2": {"correct": "1110"}},  # 0 broken at 0.1 only
+        "b": {"0.1": {"correct": "1110"}, "0.2": {"correct": "1010"}},
+    }
+    worst = worst_case(outcomes, clean, (0.1, 0.2))
+    assert worst["0.1"]["correct"] == "0110"
+    assert worst["0.2"]["correct"] == "0010"
+    assert worst["0.2"]["accuracy"] == 0.25 and worst["0.2"]["accuracy_same_eps"] == 0.5
+
+
+class Quantized(nn.Module):
+    """Rounds its input to 4 grey levels first: the input gradient is zero everywhere (the
+    textbook case of gradient masking)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.round(x * 3) / 3)
+
+
+@needs_mnist
+def test_masking_checks_flag_a_gradient_masking_model():
+    relu, x, y = trained_relu()
+    x, y = x[:100], y[:100]
+    masked = Quantized(relu)
+    config = EvalConfig(
+        suite="paper", eps=(0.0, 0.3, 0.5), attacks=("fgsm", "ifgsm", "noise"), options=TINY
+    )
+    results = evaluate_robustness(
+        masked, x, y, config, transfer_source=relu, progress=False, log=lambda m: None
+    )
+    warnings = "\n".join(results["warnings"])
+    assert "fgsm: 100.0% of the attacked examples have an exactly zero input gradient" in warnings
+    assert "black-box noise beats the gradient attacks together" in warnings
+    assert "constant 0.5 image" in warnings  # the worst case is provably too optimistic
+    assert results["checks"]["relu_reference"]["transfer_source"]["pgd_ce_20_steps_accuracy"] < 0.02
+    markdown = to_markdown(results)
+    assert "| **worst case** |" in markdown and "**warning**" in markdown
+
+
+@needs_mnist
+def test_masking_checks_pass_on_a_relu_net():
+    relu, x, y = trained_relu()
+    x, y = x[:100], y[:100]
+    options = SuiteOptions(paper_pgd_steps=30, paper_pgd_restarts=1)
+    config = EvalConfig(suite="paper", eps=(0.0, 0.3, 0.5), check_subset=30, options=options)
+    results = evaluate_robustness(relu, x, y, config, progress=False, log=lambda m: None)
+    assert results["warnings"] == []
+    assert results["worst_case"]["0.5"]["accuracy"] == 0.0
+    assert results["checks"]["relu_reference"]["evaluated_model"]["worst_case_accuracy"] == 0.0
+    doubling = results["checks"]["step_doubling"]["accuracy_on_subset"]
+    assert set(doubling) == {"0.3", "0.5"}
+
+
+def test_results_are_never_overwritten_silently(tmp_path):
+    model = tiny_relu(784)
+    x = torch.rand(5, 784)
+    config = EvalConfig(suite="paper", eps=(0.0, 0.1), attacks=("fgsm",), options=TINY)
+    results = evaluate_robustness(
+        model, x, own_labels(model, x), config, progress=False, log=lambda m: None
+    )
+    out = tmp_path / "res"
+    write_results(results, out)
+    before = (out / "robustness.json").read_bytes()
+    with pytest.raises(ValueError, match="--overwrite"):
+        write_results(results, out)
+    assert (out / "robustness.json").read_bytes() == before
+    write_results(results, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "robustness.json",
+        "robustness.md",
+        "robustness.png",
+    ]  # no temp files left behind
+
+
+@needs_mnist
+def test_attack_command(tmp_path, capsys):
+    import rbfi.cli
+
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    checkpoint.save(run, build_model("relu", "16,10"), epoch=1)
+    parser = argparse.ArgumentParser()
+    add_attack_arguments(parser)
+    out = tmp_path / "results"
+    argv = [str(run), "--suite", "paper", "--eps", "0,0.2", "--limit", "20", "--out", str(out)]
+    argv += ["--paper-pgd-steps", "3", "--paper-pgd-restarts", "1", "--ifgsm-steps", "2"]
+    argv += ["--no-progress", "--check-subset", "0"]
+    from rbfi.experiments.robustness import run_attack_command
+
+    assert run_attack_command(parser.parse_args(argv)) == 0
+    printed = capsys.readouterr().out
+    assert "| **worst case** |" in printed and "eps 0.2" in printed
+    saved = json.loads((out / "robustness.json").read_text())
+    assert saved["n_examples"] == 20 and saved["model"]["checkpoint"] == str(run)
+    with pytest.raises(ValueError, match="already holds results"):
+        run_attack_command(parser.parse_args(argv))
+    with pytest.raises(ValueError, match="unknown attack"):
+        run_attack_command(parser.parse_args(argv + ["--overwrite", "--attacks", "nope"]))
+    assert run_attack_command(parser.parse_args(argv + ["--estimate-only"])) == 0
+    if hasattr(rbfi.cli, "_add_attack_parser"):  # wired into `rbfi attack` by the CLI
+        assert rbfi.cli.main(["attack", str(run), "--eps", "2"]) == 2
+        assert rbfi.cli.main(["attack", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
