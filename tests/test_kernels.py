@@ -6,6 +6,7 @@ tensor's scale; per-element ratios are meaningless where a gradient sum cancels 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -20,6 +21,7 @@ import torch
 
 import rbfi.kernels as K
 from rbfi.kernels import _build, chunked, cpu
+from rbfi.kernels.fused import FusedScaledSqdistMax
 from rbfi.nn import RBFI
 from rbfi.nn.functional import scaled_sqdist_max_reference
 
@@ -154,15 +156,15 @@ def test_paper_layer_size_threads_and_reproducibility():
 @pytest.mark.parametrize("pseudo", [True, False])
 def test_needs_input_grad_is_honoured(monkeypatch, pseudo):
     seen = []
-    name = "cpu_backward_pseudo" if pseudo else "cpu_backward_argmax"
-    original = getattr(cpu, name)
+    field = "backward_pseudo" if pseudo else "backward_argmax"
+    original = getattr(K.CPU_OPS, field)
 
     def spy(*args, **kwargs):
         out = original(*args, **kwargs)
         seen.append(tuple(t is not None for t in out[:3]))
         return out
 
-    monkeypatch.setattr(cpu, name, spy)
+    monkeypatch.setattr(K, "CPU_OPS", dataclasses.replace(K.CPU_OPS, **{field: spy}))
     x, w, u = make_inputs(5, 4, 19)
     for req in GRAD_COMBOS:
         seen.clear()
@@ -217,7 +219,7 @@ def test_chunked_float64_matches_reference_and_gradcheck():
         compare("chunked", x, w, u, pseudo, (True, True, True), tol=1e-12)
     # true gradients are the real derivative away from ties: gradcheck the chunked op
     xs, ws, us = (t[:3, :7].clone().requires_grad_() for t in (x, w, u))
-    fn = lambda a, b, c: chunked.ChunkedScaledSqdistMax.apply(a, b, c, False, 1.0, 10)
+    fn = lambda a, b, c: FusedScaledSqdistMax.apply(a, b, c, False, 1.0, chunked.chunked_ops(10))
     assert torch.autograd.gradcheck(fn, (xs, ws, us), eps=1e-6, atol=1e-7)
 
 
@@ -226,7 +228,9 @@ def test_chunked_tiles_cover_everything():
     assert K.auto_backend(x.double(), w.double(), u.double()) == "chunked"
     g = torch.randn(9, 7)
     for pseudo in (True, False):
-        fn = lambda a, b, c, p=pseudo: chunked.ChunkedScaledSqdistMax.apply(a, b, c, p, 1.0, 30)
+        fn = lambda a, b, c, p=pseudo: FusedScaledSqdistMax.apply(
+            a, b, c, p, 1.0, chunked.chunked_ops(30)
+        )
         z, grads = run(fn, x, w, u, (True, True, True), g)
         zr, grads_r = run(
             lambda a, b, c, p=pseudo: scaled_sqdist_max_reference(a, b, c, p),

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from rbfi.argtypes import positive_float, positive_int
 from rbfi.attacks.base import ROUNDING
 from rbfi.attacks.external import AutoAttack
 from rbfi.attacks.pgd import PGD
@@ -792,28 +793,8 @@ def write_results(results: dict, out_dir: str | os.PathLike, overwrite: bool = F
 # --- command line ---------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive_int(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def _eps_list(text: str) -> tuple[float, ...]:
@@ -838,9 +819,9 @@ def add_attack_arguments(parser: argparse.ArgumentParser) -> None:
         "--eps", type=_eps_list, default=DEFAULT_EPS, help="comma-separated, default 0,0.1,...,0.5"
     )
     p.add_argument(
-        "--limit", type=_positive_int, default=1000, help="first N test images (default 1000)"
+        "--limit", type=positive_int, default=1000, help="first N test images (default 1000)"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=250)
+    p.add_argument("--batch-size", type=positive_int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out", default=None, help="results directory (default results/attack-NAME-SUITE)"
@@ -852,20 +833,20 @@ def add_attack_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=None, help="directory of MNIST IDX files")
     p.add_argument("--attacks", default=None, help="comma-separated subset of the suite's attacks")
-    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--estimate-only", action="store_true", help="print the cost estimate, exit")
     g = p.add_argument_group("attack budget")
-    g.add_argument("--ifgsm-steps", type=_positive_int, default=defaults.ifgsm_steps)
-    g.add_argument("--paper-pgd-steps", type=_positive_int, default=defaults.paper_pgd_steps)
-    g.add_argument("--paper-pgd-restarts", type=_positive_int, default=defaults.paper_pgd_restarts)
-    g.add_argument("--adadelta-lr", type=_positive_float, default=defaults.adadelta_lr)
-    g.add_argument("--pgd-steps", type=_positive_int, default=defaults.pgd_steps)
-    g.add_argument("--pgd-restarts", type=_positive_int, default=defaults.pgd_restarts)
-    g.add_argument("--pgd-alpha", type=_positive_float, default=None, help="default 2.5 eps/steps")
-    g.add_argument("--square-queries", type=_positive_int, default=defaults.square_queries)
+    g.add_argument("--ifgsm-steps", type=positive_int, default=defaults.ifgsm_steps)
+    g.add_argument("--paper-pgd-steps", type=positive_int, default=defaults.paper_pgd_steps)
+    g.add_argument("--paper-pgd-restarts", type=positive_int, default=defaults.paper_pgd_restarts)
+    g.add_argument("--adadelta-lr", type=positive_float, default=defaults.adadelta_lr)
+    g.add_argument("--pgd-steps", type=positive_int, default=defaults.pgd_steps)
+    g.add_argument("--pgd-restarts", type=positive_int, default=defaults.pgd_restarts)
+    g.add_argument("--pgd-alpha", type=positive_float, default=None, help="default 2.5 eps/steps")
+    g.add_argument("--square-queries", type=positive_int, default=defaults.square_queries)
     g.add_argument("--autoattack", choices=AUTOATTACK_CHOICES, default=defaults.autoattack)
-    g.add_argument("--transfer-steps", type=_positive_int, default=defaults.transfer_steps)
+    g.add_argument("--transfer-steps", type=positive_int, default=defaults.transfer_steps)
     g.add_argument(
         "--check-subset",
         type=_non_negative_int,

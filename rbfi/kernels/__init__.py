@@ -23,9 +23,12 @@ import torch
 from torch import Tensor
 
 from rbfi.kernels._build import load_library
-from rbfi.kernels.chunked import TILE_ELEMENTS, ChunkedScaledSqdistMax
-from rbfi.kernels.cpu import SKIP_THRESHOLD, CpuScaledSqdistMax
+from rbfi.kernels.chunked import TILE_ELEMENTS, chunked_ops
+from rbfi.kernels.cpu import CPU_OPS, SKIP_THRESHOLD
+from rbfi.kernels.fused import FusedScaledSqdistMax
 from rbfi.nn.functional import PSEUDO_MAX_BETA, scaled_sqdist_max_reference
+
+_CHUNKED_OPS = chunked_ops()
 
 BACKENDS = ("auto", "reference", "cpu", "chunked", "torch", "triton")
 
@@ -135,10 +138,10 @@ def scaled_sqdist_max(
         if not cpu_kernel_available():  # warned once by the build; fall back
             backend = "chunked"
         else:
-            return CpuScaledSqdistMax.apply(x, w, u, pseudogradient, beta, SKIP_THRESHOLD)
+            return FusedScaledSqdistMax.apply(x, w, u, pseudogradient, beta, CPU_OPS)
     if backend == "triton":
         triton_mod, err = _triton_import()
         if triton_mod is None:
             raise RuntimeError(f"backend='triton' needs triton: {err}")
-        return triton_mod.TritonScaledSqdistMax.apply(x, w, u, pseudogradient, beta)
-    return ChunkedScaledSqdistMax.apply(x, w, u, pseudogradient, beta, TILE_ELEMENTS)
+        return FusedScaledSqdistMax.apply(x, w, u, pseudogradient, beta, triton_mod.TRITON_OPS)
+    return FusedScaledSqdistMax.apply(x, w, u, pseudogradient, beta, _CHUNKED_OPS)

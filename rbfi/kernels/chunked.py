@@ -9,10 +9,12 @@ float64, for CUDA without Triton, and for CPUs where the C kernel cannot be buil
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+
+from rbfi.kernels.fused import FusedOps
 
 TILE_ELEMENTS = 1 << 20  # about 4 MB per float32 temporary
 
@@ -101,29 +103,11 @@ def argmax_backward(
     return dx, dw, du
 
 
-class ChunkedScaledSqdistMax(torch.autograd.Function):
-    """z = max_i (u (x - w))^2 computed tile by tile in PyTorch; backward eq. (11) or (10)."""
-
-    @staticmethod
-    def forward(
-        ctx, x: Tensor, w: Tensor, u: Tensor, pseudogradient: bool, beta: float, tile_elements: int
-    ) -> Tensor:
-        want_idx = not pseudogradient and any(ctx.needs_input_grad[:3])
-        z, idx = chunked_forward(x, w, u, want_idx, tile_elements)
-        ctx.save_for_backward(x, w, u, z, idx)
-        ctx.pseudogradient, ctx.beta, ctx.tile_elements = pseudogradient, beta, tile_elements
-        return z
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g: Tensor):
-        x, w, u, z, idx = ctx.saved_tensors
-        need_x, need_w, need_u = ctx.needs_input_grad[:3]
-        need_p = need_w or need_u
-        if ctx.pseudogradient:
-            dx, dw, du = chunked_backward_pseudo(
-                x, w, u, z, g, ctx.beta, need_x, need_p, ctx.tile_elements
-            )
-        else:
-            dx, dw, du = argmax_backward(x, w, u, idx, g, need_x, need_p)
-        return dx, dw if need_w else None, du if need_u else None, None, None, None
+def chunked_ops(tile_elements: int = TILE_ELEMENTS) -> FusedOps:
+    """The chunked backend's pieces, walking tiles of at most ``tile_elements``."""
+    return FusedOps(
+        partial(chunked_forward, tile_elements=tile_elements),
+        partial(chunked_backward_pseudo, tile_elements=tile_elements),
+        argmax_backward,
+        contiguous=False,
+    )

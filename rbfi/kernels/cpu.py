@@ -10,9 +10,9 @@ import ctypes
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rbfi.kernels._build import load_library
+from rbfi.kernels.fused import FusedOps
 
 # Pseudogradient terms with beta (s - z) < -SKIP_THRESHOLD are dropped: their weight is below
 # exp(-40) = 4.2e-18, i.e. < 2^-24 (float32 resolution) times 1e-10 of the arg-max term's
@@ -128,36 +128,8 @@ def cpu_backward_argmax(
     return dx, dw, du
 
 
-class CpuScaledSqdistMax(torch.autograd.Function):
-    """z = max_i (u (x - w))^2 on the fused CPU kernel; backward eq. (11) or eq. (10)."""
+def _cpu_backward_pseudo_skipping(x, w, u, z, g, beta, need_x, need_params):
+    return cpu_backward_pseudo(x, w, u, z, g, beta, need_x, need_params, SKIP_THRESHOLD)[:3]
 
-    @staticmethod
-    def forward(
-        ctx,
-        x: Tensor,
-        w: Tensor,
-        u: Tensor,
-        pseudogradient: bool,
-        beta: float,
-        skip_threshold: float,
-    ) -> Tensor:
-        x, w, u = x.contiguous(), w.contiguous(), u.contiguous()
-        want_idx = not pseudogradient and any(ctx.needs_input_grad[:3])
-        z, idx = cpu_forward(x, w, u, want_idx)
-        ctx.save_for_backward(x, w, u, z, idx)
-        ctx.pseudogradient, ctx.beta, ctx.skip_threshold = pseudogradient, beta, skip_threshold
-        return z
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g: Tensor):
-        x, w, u, z, idx = ctx.saved_tensors
-        need_x, need_w, need_u = ctx.needs_input_grad[:3]
-        need_p = need_w or need_u
-        if ctx.pseudogradient:
-            dx, dw, du, _ = cpu_backward_pseudo(
-                x, w, u, z, g, ctx.beta, need_x, need_p, ctx.skip_threshold
-            )
-        else:
-            dx, dw, du = cpu_backward_argmax(x, w, u, idx, g, need_x, need_p)
-        return dx, dw if need_w else None, du if need_u else None, None, None, None
+CPU_OPS = FusedOps(cpu_forward, _cpu_backward_pseudo_skipping, cpu_backward_argmax)

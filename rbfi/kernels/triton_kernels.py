@@ -21,9 +21,9 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rbfi.kernels.chunked import argmax_backward
+from rbfi.kernels.fused import FusedOps
 
 LOG2E = 1.4426950408889634
 BLOCK_B, BLOCK_M, BLOCK_N = 16, 16, 16
@@ -240,26 +240,4 @@ def triton_backward_pseudo(
     return dx, dw, du
 
 
-class TritonScaledSqdistMax(torch.autograd.Function):
-    """z = max_i (u (x - w))^2 with Triton kernels; backward eq. (11) (Triton) or (10) (torch)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, u: Tensor, pseudogradient: bool, beta: float) -> Tensor:
-        x, w, u = x.contiguous(), w.contiguous(), u.contiguous()
-        want_idx = not pseudogradient and any(ctx.needs_input_grad[:3])
-        z, idx = triton_forward(x, w, u, want_idx)
-        ctx.save_for_backward(x, w, u, z, idx)
-        ctx.pseudogradient, ctx.beta = pseudogradient, beta
-        return z
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g: Tensor):
-        x, w, u, z, idx = ctx.saved_tensors
-        need_x, need_w, need_u = ctx.needs_input_grad[:3]
-        need_p = need_w or need_u
-        if ctx.pseudogradient:
-            dx, dw, du = triton_backward_pseudo(x, w, u, z, g, ctx.beta, need_x, need_p)
-        else:
-            dx, dw, du = argmax_backward(x, w, u, idx, g, need_x, need_p)
-        return dx, dw if need_w else None, du if need_u else None, None, None, None
+TRITON_OPS = FusedOps(triton_forward, triton_backward_pseudo, argmax_backward)

@@ -1,0 +1,60 @@
+"""The autograd plumbing shared by every fused backend (cpu, chunked, triton).
+
+Forward saves x, w, u (references), z and, only when true gradients will be needed, the
+arg-max; backward asks the backend for exactly the gradients autograd needs
+(``ctx.needs_input_grad``): dx only for attacks, dw and du only for a first layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+Grads = tuple[Tensor | None, Tensor | None, Tensor | None]
+
+
+@dataclass(frozen=True)
+class FusedOps:
+    """A backend's three pieces.
+
+    forward(x, w, u, want_idx) -> (z, argmax or None)
+    backward_pseudo(x, w, u, z, g, beta, need_x, need_params) -> (dx, dw, du)   eq. (11)
+    backward_argmax(x, w, u, idx, g, need_x, need_params) -> (dx, dw, du)       eq. (10)
+    """
+
+    forward: Callable[[Tensor, Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
+    backward_pseudo: Callable[..., Grads]
+    backward_argmax: Callable[..., Grads]
+    contiguous: bool = True  # make x, w, u contiguous before the forward
+
+
+class FusedScaledSqdistMax(torch.autograd.Function):
+    """z = max_i (u (x - w))^2 by a fused backend ``ops``; backward eq. (11) or eq. (10)."""
+
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, w: Tensor, u: Tensor, pseudogradient: bool, beta: float, ops: FusedOps
+    ) -> Tensor:
+        if ops.contiguous:
+            x, w, u = x.contiguous(), w.contiguous(), u.contiguous()
+        want_idx = not pseudogradient and any(ctx.needs_input_grad[:3])
+        z, idx = ops.forward(x, w, u, want_idx)
+        ctx.save_for_backward(x, w, u, z, idx)
+        ctx.pseudogradient, ctx.beta, ctx.ops = pseudogradient, beta, ops
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        x, w, u, z, idx = ctx.saved_tensors
+        need_x, need_w, need_u = ctx.needs_input_grad[:3]
+        need_params = need_w or need_u
+        if ctx.pseudogradient:
+            dx, dw, du = ctx.ops.backward_pseudo(x, w, u, z, g, ctx.beta, need_x, need_params)
+        else:
+            dx, dw, du = ctx.ops.backward_argmax(x, w, u, idx, g, need_x, need_params)
+        return dx, dw if need_w else None, du if need_u else None, None, None, None
