@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from rbfi.kernels._build import load_library
-from rbfi.kernels.fused import FusedOps
+from rbfi.kernels.fused import FusedOps, require_contiguous_float32
 
 # Pseudogradient terms with beta (s - z) < -SKIP_THRESHOLD are dropped: their weight is below
 # exp(-40) = 4.2e-18, i.e. < 2^-24 (float32 resolution) times 1e-10 of the arg-max term's
@@ -31,18 +31,9 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
-def _check(x: Tensor, w: Tensor, u: Tensor) -> None:
-    for name, t in (("x", x), ("w", w), ("u", u)):
-        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
-            raise ValueError(
-                f"cpu backend needs contiguous float32 CPU tensors; {name} is "
-                f"{t.dtype} on {t.device}, contiguous={t.is_contiguous()}"
-            )
-
-
 def cpu_forward(x: Tensor, w: Tensor, u: Tensor, want_idx: bool) -> tuple[Tensor, Tensor | None]:
     """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 and (optionally) the first arg-max."""
-    _check(x, w, u)
+    require_contiguous_float32("cpu", x, w, u, "cpu")
     (B, N), M = x.shape, w.shape[0]
     z = torch.empty(B, M, dtype=torch.float32)
     idx = torch.empty(B, M, dtype=torch.int32) if want_idx else None
@@ -70,7 +61,7 @@ def cpu_backward_pseudo(
     dx = sum_j ds 2 u^2 (x - w); dw = -sum_b ds 2 u^2 (x - w); du = sum_b ds 2 u (x - w)^2.
     Terms with beta (s - z) < -skip_threshold are dropped (``float("inf")`` keeps all).
     """
-    _check(x, w, u)
+    require_contiguous_float32("cpu", x, w, u, "cpu")
     (B, N), M = x.shape, w.shape[0]
     z, g = z.contiguous(), g.to(torch.float32).contiguous()
     dx = torch.empty(B, N, dtype=torch.float32) if need_x else None
@@ -103,7 +94,7 @@ def cpu_backward_argmax(
     x: Tensor, w: Tensor, u: Tensor, idx: Tensor, g: Tensor, need_x: bool, need_params: bool
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Eq. (10) backward: ds = g at the arg-max only; O(B M) work."""
-    _check(x, w, u)
+    require_contiguous_float32("cpu", x, w, u, "cpu")
     (B, N), M = x.shape, w.shape[0]
     idx, g = idx.to(torch.int32).contiguous(), g.to(torch.float32).contiguous()
     dx = torch.empty(B, N, dtype=torch.float32) if need_x else None

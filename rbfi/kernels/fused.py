@@ -17,6 +17,18 @@ from torch.autograd.function import once_differentiable
 Grads = tuple[Tensor | None, Tensor | None, Tensor | None]
 
 
+def require_contiguous_float32(
+    backend: str, x: Tensor, w: Tensor, u: Tensor, device: str = ""
+) -> None:
+    """Raise unless x, w, u are contiguous float32 tensors (on ``device`` when given)."""
+    for name, t in (("x", x), ("w", w), ("u", u)):
+        if t.dtype != torch.float32 or not t.is_contiguous() or device not in ("", t.device.type):
+            raise ValueError(
+                f"{backend} backend needs contiguous float32 {device.upper() or 'device'} "
+                f"tensors; {name} is {t.dtype} on {t.device}, contiguous={t.is_contiguous()}"
+            )
+
+
 @dataclass(frozen=True)
 class FusedOps:
     """A backend's three pieces.

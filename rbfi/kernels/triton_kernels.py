@@ -23,7 +23,7 @@ import triton.language as tl
 from torch import Tensor
 
 from rbfi.kernels.chunked import argmax_backward
-from rbfi.kernels.fused import FusedOps
+from rbfi.kernels.fused import FusedOps, require_contiguous_float32
 
 LOG2E = 1.4426950408889634
 BLOCK_B, BLOCK_M, BLOCK_N = 16, 16, 16
@@ -161,18 +161,9 @@ def _backward_params_kernel(
     tl.store(du_ptr + out, acc_du, mask=wu_mask)
 
 
-def _check(x: Tensor, w: Tensor, u: Tensor) -> None:
-    for name, t in (("x", x), ("w", w), ("u", u)):
-        if t.dtype != torch.float32 or not t.is_contiguous():
-            raise ValueError(
-                f"triton backend needs contiguous float32 tensors; {name} is "
-                f"{t.dtype}, contiguous={t.is_contiguous()}"
-            )
-
-
 def triton_forward(x: Tensor, w: Tensor, u: Tensor, want_idx: bool) -> tuple[Tensor, Tensor | None]:
     """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 and (optionally) the first arg-max."""
-    _check(x, w, u)
+    require_contiguous_float32("triton", x, w, u)
     (B, N), M = x.shape, w.shape[0]
     z = torch.empty(B, M, dtype=torch.float32, device=x.device)
     idx = torch.empty(B, M, dtype=torch.int32, device=x.device) if want_idx else z
@@ -206,7 +197,7 @@ def triton_backward_pseudo(
     need_params: bool,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Eq. (11) backward, dense (nothing skipped): dx and/or (dw, du)."""
-    _check(x, w, u)
+    require_contiguous_float32("triton", x, w, u)
     (B, N), M = x.shape, w.shape[0]
     z, g = z.contiguous(), g.to(torch.float32).contiguous()
     c = float(beta) * LOG2E
