@@ -14,7 +14,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,6 @@ class TrainConfig:
     test_limit: int | None = None
     data_dir: str | None = None
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -217,7 +216,7 @@ def train(
     elif resume:
         index = checkpoint.read_index(out_dir)
         saved = TrainConfig.from_json(index["training"])
-        saved.epochs = max(config.epochs, saved.epochs) if config.epochs else saved.epochs
+        saved.epochs = max(config.epochs, saved.epochs)
         config = saved
     elif has_checkpoint:
         raise RunExists(
