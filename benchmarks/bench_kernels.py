@@ -27,9 +27,9 @@ import time
 
 import torch
 
-from rbfi.losses import get_loss
 from rbfi.models import build_model
 from rbfi.nn import rbfi_layers
+from rbfi.nn.losses import get_loss
 
 LAYERS = (512, 512, 512, 10)
 IN_FEATURES = 784
@@ -117,7 +117,7 @@ def worker(variant: str, batch: int, steps: int) -> None:
     loss_fn = get_loss(loss_name)
     x, labels = make_batch(batch)
     if variant == "fused":
-        from rbfi.kernels import cpu_kernel_available
+        from rbfi.ops import cpu_kernel_available
 
         cpu_kernel_available()  # load (or build) the library before the baseline
     base = peak_rss_kb()
@@ -144,7 +144,7 @@ def peak_memory_mb(variant: str, batch: int, steps: int = 2) -> float:
 
 def fresh_compile_seconds() -> float | None:
     """Compile the CPU kernel into an empty cache dir: the first-use cost on a new machine."""
-    from rbfi.kernels import _build
+    from rbfi.ops import _build
 
     with tempfile.TemporaryDirectory() as tmp:
         res = _build.build(_build.compiler_command(), tmp, _build.flag_sets())
@@ -153,7 +153,7 @@ def fresh_compile_seconds() -> float | None:
 
 def first_layer_ms(batch: int, reps: int) -> tuple[float, float]:
     """Fused 784 -> 512 layer alone: (forward ms, forward + backward of all params ms)."""
-    from rbfi.kernels import scaled_sqdist_max
+    from rbfi.ops import scaled_sqdist_max
 
     torch.manual_seed(0)
     x = torch.rand(batch, IN_FEATURES)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         worker(args.worker, args.batch, args.steps)
         return
 
-    from rbfi.kernels import kernel_info
+    from rbfi.ops import kernel_info
 
     reps = 3 if args.quick else args.reps
     naive_reps = max(1, min(3, reps))

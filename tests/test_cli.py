@@ -53,30 +53,6 @@ def test_train_eval_info(trained, idx_dir, capsys):
     assert code == 0 and "RBFI(8*, 10v)" in out and "resumable: yes" in out
 
 
-@pytest.mark.parametrize(
-    "argv, fragment",
-    [
-        (["train", "--geometry", "^x^v", "--out", "X"], "geometry"),
-        (["train", "--model", "cnn", "--out", "X"], "invalid choice"),
-        (["train", "--epochs", "0", "--out", "X"], "positive integer"),
-        (["train", "--lr", "nan", "--out", "X"], "positive number"),
-        (["train", "--u-bounds", "3,1", "--out", "X"], "LOW <= HIGH"),
-        (["train", "--layers", "512,a", "--out", "X"], "layers"),
-        (["train", "--model", "relu", "--geometry", "^v^v", "--out", "X"], "geometry"),
-        (["eval", "no/such/checkpoint"], "no checkpoint"),
-        (["info", "no/such/checkpoint"], "no checkpoint"),
-        (["frobnicate"], "invalid choice"),
-    ],
-)
-def test_errors_are_one_line_exit_2(capsys, tmp_path, monkeypatch, argv, fragment):
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, *argv)
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("rbfi: error:") and fragment in err
-    assert "Traceback" not in err
-    assert not (tmp_path / "X").exists()
-
-
 def test_existing_run_is_not_touched(trained, idx_dir, capsys):
     before = snapshot(trained)
     code, _, err = run(

@@ -6,7 +6,7 @@ import torch
 
 from rbfi import data
 from rbfi.data import DataError, load_mnist
-from tests.conftest import needs_mnist, write_idx
+from tests.conftest import write_idx
 
 
 def test_idx_fixture_loads(idx_dir):
@@ -69,7 +69,6 @@ def test_bad_split():
         load_mnist("valid")
 
 
-@needs_mnist
 def test_real_mnist_from_the_wheel():
     x, y = load_mnist("train")
     xt, yt = load_mnist("test")

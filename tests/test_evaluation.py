@@ -3,25 +3,22 @@ reports, and the ``rbfi attack`` command."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from rbfi import build_model, checkpoint
-from rbfi.attacks.external import package_available
+from rbfi import build_model, save_model
 from rbfi.attacks.suites import SuiteOptions, build_suite
-from rbfi.experiments.robustness import (
+from rbfi.evaluation import (
+    ROBUSTNESS_SCHEMA,
     EvalConfig,
-    add_attack_arguments,
     evaluate_robustness,
     to_markdown,
     worst_case,
     write_results,
 )
-from tests.conftest import needs_mnist
 from tests.test_attacks import _one_thread, tiny_rbfi, tiny_relu, trained_relu  # noqa: F401
 
 TINY = SuiteOptions(
@@ -83,8 +80,7 @@ def test_strong_suite_contents_depend_on_the_model():
     rbfi_specs, skipped = build_suite("strong", tiny_rbfi(784), TINY, transfer_source=tiny_relu())
     names = {s.name for s in rbfi_specs}
     assert {"pgd-paper-bpda", "pgd-bpda-margin", "fgsm-bpda-ce", "transfer", "pgd-margin"} <= names
-    if package_available():
-        assert {"square", "autoattack", "autoattack-bpda"} <= names
+    assert {"square", "autoattack", "autoattack-bpda"} <= names
     relu_specs, skipped = build_suite("strong", tiny_relu(784), TINY)
     names = {s.name for s in relu_specs}
     assert not any("bpda" in n for n in names) and "fgsm-ce" not in names
@@ -152,7 +148,6 @@ class Quantized(nn.Module):
         return self.model(torch.round(x * 3) / 3)
 
 
-@needs_mnist
 def test_masking_checks_flag_a_gradient_masking_model():
     relu, x, y = trained_relu()
     x, y = x[:100], y[:100]
@@ -169,10 +164,10 @@ def test_masking_checks_flag_a_gradient_masking_model():
     assert "constant 0.5 image" in warnings  # the worst case is provably too optimistic
     assert results["checks"]["relu_reference"]["transfer_source"]["pgd_ce_20_steps_accuracy"] < 0.02
     markdown = to_markdown(results)
-    assert "| **worst case** |" in markdown and "**warning**" in markdown
+    assert "| **worst case (upper bound)** |" in markdown and "**warning**" in markdown
+    assert "certified (lower bound)" not in markdown and "no interval rule" in markdown
 
 
-@needs_mnist
 def test_masking_checks_pass_on_a_relu_net():
     relu, x, y = trained_relu()
     x, y = x[:100], y[:100]
@@ -207,31 +202,78 @@ def test_results_are_never_overwritten_silently(tmp_path):
     ]  # no temp files left behind
 
 
-@needs_mnist
-def test_attack_command(tmp_path, capsys):
-    import rbfi.cli
+def _snapshot(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_rbfi_attack_end_to_end_through_main(tmp_path, capsys):
+    """`rbfi attack` through the CLI's main on a tiny RBFI net: the files, the table with the
+    worst case and the certified floor, a robustness.json that fits its schema, and refusals
+    that change nothing."""
+    from rbfi.cli import main
 
     torch.manual_seed(0)
     run = tmp_path / "run"
-    checkpoint.save(run, build_model("relu", "16,10"), epoch=1)
-    parser = argparse.ArgumentParser()
-    add_attack_arguments(parser)
+    save_model(run, build_model("rbfi", "16,10"), epoch=1)
     out = tmp_path / "results"
-    argv = [str(run), "--suite", "paper", "--eps", "0,0.2", "--limit", "20", "--out", str(out)]
-    argv += ["--paper-pgd-steps", "3", "--paper-pgd-restarts", "1", "--ifgsm-steps", "2"]
-    argv += ["--no-progress", "--check-subset", "0"]
-    from rbfi.experiments.robustness import run_attack_command
-
-    assert run_attack_command(parser.parse_args(argv)) == 0
+    argv = ["attack", str(run), "--suite", "strong", "--eps", "0,0.05,0.2", "--limit", "20"]
+    argv += ["--out", str(out), "--paper-pgd-steps", "3", "--paper-pgd-restarts", "1"]
+    argv += ["--ifgsm-steps", "2", "--pgd-steps", "3", "--pgd-restarts", "1"]
+    argv += ["--square-queries", "10", "--autoattack", "apgd", "--check-subset", "0"]
+    argv += ["--no-progress", "--threads", "1"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| **worst case** |" in printed and "eps 0.2" in printed
+    assert "| **worst case (upper bound)** |" in printed
+    assert "| **certified (lower bound)** |" in printed and "eps 0.2" in printed
     saved = json.loads((out / "robustness.json").read_text())
+    ROBUSTNESS_SCHEMA.check(saved)
     assert saved["n_examples"] == 20 and saved["model"]["checkpoint"] == str(run)
-    with pytest.raises(ValueError, match="already holds results"):
-        run_attack_command(parser.parse_args(argv))
-    with pytest.raises(ValueError, match="unknown attack"):
-        run_attack_command(parser.parse_args(argv + ["--overwrite", "--attacks", "nope"]))
-    assert run_attack_command(parser.parse_args(argv + ["--estimate-only"])) == 0
-    if hasattr(rbfi.cli, "_add_attack_parser"):  # wired into `rbfi attack` by the CLI
-        assert rbfi.cli.main(["attack", str(run), "--eps", "2"]) == 2
-        assert rbfi.cli.main(["attack", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert {"pgd-bpda-margin", "square", "autoattack-bpda"} <= set(saved["results"])
+    for key in ("0.05", "0.2"):  # the sandwich holds example by example
+        certified = saved["certified"][key]["correct"]
+        worst = saved["worst_case"][key]["correct"]
+        assert all(w == "1" for c, w in zip(certified, worst) if c == "1")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "robustness.json",
+        "robustness.md",
+        "robustness.png",
+    ]
+    before = _snapshot(out)
+    assert main(argv) == 2  # results already there
+    assert "already holds results" in capsys.readouterr().err
+    assert main(argv + ["--overwrite", "--attacks", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rbfi: error: unknown attack(s) nope") and err.count("\n") == 1
+    assert main(argv + ["--estimate-only"]) == 0
+    assert main(["attack", str(run), "--eps", "2", "--out", str(out)]) == 2
+    assert "--eps: expected comma-separated numbers in [0, 1]" in capsys.readouterr().err
+    assert main(["attack", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert _snapshot(out) == before and not (tmp_path / "o").exists()
+
+
+def test_robustness_schema_refuses_what_it_should():
+    from rbfi.io.schema import SchemaError
+
+    model = tiny_relu(784)
+    x = torch.rand(6, 784)
+    config = EvalConfig(suite="paper", eps=(0.0, 0.1), attacks=("fgsm",), options=TINY)
+    results = evaluate_robustness(
+        model, x, own_labels(model, x), config, progress=False, log=lambda m: None
+    )
+    good = json.loads(json.dumps(results))
+    ROBUSTNESS_SCHEMA.check(good)
+    for path, value in (
+        (("clean_accuracy",), 1.5),
+        (("results", "fgsm", "0.1", "correct"), "10x"),
+        (("worst_case", "0.1", "accuracy"), float("nan")),
+        (("attacks", 0, "family"), "weird"),
+        (("format_version",), 1),
+    ):
+        bad = json.loads(json.dumps(results))
+        target = bad
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        with pytest.raises(SchemaError):
+            ROBUSTNESS_SCHEMA.check(bad)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rbfi.models import build_model, describe, model_from_config, parse_geometry
+from rbfi.models import ModelConfig, build_model, describe, expected_state, parse_geometry
 
 
 def test_paper_geometry():
@@ -14,7 +14,7 @@ def test_paper_geometry():
 
 def test_mixed_symbol_and_default_geometry():
     assert parse_geometry("*^v", 3) == ("mixed", "and", "or")
-    assert build_model("rbfi", "8,10").config["geometry"] == "^v"
+    assert build_model("rbfi", "8,10").config.geometry == "^v"
 
 
 @pytest.mark.parametrize("geometry", ["^v", "^vx^", "", "^v^v^"])
@@ -55,7 +55,7 @@ def test_score_ranges_and_losses():
 
 def test_config_round_trip_rebuilds_same_architecture():
     model = build_model("rbfi", "32,16,10", "*v^", u_bounds=(0.01, 10.0))
-    clone = model_from_config(model.config)
+    clone = build_model(ModelConfig.from_json(model.config.to_json()))
     clone.load_state_dict(model.state_dict())
     x = torch.rand(4, 784)
     torch.testing.assert_close(clone(x), model(x))
@@ -63,7 +63,59 @@ def test_config_round_trip_rebuilds_same_architecture():
 
 
 def test_unknown_arch():
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="rbfi, rbf, relu, sigmoid"):
         build_model("cnn")
     with pytest.raises(ValueError, match="geometry applies"):
         build_model("relu", "16,10", "^v")
+
+
+@pytest.mark.parametrize(
+    "arch, layers, geometry",
+    [
+        ("rbfi", "8,6,10", "*v^"),
+        ("rbf", "8,10", None),
+        ("relu", "8,6,10", None),
+        ("sigmoid", "8,10", None),
+    ],
+)
+def test_expected_state_matches_the_built_model(arch, layers, geometry):
+    """The shapes a checkpoint is checked against are those the model really has."""
+    model = build_model(arch, layers, geometry)
+    spec = expected_state(model.config)
+    state = model.state_dict()
+    assert set(spec) == set(state)
+    for name, (shape, dtype) in spec.items():
+        assert tuple(state[name].shape) == shape and state[name].dtype == dtype, name
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"arch": "rbfi", "layers": [8, 10], "geometry": "^x"}, "geometry"),
+        ({"arch": "rbfi", "layers": ["8", 10]}, "layers[0]"),
+        ({"arch": "rbfi", "layers": []}, "layers"),
+        ({"arch": "rbfi", "layers": [8, 10], "u_bounds": [3, 1]}, "LOW <= HIGH"),
+        ({"arch": "rbfi", "layers": [8, 10], "u_bounds": [-1, 1]}, "u_bounds[0]"),
+        ({"arch": "relu", "layers": [8, 10], "geometry": "^v"}, "geometry applies"),
+        ({"arch": "cnn", "layers": [8, 10]}, "arch"),
+        ({"arch": "rbfi", "layers": [8, 10], "color": 1}, "unexpected key"),
+        ({"layers": [8, 10]}, "missing 'arch'"),
+    ],
+)
+def test_model_config_from_json_refuses_bad_entries(data, fragment):
+    with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        ModelConfig.from_json(data)
+
+
+def test_rbfi_layer_takes_any_leading_dimensions_like_linear():
+    from rbfi.nn import RBFI
+
+    layer = RBFI(7, 5, "mixed")
+    x = torch.rand(2, 3, 7)
+    out = layer(x)
+    assert out.shape == (2, 3, 5)
+    torch.testing.assert_close(out.reshape(6, 5), layer(x.reshape(6, 7)))
+    assert layer(torch.rand(7)).shape == (5,)
+    lo, hi = layer.interval(x, x)
+    torch.testing.assert_close(lo, out)
+    torch.testing.assert_close(hi, out)

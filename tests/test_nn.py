@@ -182,5 +182,5 @@ def test_bad_arguments_raise():
         RBFI(3, 2, norm="l1")
     with pytest.raises(ValueError, match="u_bounds"):
         RBFI(3, 2, u_bounds=(2.0, 1.0))
-    with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+    with pytest.raises(ValueError, match=r"\(\*, 3\)"):
         RBFI(3, 2)(torch.rand(4, 5))

@@ -1,23 +1,23 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import rbfi
-from rbfi import checkpoint
-from rbfi.train import RunExists, TrainConfig, TrainingDiverged, train
+from rbfi.io import checkpoint
+from rbfi.models import ModelConfig
+from rbfi.training import RunExists, TrainConfig, TrainingDiverged, train
 
 
-def tiny(idx_dir, **kw):
-    base = dict(
-        arch="rbfi",
-        layers=(8, 10),
-        geometry="*v",
-        epochs=2,
-        batch_size=10,
-        data_dir=str(idx_dir),
-        seed=7,
-    )
+def tiny(idx_dir, arch="rbfi", layers=(8, 10), geometry="*v", u_bounds=(0.01, 3.0), **kw):
+    model = ModelConfig(arch=arch, layers=layers, geometry=geometry, u_bounds=u_bounds)
+    base = dict(model=model, epochs=2, batch_size=10, data_dir=str(idx_dir), seed=7)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -75,9 +75,9 @@ def test_refuses_to_overwrite_a_run(idx_dir, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(idx_dir, tmp_path, monkeypatch):
-    import rbfi.train as train_module
+    import rbfi.training.objectives as objectives
 
-    real = train_module.get_loss("square")
+    real = objectives.get_loss("square")
     calls = {"n": 0}
 
     def poisoned(name):
@@ -88,7 +88,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(idx_dir, tmp_path, monkey
 
         return loss
 
-    monkeypatch.setattr(train_module, "get_loss", poisoned)
+    monkeypatch.setattr(objectives, "get_loss", poisoned)
     with pytest.raises(TrainingDiverged, match="last good checkpoint \\(epoch 1\\)"):
         train(tiny(idx_dir, epochs=3), tmp_path, progress=False, log=lambda m: None)
     assert checkpoint.read_index(tmp_path)["epoch"] == 1
@@ -111,11 +111,87 @@ def test_bounds_hold_after_training(idx_dir, tmp_path):
     [
         (dict(epochs=0), "epochs"),
         (dict(lr=-1.0), "lr"),
-        (dict(arch="cnn"), "unknown model"),
+        (dict(arch="cnn"), "arch"),
         (dict(layers=(8, 9)), "10 units"),
-        (dict(loss="hinge"), "unknown loss"),
+        (dict(loss="hinge"), "loss: expected one of"),
     ],
 )
 def test_bad_config(idx_dir, kw, match):
     with pytest.raises(ValueError, match=match):
         tiny(idx_dir, **kw)
+
+
+def _train_argv(idx_dir, out, epochs):
+    return [
+        sys.executable,
+        "-m",
+        "rbfi",
+        "train",
+        "--layers",
+        "64,10",
+        "--geometry",
+        "*v",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "1",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--data-dir",
+        str(idx_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.15])
+def test_kill_9_then_resume_gives_bit_identical_weights(idx_dir, tmp_path, delay):
+    """SIGKILL a training process at some point after its first epoch (mid-epoch or mid-save),
+    resume it, and compare with an uninterrupted run of the same seed, bit for bit."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    subprocess.run(_train_argv(idx_dir, full, 4), env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        _train_argv(idx_dir, cut, 4), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if checkpoint.read_index(cut)["epoch"] >= 1:
+                break
+        except checkpoint.CheckpointError:
+            pass
+        time.sleep(0.01)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.read_index(cut)["epoch"] < 4, "the run ended before it was killed"
+    resumed = subprocess.run(
+        _train_argv(idx_dir, cut, 4) + ["--resume"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(full), weights(cut)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    lines = (cut / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert not list(cut.glob(".*.tmp")) or checkpoint.read_index(cut)["epoch"] == 4
+
+
+def test_log_file_gets_a_few_progress_lines_per_epoch(idx_dir, tmp_path):
+    """Without a terminal, progress is a line every ~10% of an epoch, not hundreds of redraws."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    argv = _train_argv(idx_dir, tmp_path / "run", 2)
+    argv.remove("--no-progress")
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    lines = out.stderr.splitlines() + out.stdout.splitlines()
+    progress = [line for line in lines if line.startswith("epoch 1/2:")]
+    assert 5 <= len(progress) <= 10, progress  # 30 steps: one line per 10%, none per step
+    assert "\r" not in out.stderr
+    assert all("ETA" in line for line in progress)
+    epochs = [line for line in lines if line.startswith("epoch 1:") or line.startswith("epoch 2:")]
+    assert len(epochs) == 2

@@ -6,13 +6,13 @@ Every attack is built with the model and its settings and called as ``attack(x, 
     from rbfi.attacks import PGD
     x_adv = PGD(model, eps=0.3, loss="margin", gradient="pseudo", restarts=5)(x, y)
 
-Attacks: :class:`FGSM` (eq. 12), :class:`IFGSM` (eq. 13), :class:`UniformNoise`,
-:class:`PaperPGD` (AdaDelta steps, any-step success, optional author's one-sided projection),
-:class:`PGD` (signed steps, restarts), :class:`Square` and :class:`AutoAttack` (from
-pyautoattack), :class:`Transfer`. Suites and the evaluation: :mod:`rbfi.attacks.suites`,
-:mod:`rbfi.experiments.robustness`; the protocol: docs/evaluation.md.
+One file per attack; a new attack is one file and one line of :data:`ATTACKS`. Suites (lists
+of attack recipes) are in :mod:`rbfi.attacks.suites`; the evaluation in :mod:`rbfi.evaluation`;
+the protocol in docs/evaluation.md.
 """
 
+from rbfi.attacks._package import ImageInput, package_available
+from rbfi.attacks.autoattack import AutoAttack
 from rbfi.attacks.base import (
     GRADIENTS,
     LOSSES,
@@ -23,13 +23,22 @@ from rbfi.attacks.base import (
     project,
     random_start,
 )
-from rbfi.attacks.external import AutoAttack, ImageInput, Square
 from rbfi.attacks.fgsm import FGSM
+from rbfi.attacks.ifgsm import IFGSM
 from rbfi.attacks.noise import UniformNoise
-from rbfi.attacks.pgd import IFGSM, PGD, PaperPGD
+from rbfi.attacks.paper_pgd import PaperPGD
+from rbfi.attacks.pgd import PGD
+from rbfi.attacks.square import Square
 from rbfi.attacks.transfer import Transfer
 
+# the registry: class name -> attack class
+ATTACKS: dict[str, type[Attack]] = {
+    cls.__name__: cls
+    for cls in (FGSM, IFGSM, UniformNoise, PaperPGD, PGD, Square, AutoAttack, Transfer)
+}
+
 __all__ = [
+    "ATTACKS",
     "FGSM",
     "GRADIENTS",
     "IFGSM",
@@ -45,6 +54,7 @@ __all__ = [
     "UniformNoise",
     "attack_mode",
     "gradient_mode",
+    "package_available",
     "project",
     "random_start",
 ]

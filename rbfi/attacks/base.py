@@ -17,8 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from rbfi.losses import get_loss
-from rbfi.nn import rbfi_layers
+from rbfi.nn import pseudogradient_mode
+from rbfi.nn.losses import get_loss
 
 LOSSES = ("training", "cross_entropy", "margin", "square")
 GRADIENTS = ("true", "pseudo")
@@ -26,20 +26,11 @@ PROJECTIONS = ("correct", "legacy_one_sided")
 ROUNDING = 1e-6  # float32 rounding allowed at the boundary of the threat model
 
 
-@contextmanager
-def gradient_mode(model: nn.Module, pseudogradient: bool) -> Iterator[None]:
+def gradient_mode(model: nn.Module, pseudogradient: bool):
     """Temporarily switch every RBFI layer of ``model`` to pseudogradients (eq. 9, 11) or to
-    true gradients; each layer gets its own previous setting back on exit. A no-op for models
-    without RBFI layers. With pseudogradients an attack is a BPDA-style adaptive attack."""
-    layers = list(rbfi_layers(model))
-    saved = [layer.pseudogradient for layer in layers]
-    try:
-        for layer in layers:
-            layer.pseudogradient = pseudogradient
-        yield
-    finally:
-        for layer, value in zip(layers, saved):
-            layer.pseudogradient = value
+    true gradients (:func:`rbfi.nn.pseudogradient_mode`). With pseudogradients an attack is a
+    BPDA-style adaptive attack."""
+    return pseudogradient_mode(model, pseudogradient)
 
 
 @contextmanager
@@ -101,8 +92,16 @@ def random_start(x: Tensor, eps: float, generator: torch.Generator, mode: str = 
 class Attack:
     """Base class: settings, input checks, loss and input gradient, seeding, validity check.
 
-    Subclasses implement :meth:`perturb` (x, y already checked, eps > 0, model in eval mode
-    with frozen parameters and the chosen gradient mode) and set ``name``.
+    Subclasses implement :meth:`perturb` (x, y already checked, model in eval mode with frozen
+    parameters and the chosen gradient mode; every eps in [0, 1], 0 included, reaches it) and
+    declare what they are:
+
+      name: the attack's short name;
+      kind: "white-box" (uses the attacked model's gradients) or "black-box" (only its outputs,
+            or another model's gradients);
+      in_gradient_ensemble: whether it counts among "the gradient attacks together" of the
+            black-box masking check (False for AutoAttack, which contains Square);
+      :meth:`reported_loss`: the loss it ascends, as the reports show it.
 
     Settings shared by gradient attacks:
       loss: "training" (the model's own ``model.loss``; cross-entropy for a module without
@@ -117,7 +116,12 @@ class Attack:
     """
 
     name = "attack"
-    uses_gradient = True  # False: gradient-free w.r.t. the attacked model
+    kind = "white-box"
+    in_gradient_ensemble = True
+
+    @property
+    def uses_gradient(self) -> bool:
+        return self.kind == "white-box"
 
     def __init__(
         self,
@@ -155,6 +159,14 @@ class Attack:
         backward pass includes its forward). Early stopping usually needs far fewer."""
         return {"forward": 0, "backward": 0}
 
+    def reported_loss(self) -> str:
+        """The loss the attack ascends, as reports show it ("-" for attacks without one)."""
+        return self.loss if self.uses_gradient else "-"
+
+    def reported_gradient(self) -> str:
+        """ "true", "pseudo", or "-" for attacks that do not use the model's gradients."""
+        return self.gradient if self.uses_gradient else "-"
+
     def settings(self) -> dict:
         """The attack's settings, JSON-serialisable (recorded with every result)."""
         out = {"attack": type(self).__name__, "eps": self.eps, "seed": self.seed}
@@ -167,7 +179,7 @@ class Attack:
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = self.check_inputs(x, y)
         self.stats = {}
-        if self.eps == 0.0 or len(x) == 0:
+        if len(x) == 0:
             return x.clone()
         with attack_mode(self.model), gradient_mode(self.model, self.gradient == "pseudo"):
             x_adv = self.perturb(x, y).detach().reshape(x.shape).to(x.dtype)

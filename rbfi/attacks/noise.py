@@ -17,7 +17,7 @@ class UniformNoise(Attack):
     """
 
     name = "noise"
-    uses_gradient = False
+    kind = "black-box"
 
     def perturb(self, x: Tensor, y: Tensor) -> Tensor:
         z = torch.rand(x.shape, generator=self.generator(x.device), device=x.device, dtype=x.dtype)

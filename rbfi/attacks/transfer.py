@@ -16,7 +16,7 @@ class Transfer(Attack):
     The target is never differentiated (a black-box attack on it)."""
 
     name = "transfer"
-    uses_gradient = False
+    kind = "black-box"
 
     def __init__(
         self,
@@ -34,7 +34,8 @@ class Transfer(Attack):
 
     def settings(self) -> dict:
         inner = self.inner.settings()
-        source = getattr(self.source, "config", {}).get("arch", type(self.source).__name__)
+        config = getattr(self.source, "config", None)
+        source = getattr(config, "arch", type(self.source).__name__)
         return {**super().settings(), "source": source, "source_attack": inner}
 
     def passes(self) -> dict[str, int]:

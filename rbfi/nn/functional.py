@@ -12,9 +12,8 @@ Training uses *pseudogradients*: in backward, the derivative of ``exp(-z)`` is r
 ``s_i`` by ``exp(beta (s_i - max_j s_j))`` (eq. 11, beta = 1). With ``pseudogradient=False``
 the true derivatives are used: ``-exp(-z)`` and the max's subgradient, 1 at the arg-max (eq. 10).
 
-The functions here that materialise the (batch, out, in) tensor ``s`` are the *reference*
-implementation: plain, slow, and the ground truth the fused kernels in :mod:`rbfi.kernels`
-are tested against.
+:func:`rbfi_interval` gives, for inputs known only to lie in a box [lo, hi], the exact range of
+every unit's output: the building block of interval bound propagation (:mod:`rbfi.bounds`).
 """
 
 from __future__ import annotations
@@ -22,72 +21,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-PSEUDO_EXP_ALPHA = 0.5
-PSEUDO_MAX_BETA = 1.0
+from rbfi.ops import (
+    PSEUDO_EXP_ALPHA,
+    PSEUDO_MAX_BETA,
+    PseudoExpNeg,
+    PseudoMax,
+    exp_neg,
+    max_last,
+    scaled_sqdist_max,
+    scaled_sqdist_max_interval,
+)
+from rbfi.ops.reference import interval_offsets
 
+__all__ = [
+    "PSEUDO_EXP_ALPHA",
+    "PSEUDO_MAX_BETA",
+    "PseudoExpNeg",
+    "PseudoMax",
+    "exp_neg",
+    "max_last",
+    "rbfi",
+    "rbfi_interval",
+    "scaled_sqdist_sum",
+    "scaled_sqdist_sum_interval",
+]
 
-class PseudoExpNeg(torch.autograd.Function):
-    """y = exp(-z) with the pseudoderivative of eq. (9): dy/dz := -(1 + z)^-alpha."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, alpha: float = PSEUDO_EXP_ALPHA) -> Tensor:
-        ctx.save_for_backward(z)
-        ctx.alpha = alpha
-        return torch.exp(-z)
-
-    @staticmethod
-    def backward(ctx, grad_y: Tensor):
-        (z,) = ctx.saved_tensors
-        return -grad_y * torch.pow(1.0 + z, -ctx.alpha), None
-
-
-class PseudoMax(torch.autograd.Function):
-    """m = max over the last dimension, with the pseudogradient of eq. (11).
-
-    Backward: dm/ds_i := exp(beta (s_i - m)) for every i (not normalised; 1 at the arg-max).
-    """
-
-    @staticmethod
-    def forward(ctx, s: Tensor, beta: float = PSEUDO_MAX_BETA) -> Tensor:
-        m = s.amax(dim=-1)
-        ctx.save_for_backward(s, m)
-        ctx.beta = beta
-        return m
-
-    @staticmethod
-    def backward(ctx, grad_m: Tensor):
-        s, m = ctx.saved_tensors
-        return grad_m.unsqueeze(-1) * torch.exp(ctx.beta * (s - m.unsqueeze(-1))), None
-
-
-def exp_neg(z: Tensor, pseudogradient: bool = True, alpha: float = PSEUDO_EXP_ALPHA) -> Tensor:
-    """exp(-z); its backward is eq. (9) when ``pseudogradient`` else the true -exp(-z)."""
-    if pseudogradient:
-        return PseudoExpNeg.apply(z, alpha)
-    return torch.exp(-z)
-
-
-def max_last(s: Tensor, pseudogradient: bool = True, beta: float = PSEUDO_MAX_BETA) -> Tensor:
-    """max over the last dimension; backward is eq. (11) or the arg-max subgradient (eq. 10)."""
-    if pseudogradient:
-        return PseudoMax.apply(s, beta)
-    return s.max(dim=-1).values  # torch routes the gradient to the single returned arg-max
-
-
-def scaled_sq_distances(x: Tensor, w: Tensor, u: Tensor) -> Tensor:
-    """s[b, j, i] = (u[j, i] (x[b, i] - w[j, i]))^2, materialised: shape (B, M, N)."""
-    return (u * (x.unsqueeze(1) - w)).square()
-
-
-def scaled_sqdist_max_reference(
-    x: Tensor, w: Tensor, u: Tensor, pseudogradient: bool = True, beta: float = PSEUDO_MAX_BETA
-) -> Tensor:
-    """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 (the square of the weighted inf-norm).
-
-    Reference implementation: materialises the (B, M, N) tensor. Backward through
-    :class:`PseudoMax` (eq. 11) or the true arg-max subgradient (eq. 10).
-    """
-    return max_last(scaled_sq_distances(x, w, u), pseudogradient, beta)
+NORMS = ("inf", "l2")
 
 
 def scaled_sqdist_sum(x: Tensor, w: Tensor, u: Tensor) -> Tensor:
@@ -99,6 +58,21 @@ def scaled_sqdist_sum(x: Tensor, w: Tensor, u: Tensor) -> Tensor:
     u2 = u.square()
     z = x.square() @ u2.T - 2.0 * (x @ (u2 * w).T) + (u2 * w.square()).sum(dim=1)
     return z.clamp_min(0.0)
+
+
+def scaled_sqdist_sum_interval(
+    lo: Tensor, hi: Tensor, w: Tensor, u: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The exact range of z = sum_i (u_i (x_i - w_i))^2 over the box lo <= x <= hi: each term
+    depends on x_i alone, so z_lo sums the terms' minima (nearest points) and z_hi their maxima
+    (farthest points). Materialises (B, M, N); true gradients through autograd."""
+    near, far = interval_offsets(lo, hi, w)
+    return (u * near).square().sum(dim=-1), (u * far).square().sum(dim=-1)
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be 'inf' or 'l2', got {norm!r}")
 
 
 def rbfi(
@@ -116,19 +90,43 @@ def rbfi(
     x: (B, N); w, u: (M, N); is_or: (M,) bool. Returns (B, M) with values in [0, 1]:
     exp(-z) for And units and 1 - exp(-z) for Or units.
 
-    ``backend`` picks the implementation of z for norm="inf": "reference" materialises
-    (B, M, N); "auto" uses the fastest available kernel of :mod:`rbfi.kernels`.
+    ``backend`` picks the implementation of z for norm="inf" (:mod:`rbfi.ops.dispatch`).
     """
+    _check_norm(norm)
     if norm == "inf":
-        if backend == "reference":
-            z = scaled_sqdist_max_reference(x, w, u, pseudogradient)
-        else:
-            from rbfi.kernels import scaled_sqdist_max
-
-            z = scaled_sqdist_max(x, w, u, pseudogradient=pseudogradient, backend=backend)
-    elif norm == "l2":
-        z = scaled_sqdist_sum(x, w, u)
+        z = scaled_sqdist_max(x, w, u, pseudogradient=pseudogradient, backend=backend)
     else:
-        raise ValueError(f"norm must be 'inf' or 'l2', got {norm!r}")
+        z = scaled_sqdist_sum(x, w, u)
     y = exp_neg(z, pseudogradient)
     return torch.where(is_or, 1.0 - y, y)
+
+
+def rbfi_interval(
+    lo: Tensor,
+    hi: Tensor,
+    w: Tensor,
+    u: Tensor,
+    is_or: Tensor,
+    *,
+    norm: str = "inf",
+    pseudogradient: bool = True,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """The exact range [y_lo, y_hi] of every unit's output over the input box [lo, hi].
+
+    Per unit the range of z is exact (see :func:`rbfi.ops.scaled_sqdist_max_interval`) and
+    y is monotone in z: And units (exp(-z), decreasing) give [exp(-z_hi), exp(-z_lo)], Or units
+    (1 - exp(-z), increasing) [1 - exp(-z_lo), 1 - exp(-z_hi)]. Gradients flow through eq. (9)
+    and (11) when ``pseudogradient`` (the certified-training default), else the true ones.
+    """
+    _check_norm(norm)
+    if norm == "inf":
+        z_lo, z_hi = scaled_sqdist_max_interval(
+            lo, hi, w, u, pseudogradient=pseudogradient, backend=backend
+        )
+    else:
+        z_lo, z_hi = scaled_sqdist_sum_interval(lo, hi, w, u)
+    y_of_lo, y_of_hi = exp_neg(z_lo, pseudogradient), exp_neg(z_hi, pseudogradient)
+    y_lo = torch.where(is_or, 1.0 - y_of_lo, y_of_hi)
+    y_hi = torch.where(is_or, 1.0 - y_of_hi, y_of_lo)
+    return y_lo, y_hi

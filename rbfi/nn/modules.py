@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import Tensor, nn
 
-from rbfi.nn import functional as F
+import rbfi.nn.functional as F
 
 UNIT_KINDS = ("and", "or", "mixed")
-NORMS = ("inf", "l2")
+NORMS = F.NORMS
 U_INIT = (0.2, 0.7)  # the author's code: u ~ U[0.2, 0.7]
 
 
@@ -35,6 +33,10 @@ class RBFI(nn.Module):
 
     ``pseudogradient`` is a plain attribute, switchable at run time: True backpropagates
     through eq. (9) and (11); False through the true derivatives.
+
+    Shape:
+        - Input: (*, in_features), any number of leading dimensions (like ``nn.Linear``).
+        - Output: (*, out_features), values in [0, 1].
     """
 
     def __init__(
@@ -99,12 +101,10 @@ class RBFI(nn.Module):
         self.w.clamp_(w_lo, w_hi)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"RBFI expects input of shape (batch, {self.in_features}), got {tuple(x.shape)}"
-            )
-        return F.rbfi(
-            x,
+        """y = exp(-z) (And) or 1 - exp(-z) (Or) for every unit; x: (*, in_features)."""
+        flat = self._flatten(x)
+        y = F.rbfi(
+            flat,
             self.w,
             self.u,
             self.is_or,
@@ -112,6 +112,32 @@ class RBFI(nn.Module):
             pseudogradient=self.pseudogradient,
             backend=self.backend,
         )
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def interval(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """The exact output range of every unit over the input box [lo, hi] (both
+        (*, in_features), lo <= hi); see :func:`rbfi.nn.functional.rbfi_interval`."""
+        if lo.shape != hi.shape:
+            raise ValueError(f"lo and hi differ in shape: {tuple(lo.shape)}, {tuple(hi.shape)}")
+        y_lo, y_hi = F.rbfi_interval(
+            self._flatten(lo),
+            self._flatten(hi),
+            self.w,
+            self.u,
+            self.is_or,
+            norm=self.norm,
+            pseudogradient=self.pseudogradient,
+            backend=self.backend,
+        )
+        shape = (*lo.shape[:-1], self.out_features)
+        return y_lo.reshape(shape), y_hi.reshape(shape)
+
+    def _flatten(self, x: Tensor) -> Tensor:
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"RBFI expects input of shape (*, {self.in_features}), got {tuple(x.shape)}"
+            )
+        return x.reshape(-1, self.in_features)
 
     def extra_repr(self) -> str:
         u_lo, u_hi = self.u_bounds.tolist()
@@ -121,28 +147,3 @@ class RBFI(nn.Module):
             f"kind={self.kind!r}, norm={self.norm!r}, u_bounds=({u_lo:g}, {u_hi:g}), "
             f"w_bounds=({w_lo:g}, {w_hi:g}), pseudogradient={self.pseudogradient}"
         )
-
-
-def rbfi_layers(module: nn.Module) -> Iterable[RBFI]:
-    """All RBFI layers inside ``module`` (itself included)."""
-    return (m for m in module.modules() if isinstance(m, RBFI))
-
-
-def project_(module: nn.Module) -> None:
-    """Project the parameters of every RBFI layer in ``module`` onto their bounds."""
-    for layer in rbfi_layers(module):
-        layer.project_()
-
-
-def set_pseudogradient(module: nn.Module, enabled: bool) -> None:
-    """Switch every RBFI layer in ``module`` to pseudogradients (True) or true gradients."""
-    for layer in rbfi_layers(module):
-        layer.pseudogradient = enabled
-
-
-def attach_projection(optimizer: torch.optim.Optimizer, module: nn.Module):
-    """Register an optimiser step post-hook that projects ``module``'s RBFI parameters.
-
-    Returns the hook handle (``handle.remove()`` detaches it).
-    """
-    return optimizer.register_step_post_hook(lambda opt, args, kwargs: project_(module))

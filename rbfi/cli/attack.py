@@ -1,0 +1,81 @@
+"""``rbfi attack``: the robustness evaluation (attack suite over an eps grid, the worst case,
+the certified lower bound, masking checks); writes robustness.{json,md,png}."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rbfi.cli.options import add_common, add_config_options, config_from_args
+from rbfi.evaluation import EvalConfig
+
+HELP = "robustness evaluation under a suite of attacks, with the certified lower bound"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("attack", help=HELP, description=HELP)
+    p.add_argument("checkpoint", help="run directory of the model to attack")
+    add_config_options(p, EvalConfig)
+    add_common(
+        p,
+        "limit",
+        "out",
+        "overwrite",
+        "device",
+        "data_dir",
+        "threads",
+        "no_progress",
+        limit={"default": 1000, "help": "first N test images (default: 1000)"},
+        out={"default": None, "help": "results directory (default: results/attack-RUN-SUITE)"},
+    )
+    p.add_argument(
+        "--transfer-source", default=None, help="checkpoint of a separately trained ReLU net"
+    )
+    p.add_argument("--estimate-only", action="store_true", help="print the cost estimate, exit")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rbfi.data import load_mnist
+    from rbfi.evaluation import SoundnessError, evaluate_robustness, to_markdown, write_results
+    from rbfi.evaluation.report import refuse_overwrite
+    from rbfi.models import load_model
+
+    config = config_from_args(EvalConfig, args)
+    name = Path(args.checkpoint).resolve().name
+    out_dir = Path(args.out or Path("results") / f"attack-{name}-{config.suite}")
+    if not args.estimate_only:
+        refuse_overwrite(out_dir, args.overwrite)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.checkpoint, map_location=args.device)
+    source = (
+        load_model(args.transfer_source, map_location=args.device) if args.transfer_source else None
+    )
+    x, y = load_mnist("test", args.data_dir)
+    x, y = x[: args.limit], y[: args.limit]
+    try:
+        results = evaluate_robustness(
+            model,
+            x,
+            y,
+            config,
+            transfer_source=source,
+            progress=not args.no_progress,
+            estimate_only=args.estimate_only,
+        )
+    except SoundnessError as error:  # keep the evidence, then fail loudly
+        error.results["model"]["checkpoint"] = str(args.checkpoint)
+        paths = write_results(error.results, out_dir, overwrite=args.overwrite)
+        print(f"results (with the violation): {paths[-1]}", file=sys.stderr)
+        raise
+    results["model"]["checkpoint"] = str(args.checkpoint)
+    if args.estimate_only:
+        return 0
+    paths = write_results(results, out_dir, overwrite=args.overwrite)
+    print(to_markdown(results))
+    print(f"results: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,157 @@
+"""Command-line options generated from the config dataclasses (:mod:`rbfi.options`), so each
+knob is written once: its field declares the default, the help, the parsing and the checks.
+
+    add_config_options(parser, TrainConfig)        # --model, --layers, ..., --epochs, ...
+    config = config_from_args(TrainConfig, args)   # the same fields back, checked
+
+Nested config fields (e.g. ``TrainConfig.model``) contribute their own options. Options that
+belong to a command, not to a config (--out, --threads, ...), are declared in :data:`COMMON`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from collections.abc import Iterable
+
+from rbfi.options import Device, Kind, PositiveInt, Text, option_fields
+
+
+def _argparse_type(kind: Kind):
+    def parse(text: str):
+        try:
+            return kind.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = type(kind).__name__  # argparse names the type in some messages
+    return parse
+
+
+def _nested(cls: type) -> list[tuple[str, type]]:
+    hints = typing.get_type_hints(cls)
+    return [
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if "kind" not in f.metadata and dataclasses.is_dataclass(hints.get(f.name))
+    ]
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser, cls: type, *, skip: Iterable[str] = ()
+) -> None:
+    """Add one option per command-line field of ``cls`` (and of its nested configs)."""
+    skip = set(skip)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    nested = dict(_nested(cls))
+    for f in dataclasses.fields(cls):
+        if f.name in nested:
+            add_config_options(parser, nested[f.name], skip=skip)
+            continue
+        meta = f.metadata
+        if "kind" not in meta or not meta["cli"] or f.name in skip:
+            continue
+        target = parser
+        if meta["group"]:
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_argument_group(meta["group"])
+            target = groups[meta["group"]]
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        default = _default(f)
+        if isinstance(default, bool):
+            action = "store_false" if meta["invert"] else "store_true"
+            target.add_argument(
+                flag, dest=f.name, action=action, default=default, help=meta["help"]
+            )
+            continue
+        shown = "" if default is None else f" (default: {_show(default)})"
+        kind = meta["kind"]
+        target.add_argument(
+            flag,
+            dest=f.name,
+            type=_argparse_type(kind),
+            default=default,
+            metavar=kind.metavar,
+            help=meta["help"] + shown,
+        )
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **fixed):
+    """Build ``cls`` (and its nested configs) from parsed ``args``; ``fixed`` overrides."""
+    kwargs = {}
+    for f in option_fields(cls):
+        if f.name in fixed:
+            kwargs[f.name] = fixed[f.name]
+        elif f.metadata["cli"] and hasattr(args, f.name):
+            kwargs[f.name] = getattr(args, f.name)
+    for name, nested in _nested(cls):
+        kwargs[name] = fixed.get(name) or config_from_args(nested, args)
+    return cls(**kwargs)
+
+
+# options of commands (not of configs): name -> (flag, add_argument keywords)
+COMMON = {
+    "out": ("--out", {"help": "output directory"}),
+    "device": (
+        "--device",
+        {
+            "type": _argparse_type(Device()),
+            "default": "cpu",
+            "metavar": "DEVICE",
+            "help": "torch device (default: cpu)",
+        },
+    ),
+    "data_dir": (
+        "--data-dir",
+        {
+            "type": _argparse_type(Text()),
+            "default": None,
+            "help": "directory of MNIST IDX files (default: the data wheel)",
+        },
+    ),
+    "threads": (
+        "--threads",
+        {
+            "type": _argparse_type(PositiveInt()),
+            "default": None,
+            "help": "torch / OpenMP threads (default: torch's choice)",
+        },
+    ),
+    "no_progress": (
+        "--no-progress",
+        {"action": "store_true", "help": "no progress bar or progress lines"},
+    ),
+    "limit": (
+        "--limit",
+        {
+            "type": _argparse_type(PositiveInt()),
+            "default": None,
+            "help": "first N test images (default: all)",
+        },
+    ),
+    "json": ("--json", {"action": "store_true", "help": "print machine-readable JSON"}),
+    "overwrite": (
+        "--overwrite",
+        {"action": "store_true", "help": "replace results already in --out"},
+    ),
+}
+
+
+def add_common(parser: argparse.ArgumentParser, *names: str, **overrides: dict) -> None:
+    """Add the command options ``names`` of :data:`COMMON` (keywords overridable)."""
+    for name in names:
+        flag, kwargs = COMMON[name]
+        parser.add_argument(flag, dest=name, **{**kwargs, **overrides.get(name, {})})

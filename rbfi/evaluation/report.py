@@ -1,0 +1,319 @@
+"""The reports of a robustness evaluation: ``robustness.json`` (checked against
+:data:`ROBUSTNESS_SCHEMA`), ``robustness.md`` (a table: attacks x eps, the worst case and the
+certified lower bound last) and ``robustness.png`` (accuracy vs eps by attack family)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+from rbfi.io import atomic_write_bytes
+from rbfi.io.schema import (
+    AnyValue,
+    Bool,
+    Const,
+    Int,
+    List,
+    Map,
+    Nullable,
+    Num,
+    Obj,
+    Str,
+)
+
+RESULT_FILES = ("robustness.json", "robustness.md", "robustness.png")
+FAMILY_TITLES = {
+    "paper": "the paper's attacks",
+    "white-box": "adaptive, true gradients",
+    "bpda": "adaptive, pseudogradients (BPDA)",
+    "black-box": "black-box",
+}
+
+_BITS = Str(pattern=r"[01]*")
+_OUTCOME = Obj(
+    {"accuracy": Num(0, 1), "correct": _BITS},
+    {
+        "seconds": Num(min=0),
+        "attacked": Int(min=0),
+        "seed": Int(min=0),
+        "zero_gradient": Int(min=0),
+        "gradient_l1_median": Num(min=0),
+        "restart_successes": List(Int(min=0)),
+        "source_success": Int(min=0),
+        "package_warnings": Map(Int(min=1)),
+    },
+)
+_EPS_KEY = r"\d+(\.\d+)?(e-?\d+)?"
+ROBUSTNESS_SCHEMA = Obj(
+    {
+        "format": Const("rbfi-robustness"),
+        "format_version": Const(2),
+        "created": Str(),
+        "model": Obj(
+            {
+                "description": Str(),
+                "config": Nullable(Map(AnyValue())),
+                "training_loss": Nullable(Str()),
+            },
+            {"checkpoint": Str()},
+        ),
+        "transfer_source": Nullable(Str()),
+        "settings": Obj(
+            {
+                "suite": Str(choices=("paper", "strong")),
+                "eps": List(Num(0, 1), min_len=1),
+                "batch_size": Int(min=1),
+                "seed": Int(min=0),
+                "attacks": Nullable(List(Str())),
+                "check_subset": Int(min=0),
+                "certify": Bool(),
+                "options": Map(AnyValue()),
+            }
+        ),
+        "versions": Map(Str()),
+        "device": Str(),
+        "threads": Int(min=1),
+        "n_examples": Int(min=0),
+        "labels": List(Int(0, 9)),
+        "clean_predictions": List(Int(0, 9)),
+        "clean_accuracy": Num(0, 1),
+        "eps": List(Num(0, 1), min_len=1),
+        "attacks": List(
+            Obj(
+                {
+                    "name": Str(),
+                    "family": Str(choices=tuple(FAMILY_TITLES)),
+                    "kind": Str(choices=("white-box", "black-box")),
+                    "gradient": Str(choices=("true", "pseudo", "-")),
+                    "loss": Str(),
+                    "summary": Str(),
+                    "settings": Map(AnyValue()),
+                    "seeds": Str(),
+                }
+            )
+        ),
+        "skipped": List(Obj({"name": Str(), "reason": Str()})),
+        "cost_estimate": Map(AnyValue()),
+        "certified": Nullable(
+            Map(
+                Obj(
+                    {
+                        "accuracy": Num(0, 1),
+                        "correct": _BITS,
+                        "margin_quantiles": Map(Num()),
+                        "seconds": Num(min=0),
+                    }
+                ),
+                key=_EPS_KEY,
+            )
+        ),
+        "seconds": Num(min=0),
+        "results": Map(Map(_OUTCOME, key=_EPS_KEY)),
+        "worst_case": Map(
+            Obj({"accuracy": Num(0, 1), "accuracy_same_eps": Num(0, 1), "correct": _BITS}),
+            key=_EPS_KEY,
+        ),
+        "checks": Map(AnyValue()),
+        "warnings": List(Str()),
+        "notes": List(Str()),
+        "soundness_violations": List(
+            Obj(
+                {"attack": Str(), "eps": Str(), "certified_at": Str(), "examples": List(Int(min=0))}
+            )
+        ),
+    },
+)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def to_markdown(results: dict) -> str:
+    """A table: one row per attack (grouped by family), one column per eps, then the worst
+    case over the suite and the certified lower bound (accuracy, %)."""
+    keys = [f"{e:g}" for e in results["eps"]]
+    suite = results["settings"]["suite"]
+    lines = [
+        f"# Robustness of {results['model']['description']} (suite `{suite}`)",
+        "",
+        f"{results['n_examples']} test images (the first ones), clean accuracy "
+        f"{results['clean_accuracy']:.2%}; l_inf, pixels in [0, 1]; accuracy in %; "
+        f"seed {results['settings']['seed']}; {results.get('seconds', 0):.0f} s on "
+        f"{results['device']}.",
+        "",
+        "| attack | family | gradient | loss | " + " | ".join(f"eps {k}" for k in keys) + " |",
+        "|---|---|---|---|" + "---:|" * len(keys),
+    ]
+    for family in FAMILY_TITLES:
+        for attack in (a for a in results["attacks"] if a["family"] == family):
+            per_eps = results["results"][attack["name"]]
+            cells = " | ".join(_pct(per_eps[k]["accuracy"]) for k in keys)
+            lines.append(
+                f"| {attack['name']} | {family} | {attack['gradient']} | {attack['loss']} "
+                f"| {cells} |"
+            )
+    worst = " | ".join(f"**{_pct(results['worst_case'][k]['accuracy'])}**" for k in keys)
+    lines.append(f"| **worst case (upper bound)** | | | | {worst} |")
+    if results.get("certified"):
+        cert = " | ".join(f"**{_pct(results['certified'][k]['accuracy'])}**" for k in keys)
+        lines.append(f"| **certified (lower bound)** | | | | {cert} |")
+        lines += [
+            "",
+            "The true robust accuracy lies between the certified lower bound (interval bound "
+            "propagation: no input of the ball changes the class) and the worst case over the "
+            "attacks. No example is both certified and broken"
+            + (" (checked)." if not results.get("soundness_violations") else ": **VIOLATED**."),
+        ]
+    lines += ["", "Attacks:", ""]
+    lines += [f"- `{a['name']}` ({a['family']}): {a['summary']}" for a in results["attacks"]]
+    if results.get("skipped"):
+        lines += [
+            "",
+            "Skipped: " + "; ".join(f"{s['name']} ({s['reason']})" for s in results["skipped"]),
+        ]
+    lines += ["", "## Masking checks", ""]
+    lines += [f"- {line}" for line in _check_lines(results["checks"])]
+    if results["warnings"]:
+        lines += [f"- **warning**: {w}" for w in results["warnings"]]
+    else:
+        lines.append("- no warnings")
+    lines += [f"- note: {note}" for note in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _check_lines(checks: dict) -> list[str]:
+    """One line per masking check with what it measured (numbers as in docs/evaluation.md)."""
+    lines = []
+    zero = {
+        name: max(per_eps.values())
+        for name, per_eps in checks.get("zero_gradient_fraction", {}).items()
+        if max(per_eps.values()) > 0
+    }
+    found = ", ".join(f"{name} {frac:.1%}" for name, frac in zero.items()) or "none"
+    lines.append(f"1. exactly zero input gradient at the start (worst eps): {found}")
+    for key, row in checks.get("black_box_vs_white_box", {}).items():
+        cells = ", ".join(f"{k} {v:.1%}" for k, v in row.items() if isinstance(v, float))
+        lines.append(f"2. black-box attacks vs the gradient attacks together, eps {key}: {cells}")
+    rising = checks.get("accuracy_rises_with_eps", {})
+    lines.append(f"3. accuracy rising with eps: {', '.join(rising) or 'none'}")
+    doubling = checks.get("step_doubling")
+    if doubling:
+        cells = "; ".join(
+            f"eps {key}: " + " vs ".join(f"{v:.1%} ({k.replace('_', ' ')})" for k, v in row.items())
+            for key, row in doubling["accuracy_on_subset"].items()
+        )
+        lines.append(
+            f"4. more steps (`{doubling['attack']}`, 1 start, last iterate, "
+            f"{doubling['examples']} examples): {cells}"
+        )
+    late = checks.get("late_restarts", {})
+    lines.append(f"5. last restart still finding examples: {', '.join(late) or 'none'}")
+    for label, row in checks.get("relu_reference", {}).items():
+        acc = row.get("worst_case_accuracy", row.get("pgd_ce_20_steps_accuracy"))
+        lines.append(f"6. ReLU reference ({label}) at eps {row['eps']:g}: {acc:.1%} (expected ~0)")
+    gray = checks.get("gray_image_bound")
+    if gray:
+        lines.append(
+            f"7. eps >= 0.5: the constant 0.5 image (class {gray['class']}) caps any robust "
+            f"accuracy at {gray['max_accuracy']:.1%}"
+        )
+    package = checks.get("package_warnings", {})
+    lines.append(f"8. the package attacks' own warnings: {', '.join(package) or 'none'}")
+    return lines
+
+
+# plot styles per family: colour map, line style, marker
+_FAMILY_STYLE = {
+    "paper": ("Blues", "-", "o"),
+    "white-box": ("Greens", "--", "s"),
+    "bpda": ("Oranges", "-.", "^"),
+    "black-box": ("Purples", ":", "D"),
+}
+
+
+def plot(results: dict, path_or_buffer) -> None:
+    """Accuracy vs eps: one panel per attack family (shades of the family's colour, its own
+    line style and marker), the worst case over the suite in bold black and the certified
+    lower bound in bold red on every panel (like the paper's Fig. 2, with the floor)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps = results["eps"]
+    keys = [f"{e:g}" for e in eps]
+    families = [f for f in FAMILY_TITLES if any(a["family"] == f for a in results["attacks"])]
+    columns = max(1, min(2, len(families)))
+    rows = max(1, -(-len(families) // columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(6.2 * columns, 4.2 * rows), squeeze=False, sharey=True
+    )
+    worst = [100 * results["worst_case"][k]["accuracy"] for k in keys]
+    certified = results.get("certified")
+    cert = [100 * certified[k]["accuracy"] for k in keys] if certified else None
+    for ax, family in zip(axes.flat, families):
+        cmap_name, style, marker = _FAMILY_STYLE[family]
+        members = [a for a in results["attacks"] if a["family"] == family]
+        cmap = plt.get_cmap(cmap_name)
+        for i, attack in enumerate(members):
+            shade = cmap(0.45 + 0.5 * i / max(len(members) - 1, 1))
+            acc = [100 * results["results"][attack["name"]][k]["accuracy"] for k in keys]
+            ax.plot(eps, acc, style, color=shade, marker=marker, markersize=4, label=attack["name"])
+        ax.plot(eps, worst, "-", color="black", linewidth=3, label="worst case (attacks)")
+        if cert is not None:
+            ax.plot(eps, cert, "-", color="crimson", linewidth=3, label="certified (IBP)")
+            ax.fill_between(eps, cert, worst, color="grey", alpha=0.15, linewidth=0)
+        ax.set_title(FAMILY_TITLES[family], fontsize=10)
+        ax.set_xlabel("eps (l_inf)")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    for ax in axes.flat[len(families) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
+    fig.suptitle(
+        f"{results['model']['description']}: suite {results['settings']['suite']}, "
+        f"{results['n_examples']} images",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path_or_buffer, format="png", dpi=110)
+    plt.close(fig)
+
+
+def existing_results(out_dir: Path) -> list[str]:
+    return [name for name in RESULT_FILES if (Path(out_dir) / name).exists()]
+
+
+def refuse_overwrite(out_dir: Path, overwrite: bool, files=RESULT_FILES) -> None:
+    """ValueError when ``out_dir`` is not a directory, or already holds any of ``files`` and
+    ``overwrite`` is off."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} exists and is not a directory")
+    present = [name for name in files if (out_dir / name).exists()]
+    if present and not overwrite:
+        raise ValueError(
+            f"{out_dir} already holds results ({', '.join(present)}); "
+            f"pass --overwrite or choose another --out"
+        )
+
+
+def write_results(results: dict, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Write robustness.{png,md,json} (each through a temp file + rename; the JSON last).
+    Refuses (ValueError) a directory that already holds results unless ``overwrite``."""
+    out_dir = Path(out_dir)
+    refuse_overwrite(out_dir, overwrite)
+    ROBUSTNESS_SCHEMA.check(json.loads(json.dumps(results)), "robustness.json")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    plot(results, buffer)
+    paths = [out_dir / name for name in ("robustness.png", "robustness.md", "robustness.json")]
+    atomic_write_bytes(paths[0], buffer.getvalue())
+    atomic_write_bytes(paths[1], to_markdown(results).encode())
+    atomic_write_bytes(paths[2], (json.dumps(results, indent=1) + "\n").encode())
+    return paths

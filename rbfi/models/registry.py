@@ -1,0 +1,53 @@
+"""Build a classifier by name or from its :class:`ModelConfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rbfi.models.config import DEFAULT_LAYERS, RBF_ARCHITECTURES, ModelConfig
+from rbfi.models.nets import MLP, Classifier, RBFINet, StateSpec
+
+NET_CLASSES = {"rbfi": RBFINet, "rbf": RBFINet, "relu": MLP, "sigmoid": MLP}
+
+
+def build_model(
+    arch: str | ModelConfig,
+    layers: str | Sequence[int] = DEFAULT_LAYERS,
+    geometry: str | None = None,
+    *,
+    in_features: int = 784,
+    u_bounds: Sequence[float] = (0.01, 3.0),
+    w_bounds: Sequence[float] = (0.0, 1.0),
+    pseudogradient: bool = True,
+) -> Classifier:
+    """Build a classifier: ``build_model("rbfi", "512,512,512,10", "^v^v")`` or
+    ``build_model(config)``. Archs: "rbfi", "rbf" (l2 units), "relu", "sigmoid".
+
+    ``geometry`` applies to rbfi/rbf nets only (default: alternate ^ and v, starting with ^);
+    ``pseudogradient`` sets the RBFI layers' gradient mode (a runtime switch, not saved).
+    """
+    if isinstance(arch, ModelConfig):
+        config = arch
+    else:
+        config = ModelConfig(
+            arch=arch,
+            layers=layers,
+            geometry=geometry,
+            in_features=in_features,
+            u_bounds=tuple(u_bounds),
+            w_bounds=tuple(w_bounds),
+        )
+    if config.arch in RBF_ARCHITECTURES:
+        return RBFINet(config, pseudogradient=pseudogradient)
+    return MLP(config)
+
+
+def expected_state(config: ModelConfig) -> StateSpec:
+    """name -> (shape, dtype) of every tensor the state_dict of ``config``'s model holds."""
+    return NET_CLASSES[config.arch].expected_state(config)
+
+
+def describe(model) -> str:
+    """Paper notation of a model built here, else its class name."""
+    config = getattr(model, "config", None)
+    return config.describe() if isinstance(config, ModelConfig) else type(model).__name__

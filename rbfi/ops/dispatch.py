@@ -1,0 +1,174 @@
+"""Which backend computes z = max_i (u (x - w))^2 (and its interval version), with one policy.
+
+Backends:
+- "reference": the materialising reference (ground truth, slow, memory B M N).
+- "cpu": the fused C kernel (``rbfi_cpu.c``, compiled at first use; float32 CPU tensors).
+- "chunked" (alias "torch"): pure PyTorch over bounded tiles; any device and dtype.
+- "triton": Triton kernels (CUDA float32 tensors; CPU tensors under ``TRITON_INTERPRET=1``).
+- "auto": the first of "cpu", "triton", "chunked" that can run these tensors.
+
+The policy, the same for every backend and both ops: "auto" never fails for want of a kernel
+(if the C kernel cannot be built, :mod:`rbfi.ops._build` warns once and "auto" uses the next
+backend); a backend named explicitly runs or raises a ValueError saying why it cannot.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+import rbfi.ops.cpu as cpu_backend
+from rbfi.ops._build import load_library
+from rbfi.ops.chunked import TILE_ELEMENTS, chunked_interval_ops, chunked_ops
+from rbfi.ops.fused import FusedIntervalOps, FusedOps
+
+BACKENDS = ("auto", "reference", "cpu", "chunked", "torch", "triton")
+AUTO_ORDER = ("cpu", "triton", "chunked")
+
+
+def cpu_kernel_available() -> bool:
+    """True when the C kernel is built and loaded (builds it on the first call)."""
+    return load_library().lib is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _triton_import() -> tuple[object | None, str | None]:
+    try:
+        triton_backend = importlib.import_module("rbfi.ops.triton")
+    except Exception as err:  # ImportError, or a broken Triton install
+        return None, f"{type(err).__name__}: {err}"
+    return triton_backend, None
+
+
+def triton_available() -> bool:
+    """True when Triton imports (the GPU backend can then run on CUDA tensors)."""
+    return _triton_import()[0] is not None
+
+
+def _float32_on(device_type: str, tensors: tuple[Tensor, ...]) -> str | None:
+    if any(t.dtype != torch.float32 for t in tensors):
+        return "needs float32 tensors"
+    if device_type and any(t.device.type != device_type for t in tensors):
+        return f"needs {device_type.upper()} tensors"
+    return None
+
+
+def _cpu_unusable(tensors: tuple[Tensor, ...]) -> str | None:
+    if not cpu_kernel_available():
+        return "the C kernel could not be built (see rbfi.ops.kernel_info())"
+    return _float32_on("cpu", tensors)
+
+
+def _triton_unusable(tensors: tuple[Tensor, ...]) -> str | None:
+    module, err = _triton_import()
+    if module is None:
+        return f"needs triton: {err}"
+    interpret = _interpreting()
+    return _float32_on("" if interpret else "cuda", tensors)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _cpu_ops() -> FusedOps:
+    return cpu_backend.CPU_OPS
+
+
+def _cpu_interval_ops() -> FusedIntervalOps | None:
+    return getattr(cpu_backend, "CPU_INTERVAL_OPS", None)
+
+
+def _triton_ops() -> FusedOps:
+    return _triton_import()[0].TRITON_OPS
+
+
+def _triton_interval_ops() -> FusedIntervalOps | None:
+    return getattr(_triton_import()[0], "TRITON_INTERVAL_OPS", None)
+
+
+_CHUNKED, _CHUNKED_INTERVAL = chunked_ops(), chunked_interval_ops()
+
+# name -> (why it cannot run these tensors or None, point ops, interval ops or None)
+_REGISTRY: dict[str, tuple[Callable, Callable, Callable]] = {
+    "cpu": (_cpu_unusable, _cpu_ops, _cpu_interval_ops),
+    "triton": (_triton_unusable, _triton_ops, _triton_interval_ops),
+    "chunked": (lambda tensors: None, lambda: _CHUNKED, lambda: _CHUNKED_INTERVAL),
+}
+
+
+def _unusable(name: str, tensors: tuple[Tensor, ...], interval: bool) -> str | None:
+    unusable, _, interval_ops = _REGISTRY[name]
+    reason = unusable(tensors)
+    if reason is None and interval and interval_ops() is None:
+        reason = "has no interval kernel"
+    return reason
+
+
+def resolve(
+    backend: str, tensors: tuple[Tensor, ...], *, interval: bool = False, beta_ok: bool = True
+) -> str:
+    """The backend that runs ``tensors``: ``backend`` itself, or for "auto" the first of
+    :data:`AUTO_ORDER` that can. ``beta_ok=False`` (pseudogradients with beta < 0) rules out
+    the fused kernels. Raises ValueError for an unknown or unusable explicit backend."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "chunked"
+    if backend == "reference":
+        return backend
+    empty = any(t.numel() == 0 for t in tensors)
+    if backend == "auto":
+        if empty or not beta_ok:
+            return "chunked"
+        return next(name for name in AUTO_ORDER if _unusable(name, tensors, interval) is None)
+    if backend != "chunked":
+        if not beta_ok:
+            raise ValueError(f"the {backend} backend needs beta >= 0")
+        reason = _unusable(backend, tensors, interval)
+        if reason is not None:
+            raise ValueError(f"backend={backend!r} cannot run here: it {reason}")
+    return backend
+
+
+def auto_backend(x: Tensor, w: Tensor, u: Tensor) -> str:
+    """The backend that ``backend="auto"`` uses for these tensors."""
+    return resolve("auto", (x, w, u))
+
+
+def ops(name: str) -> FusedOps:
+    return _REGISTRY[name][1]()
+
+
+def interval_ops(name: str) -> FusedIntervalOps:
+    return _REGISTRY[name][2]()
+
+
+def kernel_info() -> dict:
+    """Which kernels are available here, how the CPU one was built, and its first-use cost.
+
+    Builds the CPU kernel if that has not happened yet. ``cpu.compile_seconds`` is the compile
+    time paid in this process (None when the library came from the cache).
+    """
+    triton_mod, triton_err = _triton_import()
+    triton_info: dict = {"available": triton_mod is not None, "error": triton_err}
+    if triton_mod is not None:
+        import triton
+
+        triton_info["version"] = triton.__version__
+        triton_info["cuda"] = torch.cuda.is_available()
+        triton_info["interval"] = _triton_interval_ops() is not None
+    cpu_info = load_library().as_dict()
+    cpu_info["interval"] = cpu_info["available"] and _cpu_interval_ops() is not None
+    return {
+        "cpu": cpu_info,
+        "triton": triton_info,
+        "num_threads": torch.get_num_threads(),
+        "skip_threshold": cpu_backend.SKIP_THRESHOLD,
+        "chunk_tile_elements": TILE_ELEMENTS,
+    }

@@ -1,0 +1,64 @@
+"""The materialising reference: plain, slow, the ground truth every fused kernel is tested
+against. It holds the (B, M, N) tensor of scaled squared distances
+
+    s[b, j, i] = (u[j, i] (x[b, i] - w[j, i]))^2,     z[b, j] = max_i s[b, j, i]
+
+and backpropagates through :class:`~rbfi.ops.autograd.PseudoMax` (eq. 11) or the true arg-max
+subgradient (eq. 10).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rbfi.ops.autograd import PSEUDO_MAX_BETA, max_last
+
+
+def scaled_sq_distances(x: Tensor, w: Tensor, u: Tensor) -> Tensor:
+    """s[b, j, i] = (u[j, i] (x[b, i] - w[j, i]))^2, materialised: shape (B, M, N)."""
+    return (u * (x.unsqueeze(1) - w)).square()
+
+
+def scaled_sqdist_max_reference(
+    x: Tensor, w: Tensor, u: Tensor, pseudogradient: bool = True, beta: float = PSEUDO_MAX_BETA
+) -> Tensor:
+    """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 (the square of the weighted inf-norm)."""
+    return max_last(scaled_sq_distances(x, w, u), pseudogradient, beta)
+
+
+# --- the interval version ---------------------------------------------------------------------
+
+
+def interval_offsets(lo: Tensor, hi: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """For every (b, j, i): the offsets from w[j, i] of the nearest and the farthest point of
+    [lo[b, i], hi[b, i]], materialised as (B, M, N) tensors.
+
+    near = clamp(w, lo, hi) - w  (0 when w lies in the interval),
+    far  = hi - w if hi - w >= w - lo else lo - w  (the end farther from w; hi on a tie).
+    """
+    d_lo, d_hi = lo.unsqueeze(1) - w, hi.unsqueeze(1) - w
+    near = d_lo.clamp_min(0.0) + d_hi.clamp_max(0.0)
+    far = torch.where(d_lo + d_hi >= 0, d_hi, d_lo)
+    return near, far
+
+
+def scaled_sqdist_max_interval_reference(
+    lo: Tensor,
+    hi: Tensor,
+    w: Tensor,
+    u: Tensor,
+    pseudogradient: bool = True,
+    beta: float = PSEUDO_MAX_BETA,
+) -> tuple[Tensor, Tensor]:
+    """The exact range [z_lo, z_hi] of z = max_i (u (x - w))^2 over the box lo <= x <= hi.
+
+    Each s_i depends on x_i alone, so over a box the smallest z takes every s_i at its minimum
+    (x_i nearest to w_i) and the largest every s_i at its maximum (x_i farthest from w_i):
+    z_lo = max_i (u_i near_i)^2, z_hi = max_i (u_i far_i)^2 (see :func:`interval_offsets`).
+    Backward through eq. (11) or eq. (10) for each max, and through the offsets to lo, hi, w.
+    """
+    near, far = interval_offsets(lo, hi, w)
+    z_lo = max_last((u * near).square(), pseudogradient, beta)
+    z_hi = max_last((u * far).square(), pseudogradient, beta)
+    return z_lo, z_hi

@@ -1,0 +1,198 @@
+"""Training on permutation-invariant MNIST (paper, Sec. 6): AdaDelta, batch 100, square-error
+loss for RBFI and sigmoid nets, cross-entropy for ReLU nets; parameters of RBFI layers are
+projected onto their bounds after every optimiser step (Sec. 4.2).
+
+Every epoch ends with an evaluation on the test set, a checkpoint (weights + optimiser and RNG
+state) and one JSON line appended to ``metrics.jsonl``. A resumed run continues from the last
+completed epoch and, on CPU, ends with exactly the weights of an uninterrupted run, even after
+the process was killed at any point (checkpoints are written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from rbfi.data import load_mnist
+from rbfi.io import Progress, atomic_write_bytes
+from rbfi.io.checkpoint import INDEX_NAME, CheckpointError, check_run_directory, load_tensors
+from rbfi.io.checkpoint import read_index as read_checkpoint_index
+from rbfi.models import build_model, check_weights, evaluate, model_config_of, save_model
+from rbfi.nn import attach_projection
+from rbfi.training.config import TrainConfig
+from rbfi.training.objectives import make_objective
+from rbfi.training.state import capture_state, restore_state, seed_everything
+
+METRICS_NAME = "metrics.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunExists(ValueError):
+    """The output directory already holds a checkpoint and --resume was not asked for."""
+
+
+def _resume_point(
+    out_dir: Path, config: TrainConfig, resume: bool, log
+) -> tuple[TrainConfig, dict | None]:
+    """(the config to run, the checkpoint index to resume from or None); checks everything
+    about an existing checkpoint before anything is written."""
+    has_checkpoint = (out_dir / INDEX_NAME).exists()
+    if not has_checkpoint:
+        if resume:
+            log(f"no checkpoint in {out_dir} to resume: starting a new run")
+        return config, None
+    if not resume:
+        raise RunExists(
+            f"{out_dir} already holds a checkpoint; use --resume to continue it "
+            f"or choose another --out"
+        )
+    index = read_checkpoint_index(out_dir)
+    try:
+        saved = TrainConfig.from_json(index.get("training") or {})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {out_dir}: bad training settings: {exc}") from None
+    if saved.model != model_config_of(index):
+        raise CheckpointError(
+            f"checkpoint {out_dir}: its training settings and its model config disagree"
+        )
+    if "state" not in index:
+        raise CheckpointError(f"checkpoint {out_dir} holds no training state (cannot resume)")
+    saved.epochs = max(config.epochs, saved.epochs)
+    return saved, index
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train as ``config`` says, checkpointing into ``out_dir`` after every epoch.
+
+    ``resume=True`` continues from the checkpoint in ``out_dir`` (its saved settings win, except
+    ``epochs``, which may be raised), or starts a new run there if it holds none. Returns the
+    last epoch's metrics.
+    """
+    out_dir = check_run_directory(out_dir)
+    config, index = _resume_point(out_dir, config, resume, log)
+    device = torch.device(config.device)
+    seed_everything(config.seed)
+    x_train, y_train = load_mnist("train", config.data_dir)
+    x_test, y_test = load_mnist("test", config.data_dir)
+    if config.train_limit:
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    if config.test_limit:
+        x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
+
+    model = build_model(config.model, pseudogradient=config.pseudogradient).to(device)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=config.rho)
+    attach_projection(optimizer, model)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    objective = make_objective(config)
+    metrics: list[dict] = []
+    start_epoch = 0
+
+    if index is not None:
+        weights = load_tensors(index, "weights")
+        check_weights(config.model, weights, str(out_dir))
+        state_tensors = load_tensors(index, "state")
+        model.load_state_dict(weights)
+        restore_state(optimizer, shuffle, state_tensors, index["state"]["info"])
+        metrics = list(index.get("metrics", []))
+        start_epoch = int(index["epoch"])
+        log(f"resuming {model.describe()} from epoch {start_epoch} in {out_dir}")
+    else:
+        log(
+            f"training {model.describe()} ({objective.describe()}) on {len(x_train)} images, "
+            f"{config.epochs} epochs -> {out_dir}"
+        )
+
+    def save(epoch: int) -> None:
+        tensors, info = capture_state(optimizer, shuffle)
+        save_model(
+            out_dir,
+            model,
+            epoch=epoch,
+            training=config.to_json(),
+            metrics=metrics,
+            state=tensors,
+            state_info=info,
+        )
+
+    if index is None:
+        save(0)
+    _rewrite_metrics(out_dir, metrics)
+
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        total_loss, correct, seen = 0.0, 0, 0
+        with Progress(
+            n, f"epoch {epoch}/{config.epochs}", unit="img", enabled=progress, final_line=False
+        ) as bar:
+            for step, start in enumerate(range(0, n, config.batch_size)):
+                idx = order[start : start + config.batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                done = ((epoch - 1) * steps_per_epoch + step) / total_steps
+                loss, scores = objective(model, xb, yb, done)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch}, batch {step};"
+                        f" the last good checkpoint (epoch {epoch - 1}) is kept in {out_dir}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()  # the projection hook clamps u and w afterwards
+                total_loss += loss.item() * len(idx)
+                correct += (scores.argmax(dim=1) == yb).sum().item()
+                seen += len(idx)
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+        train_seconds = time.perf_counter() - t0
+        test = evaluate(model, x_test, y_test, config.loss)
+        if not math.isfinite(test["loss"]):
+            raise TrainingDiverged(
+                f"test loss became {test['loss']} after epoch {epoch}; the last good checkpoint "
+                f"(epoch {epoch - 1}) is kept in {out_dir}"
+            )
+        record = {
+            "epoch": epoch,
+            "train_loss": total_loss / seen,
+            "train_accuracy": correct / seen,
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "train_seconds": round(train_seconds, 3),
+            "eval_seconds": round(time.perf_counter() - t0 - train_seconds, 3),
+        }
+        metrics.append(record)
+        save(epoch)
+        with open(out_dir / METRICS_NAME, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        log(
+            f"epoch {epoch}: train loss {record['train_loss']:.4f} "
+            f"acc {record['train_accuracy']:.4f}"
+            f" | test acc {record['test_accuracy']:.4f} | {train_seconds:.1f} s"
+        )
+    return metrics[-1] if metrics else {}
+
+
+def _rewrite_metrics(out_dir: Path, metrics: list[dict]) -> None:
+    """Make ``metrics.jsonl`` hold exactly the checkpoint's epochs (drops lines of lost epochs)."""
+    text = "".join(json.dumps(m) + "\n" for m in metrics)
+    atomic_write_bytes(out_dir / METRICS_NAME, text.encode())
