@@ -135,6 +135,16 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.rbfi_backward_pseudo.restype = i32
     lib.rbfi_backward_argmax.argtypes = [p, p, p, p, p, i64, i64, i64, p, p, p, i32]
     lib.rbfi_backward_argmax.restype = i32
+    lib.rbfi_interval_forward.argtypes = [p, p, p, p, i64, i64, i64, p, p, p, p, i32]
+    lib.rbfi_interval_forward.restype = i32
+    lib.rbfi_interval_backward_pseudo.argtypes = [
+        *(p,) * 8,
+        *(i64,) * 3,
+        f32,
+        *(p,) * 4,
+        i32,
+    ]
+    lib.rbfi_interval_backward_pseudo.restype = i32
     lib.rbfi_exp2.argtypes = [p, p, i64]
     lib.rbfi_exp2.restype = None
     lib.rbfi_simd_width.argtypes = []

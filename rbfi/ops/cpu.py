@@ -1,7 +1,8 @@
 """The fused CPU backend: ctypes calls into ``rbfi_cpu.c`` on contiguous float32 tensors.
 
 Forward saves z (B, M) and, in true-gradient mode, the arg-max (B, M) int32; backward recomputes
-s = (u (x - w))^2 tile by tile, so nothing of size B x M x N is ever held.
+s = (u (x - w))^2 tile by tile, so nothing of size B x M x N is ever held. The interval version
+(:data:`CPU_INTERVAL_OPS`) does the same for the range [z_lo, z_hi] of z over a box [lo, hi].
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import torch
 from torch import Tensor
 
 from rbfi.ops._build import load_library
-from rbfi.ops.fused import FusedOps, require_contiguous_float32
+from rbfi.ops.chunked import interval_argmax_backward
+from rbfi.ops.fused import (
+    FusedIntervalOps,
+    FusedOps,
+    require_contiguous_float32,
+    require_contiguous_float32_box,
+)
 
 # Pseudogradient terms with beta (s - z) < -SKIP_THRESHOLD are dropped: their weight is below
 # exp(-40) = 4.2e-18, i.e. < 2^-24 (float32 resolution) times 1e-10 of the arg-max term's
@@ -124,3 +131,72 @@ def _cpu_backward_pseudo_skipping(x, w, u, z, g, beta, need_x, need_params):
 
 
 CPU_OPS = FusedOps(cpu_forward, _cpu_backward_pseudo_skipping, cpu_backward_argmax)
+
+
+# --- the interval version ---------------------------------------------------------------------
+
+
+def cpu_interval_forward(
+    lo: Tensor, hi: Tensor, w: Tensor, u: Tensor, want_idx: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """z_lo = max_i (u near)^2, z_hi = max_i (u far)^2 over the box [lo, hi] (near, far: the
+    offsets from w of the nearest and farthest point), and optionally the first arg-maxes."""
+    require_contiguous_float32_box("cpu", lo, hi, w, u, "cpu")
+    (B, N), M = lo.shape, w.shape[0]
+    z_lo = torch.empty(B, M, dtype=torch.float32)
+    z_hi = torch.empty(B, M, dtype=torch.float32)
+    idx_lo = torch.empty(B, M, dtype=torch.int32) if want_idx else None
+    idx_hi = torch.empty(B, M, dtype=torch.int32) if want_idx else None
+    rc = _lib().rbfi_interval_forward(
+        *map(_ptr, (lo, hi, w, u)),
+        B,
+        M,
+        N,
+        *map(_ptr, (z_lo, z_hi, idx_lo, idx_hi)),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise RuntimeError(f"rbfi_interval_forward failed (code {rc})")
+    return z_lo, z_hi, idx_lo, idx_hi
+
+
+def cpu_interval_backward_pseudo(
+    lo: Tensor,
+    hi: Tensor,
+    w: Tensor,
+    u: Tensor,
+    z_lo: Tensor,
+    z_hi: Tensor,
+    g_lo: Tensor,
+    g_hi: Tensor,
+    beta: float,
+    need_x: bool,
+    need_params: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Eq. (11) for both maxes, one pass: q = 2 g exp(beta (t^2 - z)) t with t = u d, for
+    (d, z, g) = (near, z_lo, g_lo) and (far, z_hi, g_hi); dw = -u sum_b q, du = sum_b q d, and
+    q u goes to dlo or dhi, whichever end d was measured to. Dense (nothing skipped)."""
+    require_contiguous_float32_box("cpu", lo, hi, w, u, "cpu")
+    (B, N), M = lo.shape, w.shape[0]
+    zg = [t.to(torch.float32).contiguous() for t in (z_lo, z_hi, g_lo, g_hi)]
+    dlo = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dhi = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    rc = _lib().rbfi_interval_backward_pseudo(
+        *map(_ptr, (lo, hi, w, u, *zg)),
+        B,
+        M,
+        N,
+        float(beta),
+        *map(_ptr, (dlo, dhi, dw, du)),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise RuntimeError(f"rbfi_interval_backward_pseudo failed (code {rc})")
+    return dlo, dhi, dw, du
+
+
+CPU_INTERVAL_OPS = FusedIntervalOps(
+    cpu_interval_forward, cpu_interval_backward_pseudo, interval_argmax_backward
+)

@@ -29,6 +29,18 @@ def require_contiguous_float32(
             )
 
 
+def require_contiguous_float32_box(
+    backend: str, lo: Tensor, hi: Tensor, w: Tensor, u: Tensor, device: str = ""
+) -> None:
+    """Raise unless lo, hi, w, u are contiguous float32 tensors (on ``device`` when given)."""
+    for name, t in (("lo", lo), ("hi", hi), ("w", w), ("u", u)):
+        if t.dtype != torch.float32 or not t.is_contiguous() or device not in ("", t.device.type):
+            raise ValueError(
+                f"{backend} backend needs contiguous float32 {device.upper() or 'device'} "
+                f"tensors; {name} is {t.dtype} on {t.device}, contiguous={t.is_contiguous()}"
+            )
+
+
 @dataclass(frozen=True)
 class FusedOps:
     """A backend's three pieces.

@@ -529,6 +529,460 @@ int rbfi_backward_argmax(const float *x, const float *w, const float *u, const i
     return 0;
 }
 
+/* ============================================================ interval version (IBP) */
+
+/*
+ * For a box lo <= x <= hi (lo, hi: (B, N)) the exact range [z_lo, z_hi] of z:
+ *
+ *   near[b,j,i] = clamp(w, lo, hi) - w = max(lo - w, 0) + min(hi - w, 0)
+ *   far[b,j,i]  = hi - w if (lo - w) + (hi - w) >= 0 else lo - w   (the farther end; hi on a tie)
+ *   z_lo[b,j] = max_i (u near)^2,   z_hi[b,j] = max_i (u far)^2.
+ *
+ * Forward, with a = lo - w and b = w - hi (a + b = lo - hi <= 0):
+ *   |near| = max(a, b, 0),   |far| = max(-a, -b) = -min(a, b),
+ * the same float32 values as the formulas above (negation is exact, a rounded sum has the sign
+ * of the exact one). Squaring is monotone in |t| also after rounding, so without arg-maxes the
+ * kernel keeps the running max of |u| max(a, b) (from 0, which absorbs the clamp at 0) and the
+ * running min of |u| min(a, b) (<= 0) and squares once at the end: 8 vector ops per (b, j, i)
+ * against the 4 of the point kernel. With arg-maxes it compares the squares with a strict `>`
+ * (first occurrence, exactly as a max over s). With lo = hi = x both equal rbfi_forward's z.
+ */
+
+/* Interval forward register tiles (batch rows x units), plain and with arg-maxes. Each pair
+ * needs two accumulators (four with arg-maxes), so the tiles are smaller than the point
+ * kernel's 2 x 4. AVX2 (16 registers), first layer, 1 thread: plain 2 x 2 6.4 ms = 1 x 4 <
+ * 2 x 4 6.7 < 1 x 8 7.3; arg-max 1 x 2 12.0 ms < 2 x 1 12.6 < 1 x 3 12.9 < 1 x 4 = 2 x 2 13.7
+ * < 2 x 4 16.8. The AVX-512 sizes (32 registers) are a guess, unmeasured. */
+#ifndef IFB
+#define IFB 2
+#endif
+#ifndef IFJ
+#define IFJ (VL >= 16 ? 4 : 2)
+#endif
+#ifndef IFB_IDX
+#define IFB_IDX 1
+#endif
+#ifndef IFJ_IDX
+#define IFJ_IDX (VL >= 16 ? 4 : 2)
+#endif
+#define IFB_MAX (IFB > IFB_IDX ? IFB : IFB_IDX)
+#define IFJ_MAX (IFJ > IFJ_IDX ? IFJ : IFJ_IDX)
+
+INLINE vf vmin(vf a, vf b) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_min_ps((__m512)a, (__m512)b);
+#elif defined(__AVX__)
+    return (vf)_mm256_min_ps((__m256)a, (__m256)b);
+#else
+    return vsel(a < b, a, b);
+#endif
+}
+
+INLINE vf vabs(vf a) { return (vf)((vi)a & ((vi){0} + INT32_MAX)); }
+
+INLINE float hmin(vf v) {
+    for (int sh = VL / 2; sh >= 1; sh /= 2) v = vmin(v, __builtin_shuffle(v, rotate_perm(sh)));
+    return v[0];
+}
+
+/* first index among the lanes of bidx whose best equals m */
+INLINE int32_t first_lane_index(vf best, vi bidx, float m) {
+    const vi at_max = best == vset(m);
+    return hmin_i(visel(at_max, bidx, (vi){0} + INT32_MAX));
+}
+
+/* One register tile of the interval forward: rows b0 .. b0+NB, units j0 .. j0+NJ. */
+INLINE void ifwd_tile(const float *lo, const float *hi, const float *w, const float *u,
+                      int64_t M, int64_t N, int64_t b0, int64_t j0, float *zl, float *zh,
+                      int32_t *il, int32_t *ih, const int NB, const int NJ, const int WANT_IDX) {
+    /* without WANT_IDX: bn = max |u| max(a, b) (>= 0), bf = min |u| min(a, b) (<= 0);
+     * with WANT_IDX: bn, bf = max of the squares (from -1), jn, jf the lane arg-maxes */
+    vf bn[IFB_MAX][IFJ_MAX], bf[IFB_MAX][IFJ_MAX];
+    vi jn[IFB_MAX][IFJ_MAX], jf[IFB_MAX][IFJ_MAX];
+    vi lane;
+    for (int k = 0; k < VL; k++) lane[k] = k;
+    const float init = WANT_IDX ? -1.0f : 0.0f;
+    for (int bb = 0; bb < NB; bb++)
+        for (int jj = 0; jj < NJ; jj++) {
+            bn[bb][jj] = bf[bb][jj] = vset(init);
+            if (WANT_IDX) jn[bb][jj] = jf[bb][jj] = lane;
+        }
+    int64_t i = 0;
+    vi iv = lane;
+    for (; i + VL <= N; i += VL) {
+        vf lv[IFB_MAX], hv[IFB_MAX];
+        for (int bb = 0; bb < NB; bb++) {
+            lv[bb] = vload(lo + (b0 + bb) * N + i);
+            hv[bb] = vload(hi + (b0 + bb) * N + i);
+        }
+        for (int jj = 0; jj < NJ; jj++) {
+            const vf wv = vload(w + (j0 + jj) * N + i);
+            const vf ua = vabs(vload(u + (j0 + jj) * N + i));
+            for (int bb = 0; bb < NB; bb++) {
+                const vf a = lv[bb] - wv, b = wv - hv[bb];
+                if (WANT_IDX) {
+                    const vf tn = ua * vmax(vmax(a, b), vset(0.0f)), tf = ua * vmin(a, b);
+                    const vf sn = tn * tn, sf = tf * tf;
+                    const vi mn = sn > bn[bb][jj], mf = sf > bf[bb][jj];
+                    bn[bb][jj] = vsel(mn, sn, bn[bb][jj]);
+                    jn[bb][jj] = visel(mn, iv, jn[bb][jj]);
+                    bf[bb][jj] = vsel(mf, sf, bf[bb][jj]);
+                    jf[bb][jj] = visel(mf, iv, jf[bb][jj]);
+                } else {
+                    bn[bb][jj] = vmax(bn[bb][jj], ua * vmax(a, b));
+                    bf[bb][jj] = vmin(bf[bb][jj], ua * vmin(a, b));
+                }
+            }
+        }
+        iv += VL;
+    }
+    for (int bb = 0; bb < NB; bb++)
+        for (int jj = 0; jj < NJ; jj++) {
+            const float *lr = lo + (b0 + bb) * N, *hr = hi + (b0 + bb) * N;
+            const float *wr = w + (j0 + jj) * N, *ur = u + (j0 + jj) * N;
+            const int64_t o = (b0 + bb) * M + j0 + jj;
+            if (WANT_IDX) {
+                float mn = hmax(bn[bb][jj]), mf = hmax(bf[bb][jj]);
+                int32_t kn = first_lane_index(bn[bb][jj], jn[bb][jj], mn);
+                int32_t kf = first_lane_index(bf[bb][jj], jf[bb][jj], mf);
+                for (int64_t k = i; k < N; k++) {
+                    const float a = lr[k] - wr[k], b = wr[k] - hr[k];
+                    const float ua = ur[k] < 0.0f ? -ur[k] : ur[k];
+                    const float ab = a > b ? a : b;
+                    const float tn = ua * (ab > 0.0f ? ab : 0.0f), tf = ua * (a < b ? a : b);
+                    const float sn = tn * tn, sf = tf * tf;
+                    if (sn > mn) {
+                        mn = sn;
+                        kn = (int32_t)k;
+                    }
+                    if (sf > mf) {
+                        mf = sf;
+                        kf = (int32_t)k;
+                    }
+                }
+                zl[o] = mn;
+                zh[o] = mf;
+                if (il) il[o] = kn;
+                if (ih) ih[o] = kf;
+            } else {
+                float mn = hmax(bn[bb][jj]), mf = hmin(bf[bb][jj]);
+                for (int64_t k = i; k < N; k++) {
+                    const float a = lr[k] - wr[k], b = wr[k] - hr[k];
+                    const float ua = ur[k] < 0.0f ? -ur[k] : ur[k];
+                    const float tn = ua * (a > b ? a : b), tf = ua * (a < b ? a : b);
+                    if (tn > mn) mn = tn;
+                    if (tf < mf) mf = tf;
+                }
+                zl[o] = mn * mn;
+                zh[o] = mf * mf;
+            }
+        }
+}
+
+/* Tiles go unit-major to threads, as in fwd_impl. One parallel loop per mode, each with
+ * constant flags and tile (OpenMP outlines the region before inlining, so a shared loop would
+ * test WANT_IDX inside the hot loop and allocate registers for both modes). */
+#define IFWD_LOOP(TB, TJ, WANT_IDX_)                                                              \
+    do {                                                                                          \
+        const int64_t nbb = (B + (TB) - 1) / (TB), njb = (M + (TJ) - 1) / (TJ);                   \
+        _Pragma("omp parallel for schedule(dynamic, 8) num_threads(nthreads) if (nthreads > 1)") \
+        for (int64_t tile = 0; tile < nbb * njb; tile++) {                                        \
+            const int64_t j0 = (tile / nbb) * (TJ), b0 = (tile % nbb) * (TB);                     \
+            if (b0 + (TB) <= B && j0 + (TJ) <= M) {                                               \
+                ifwd_tile(lo, hi, w, u, M, N, b0, j0, zl, zh, il, ih, TB, TJ, WANT_IDX_);         \
+            } else {                                                                              \
+                for (int64_t b = b0; b < B && b < b0 + (TB); b++)                                 \
+                    for (int64_t j = j0; j < M && j < j0 + (TJ); j++)                             \
+                        ifwd_tile(lo, hi, w, u, M, N, b, j, zl, zh, il, ih, 1, 1, WANT_IDX_);     \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+static void ifwd_plain(const float *lo, const float *hi, const float *w, const float *u,
+                       int64_t B, int64_t M, int64_t N, float *zl, float *zh, int nthreads) {
+    int32_t *il = NULL, *ih = NULL;
+    IFWD_LOOP(IFB, IFJ, 0);
+}
+
+static void ifwd_idx(const float *lo, const float *hi, const float *w, const float *u,
+                     int64_t B, int64_t M, int64_t N, float *zl, float *zh, int32_t *il,
+                     int32_t *ih, int nthreads) {
+    IFWD_LOOP(IFB_IDX, IFJ_IDX, 1);
+}
+
+/* z_lo[b,j] = max_i (u near)^2, z_hi[b,j] = max_i (u far)^2 over the box [lo, hi] (lo <= hi);
+ * idx_lo, idx_hi (each may be NULL) get the first arg-maxes. */
+int rbfi_interval_forward(const float *lo, const float *hi, const float *w, const float *u,
+                          int64_t B, int64_t M, int64_t N, float *z_lo, float *z_hi,
+                          int32_t *idx_lo, int32_t *idx_hi, int nthreads) {
+    if (N < 1 || B < 0 || M < 0) return 1;
+    nthreads = clamp_threads(nthreads);
+    if (idx_lo || idx_hi)
+        ifwd_idx(lo, hi, w, u, B, M, N, z_lo, z_hi, idx_lo, idx_hi, nthreads);
+    else
+        ifwd_plain(lo, hi, w, u, B, M, N, z_lo, z_hi, nthreads);
+    return 0;
+}
+
+/*
+ * Interval pseudogradient backward (eq. 11 for both maxes), one pass. Per (b, j, i):
+ *   dl = lo - w, dh = hi - w, far_hi = dl + dh >= 0,
+ *   d_n = max(dl, min(dh, 0)) (= near),  d_f = far_hi ? dh : dl (= far),
+ *   t = u d,  q = 2 g 2^(c (t^2 - z)) t  with c = beta log2(e), for (d_n, z_lo, g_lo) and
+ *   (d_f, z_hi, g_hi): two exps, each computed once and feeding every accumulation:
+ *   Q[j,i] += q_n + q_f (dw = -u Q),   du[j,i] += q_n d_n + q_f d_f,
+ *   dhi[b,i] += u (far_hi ? q_f : q_n),   dlo[b,i] += u (far_hi ? q_n : q_f).
+ * The last line routes each q to the end its d was measured to: whenever q_n != 0, w lies
+ * outside [lo, hi] and the near end is the one opposite the far end (w inside: d_n = 0, q_n = 0).
+ * Dense (nothing skipped). y >= -c z always, so a row whose c z <= 125 needs no clamp; other
+ * rows clamp y to the polynomial's range [-125, 127].
+ */
+#ifndef IJB
+#define IJB (VL >= 16 ? 4 : 2)
+#endif
+#define Y_MAX 127.0f
+
+typedef struct {
+    float *zl, *zh, *gl, *gh; /* per row b, at b * IJB + k: c z_lo, c z_hi, 2 g_lo, 2 g_hi */
+    int *clamp;               /* per row: some pair needs the exponent clamped */
+} irow_t;
+
+INLINE vf vclamp_y(vf y) { return vmin(vmax(y, vset(Y_MIN)), vset(Y_MAX)); }
+INLINE float sclamp_y(float y) { return y < Y_MIN ? Y_MIN : y > Y_MAX ? Y_MAX : y; }
+
+INLINE void ibwd_units(const float *lo, const float *hi, const float *w, const float *u,
+                       int64_t N, int64_t B, int64_t j0, irow_t rs, float c, float *dlob,
+                       float *dhib, float *dw, float *du, const int NJ, const int DX,
+                       const int P) {
+    const vf cv = vset(c), zero = vset(0.0f);
+    int64_t i = 0;
+    for (; i + VL <= N; i += VL) {
+        vf wv[IJB], uv[IJB], qa[IJB], da[IJB];
+        for (int k = 0; k < NJ; k++) {
+            wv[k] = vload(w + (j0 + k) * N + i);
+            uv[k] = vload(u + (j0 + k) * N + i);
+            qa[k] = da[k] = zero;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            const vf lv = vload(lo + b * N + i), hv = vload(hi + b * N + i);
+            vf accl = zero, acch = zero;
+            if (DX) {
+                accl = vload(dlob + b * N + i);
+                acch = vload(dhib + b * N + i);
+            }
+            const float *zl = rs.zl + b * IJB, *zh = rs.zh + b * IJB;
+            const float *gl = rs.gl + b * IJB, *gh = rs.gh + b * IJB;
+            const int clamp = rs.clamp[b];
+            for (int k = 0; k < NJ; k++) {
+                const vf dl = lv - wv[k], dh = hv - wv[k];
+                const vi far_hi = dl + dh >= 0.0f;
+                const vf df = vsel(far_hi, dh, dl), dn = vmax(dl, vmin(dh, zero));
+                const vf tn = uv[k] * dn, tf = uv[k] * df;
+                vf yn = tn * (tn * cv) - zl[k], yf = tf * (tf * cv) - zh[k];
+                if (clamp) {
+                    yn = vclamp_y(yn);
+                    yf = vclamp_y(yf);
+                }
+                const vf qn = vexp2(yn) * (tn * gl[k]), qf = vexp2(yf) * (tf * gh[k]);
+                if (DX) {
+                    acch += vsel(far_hi, qf, qn) * uv[k];
+                    accl += vsel(far_hi, qn, qf) * uv[k];
+                }
+                if (P) {
+                    qa[k] += qn + qf;
+                    da[k] += qn * dn + qf * df;
+                }
+            }
+            if (DX) {
+                vstore(dlob + b * N + i, accl);
+                vstore(dhib + b * N + i, acch);
+            }
+        }
+        if (P)
+            for (int k = 0; k < NJ; k++) {
+                vstore(dw + (j0 + k) * N + i, -(uv[k] * qa[k]));
+                vstore(du + (j0 + k) * N + i, da[k]);
+            }
+    }
+    for (; i < N; i++) { /* the last N mod VL inputs: same arithmetic, scalar */
+        for (int k = 0; k < NJ; k++) {
+            const float wk = w[(j0 + k) * N + i], uk = u[(j0 + k) * N + i];
+            float qs = 0.0f, ds = 0.0f;
+            for (int64_t b = 0; b < B; b++) {
+                const float dl = lo[b * N + i] - wk, dh = hi[b * N + i] - wk;
+                const int far_hi = dl + dh >= 0.0f;
+                const float df = far_hi ? dh : dl;
+                const float dhm = dh < 0.0f ? dh : 0.0f;
+                const float dn = dl > dhm ? dl : dhm;
+                const float tn = uk * dn, tf = uk * df;
+                float yn = tn * (tn * c) - rs.zl[b * IJB + k];
+                float yf = tf * (tf * c) - rs.zh[b * IJB + k];
+                if (rs.clamp[b]) {
+                    yn = sclamp_y(yn);
+                    yf = sclamp_y(yf);
+                }
+                const float qn = sexp2(yn) * (tn * rs.gl[b * IJB + k]);
+                const float qf = sexp2(yf) * (tf * rs.gh[b * IJB + k]);
+                if (DX) {
+                    dhib[b * N + i] += (far_hi ? qf : qn) * uk;
+                    dlob[b * N + i] += (far_hi ? qn : qf) * uk;
+                }
+                qs += qn + qf;
+                ds += qn * dn + qf * df;
+            }
+            if (P) {
+                dw[(j0 + k) * N + i] = -uk * qs;
+                du[(j0 + k) * N + i] = ds;
+            }
+        }
+    }
+}
+
+/* Fill the per-row scalars of units j0 .. j0+nj (slots 0 .. nj-1). */
+static void irow_fill(irow_t rs, const float *z_lo, const float *z_hi, const float *g_lo,
+                      const float *g_hi, int64_t B, int64_t M, int64_t j0, int nj, float c) {
+    for (int64_t b = 0; b < B; b++) {
+        int clamp = 0;
+        for (int k = 0; k < nj; k++) {
+            const int64_t o = b * M + j0 + k;
+            rs.zl[b * IJB + k] = c * z_lo[o];
+            rs.zh[b * IJB + k] = c * z_hi[o];
+            rs.gl[b * IJB + k] = 2.0f * g_lo[o];
+            rs.gh[b * IJB + k] = 2.0f * g_hi[o];
+            /* y >= -c z, so the polynomial's lower limit is safe when c z <= 125 */
+            clamp |= !(rs.zl[b * IJB + k] <= -Y_MIN && rs.zh[b * IJB + k] <= -Y_MIN);
+        }
+        rs.clamp[b] = clamp;
+    }
+}
+
+static void ibwd_block(const float *lo, const float *hi, const float *w, const float *u,
+                       const float *z_lo, const float *z_hi, const float *g_lo,
+                       const float *g_hi, int64_t B, int64_t M, int64_t N, int64_t j0, int nj,
+                       float c, irow_t rs, float *dlob, float *dhib, float *dw, float *du) {
+    const int DX = dlob != NULL, P = dw != NULL;
+#define IUNITS(JJ, NJ_, DX_, P_) \
+    ibwd_units(lo, hi, w, u, N, B, JJ, rs, c, dlob, dhib, dw, du, NJ_, DX_, P_)
+    if (nj == IJB) {
+        irow_fill(rs, z_lo, z_hi, g_lo, g_hi, B, M, j0, nj, c);
+        if (DX && P)
+            IUNITS(j0, IJB, 1, 1);
+        else if (P)
+            IUNITS(j0, IJB, 0, 1);
+        else
+            IUNITS(j0, IJB, 1, 0);
+        return;
+    }
+    for (int k = 0; k < nj; k++) { /* a last, partial block: one unit at a time */
+        const int64_t jk = j0 + k;
+        irow_fill(rs, z_lo, z_hi, g_lo, g_hi, B, M, jk, 1, c);
+        if (DX && P)
+            IUNITS(jk, 1, 1, 1);
+        else if (P)
+            IUNITS(jk, 1, 0, 1);
+        else
+            IUNITS(jk, 1, 1, 0);
+    }
+#undef IUNITS
+}
+
+/*
+ * Interval pseudogradient backward. dlo, dhi (B, N) and dw, du (M, N) are outputs; dlo and dhi
+ * may be NULL together, dw and du may be NULL together. Threads and reproducibility as in
+ * rbfi_backward_pseudo: unit blocks in fixed chunks taken dynamically, each chunk accumulating
+ * its share of dlo and dhi in its own buffers (chunk 0 in dlo, dhi themselves), the buffers
+ * added in chunk order at the end; dw, du rows each written by one thread. No atomics, so
+ * results are bitwise reproducible for a given thread count (and up to DX_CHUNKS threads
+ * independent of it).
+ */
+int rbfi_interval_backward_pseudo(const float *lo, const float *hi, const float *w,
+                                  const float *u, const float *z_lo, const float *z_hi,
+                                  const float *g_lo, const float *g_hi, int64_t B, int64_t M,
+                                  int64_t N, float beta, float *dlo, float *dhi, float *dw,
+                                  float *du, int nthreads) {
+    if (N < 1 || B < 0 || M < 0 || !(beta >= 0.0f)) return 1;
+    if ((dw == NULL) != (du == NULL) || (dlo == NULL) != (dhi == NULL)) return 2;
+    nthreads = clamp_threads(nthreads);
+    const int want_dx = dlo != NULL;
+    if (want_dx) {
+        memset(dlo, 0, sizeof(float) * (size_t)(B * N));
+        memset(dhi, 0, sizeof(float) * (size_t)(B * N));
+    }
+    if (dw && (B == 0 || M == 0)) {
+        memset(dw, 0, sizeof(float) * (size_t)(M * N));
+        memset(du, 0, sizeof(float) * (size_t)(M * N));
+    }
+    if (M == 0 || B == 0) return 0;
+
+    const float c = beta * 1.4426950408889634f; /* log2(e) */
+    const int64_t nblocks = (M + IJB - 1) / IJB;
+    int64_t nchunks = nblocks; /* without dlo/dhi, every block is its own chunk */
+    const size_t bn = (size_t)(B * N);
+    if (want_dx) {
+        nchunks = nthreads > DX_CHUNKS ? nthreads : DX_CHUNKS;
+        const int64_t fit = 1 + DX_PARTIAL_BYTES / (int64_t)(2 * sizeof(float) * bn + 1);
+        if (nchunks > fit) nchunks = fit > nthreads ? fit : nthreads;
+        if (nchunks > nblocks) nchunks = nblocks;
+    }
+    float *partial = NULL; /* chunk ch >= 1: dlo share at (ch - 1) 2 B N, dhi share after it */
+    if (want_dx && nchunks > 1) {
+        partial = (float *)calloc((size_t)(nchunks - 1) * 2 * bn, sizeof(float));
+        if (!partial) return 3;
+    }
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int tid = 0, nt = 1;
+#endif
+        const size_t rows = (size_t)B;
+        irow_t rs;
+        rs.zl = (float *)malloc(sizeof(float) * rows * IJB * 4);
+        rs.clamp = (int *)malloc(sizeof(int) * rows);
+        const int ok = rs.zl && rs.clamp;
+        if (ok) {
+            rs.zh = rs.zl + rows * IJB;
+            rs.gl = rs.zh + rows * IJB;
+            rs.gh = rs.gl + rows * IJB;
+        } else {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (!ok) continue;
+            float *dlc = NULL, *dhc = NULL;
+            if (want_dx) {
+                dlc = ch == 0 ? dlo : partial + (size_t)(ch - 1) * 2 * bn;
+                dhc = ch == 0 ? dhi : dlc + bn;
+            }
+            for (int64_t blk = nblocks * ch / nchunks; blk < nblocks * (ch + 1) / nchunks; blk++) {
+                const int64_t j0 = blk * IJB;
+                const int nj = M - j0 < IJB ? (int)(M - j0) : IJB;
+                ibwd_block(lo, hi, w, u, z_lo, z_hi, g_lo, g_hi, B, M, N, j0, nj, c, rs, dlc,
+                           dhc, dw, du);
+            }
+        }
+        free(rs.zl);
+        free(rs.clamp);
+        /* (implicit barrier above) add the chunk buffers in chunk order, rows split by thread */
+        if (want_dx && nchunks > 1) {
+            const int64_t r_lo = B * tid / nt, r_hi = B * (tid + 1) / nt;
+            for (int64_t ch = 1; ch < nchunks; ch++) {
+                const float *src = partial + (size_t)(ch - 1) * 2 * bn;
+                for (int64_t k = r_lo * N; k < r_hi * N; k++) {
+                    dlo[k] += src[k];
+                    dhi[k] += src[bn + k];
+                }
+            }
+        }
+    }
+    free(partial);
+    return failed ? 3 : 0;
+}
+
 /* ------------------------------------------------------------------------ introspection */
 
 /* out[k] = 2^y[k] by the kernels' approximation (vector body, scalar tail), y in [-125, 127];

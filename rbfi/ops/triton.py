@@ -13,6 +13,11 @@ Kernels (float32, contiguous):
   dw = -u Q. Two kernels, so each exp is computed twice, but no atomics and deterministic sums.
 True-gradient backward (eq. 10) is O(B M) gather/scatter work, done in PyTorch
 (:func:`rbfi.ops.chunked.argmax_backward`).
+
+The interval version (:data:`TRITON_INTERVAL_OPS`, the range [z_lo, z_hi] of z over a box
+[lo, hi]) has the same three kernels: forward (both maxes and their optional arg-maxes),
+dlo/dhi (grid over (B, N) tiles, loop over units) and dw/du (grid over (M, N) tiles, loop over
+the batch); eq. (10) is :func:`rbfi.ops.chunked.interval_argmax_backward`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from rbfi.ops.chunked import argmax_backward
-from rbfi.ops.fused import FusedOps, require_contiguous_float32
+from rbfi.ops.chunked import argmax_backward, interval_argmax_backward
+from rbfi.ops.fused import (
+    FusedIntervalOps,
+    FusedOps,
+    require_contiguous_float32,
+    require_contiguous_float32_box,
+)
 
 LOG2E = 1.4426950408889634
 BLOCK_B, BLOCK_M, BLOCK_N = 16, 16, 16
@@ -77,7 +87,7 @@ def _q_tile(x, w, u, z, g, c):
     """q = 2 g exp2(c (t^2 - z)) t, t = u (x - w), on a (BB, BM, BN) tile; returns (q, x - w)."""
     d = x[:, None, :] - w[None, :, :]
     t = u[None, :, :] * d
-    e = tl.exp2(c * (t * t - z[:, :, None]))
+    e = tl.exp2(tl.minimum(c * (t * t - z[:, :, None]), 0.0))  # <= 1; masked rows cannot overflow
     return e * t * (2.0 * g)[:, :, None], d
 
 
@@ -232,3 +242,254 @@ def triton_backward_pseudo(
 
 
 TRITON_OPS = FusedOps(triton_forward, triton_backward_pseudo, argmax_backward)
+
+
+# --- the interval version ---------------------------------------------------------------------
+
+
+@triton.jit
+def _interval_forward_kernel(
+    lo_ptr,
+    hi_ptr,
+    w_ptr,
+    u_ptr,
+    zl_ptr,
+    zh_ptr,
+    il_ptr,
+    ih_ptr,
+    B,
+    M,
+    N,
+    WANT_IDX: tl.constexpr,
+    BB: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+):
+    rb = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
+    rm = (tl.program_id(1) * BM + tl.arange(0, BM)).to(tl.int64)
+    best_n = tl.full((BB, BM), -1.0, tl.float32)
+    best_f = tl.full((BB, BM), -1.0, tl.float32)
+    idx_n = tl.zeros((BB, BM), tl.int32)
+    idx_f = tl.zeros((BB, BM), tl.int32)
+    for n0 in range(0, N, BN):
+        rn = n0 + tl.arange(0, BN)
+        mn = rn < N
+        x_off, x_mask = rb[:, None] * N + rn[None, :], (rb[:, None] < B) & mn[None, :]
+        lo = tl.load(lo_ptr + x_off, mask=x_mask, other=0.0)
+        hi = tl.load(hi_ptr + x_off, mask=x_mask, other=0.0)
+        wu_mask = (rm[:, None] < M) & mn[None, :]
+        w = tl.load(w_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
+        u = tl.load(u_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
+        # a = lo - w, b = w - hi: |near| = max(a, b, 0), |far| = -min(a, b)
+        a = lo[:, None, :] - w[None, :, :]
+        b = w[None, :, :] - hi[:, None, :]
+        t_n = u[None, :, :] * tl.maximum(tl.maximum(a, b), 0.0)
+        t_f = u[None, :, :] * tl.minimum(a, b)
+        s_n = tl.where(mn[None, None, :], t_n * t_n, -1.0)
+        s_f = tl.where(mn[None, None, :], t_f * t_f, -1.0)
+        blk_n = tl.max(s_n, axis=2)
+        blk_f = tl.max(s_f, axis=2)
+        if WANT_IDX:
+            blk_in = tl.argmax(s_n, axis=2, tie_break_left=True).to(tl.int32) + n0
+            blk_if = tl.argmax(s_f, axis=2, tie_break_left=True).to(tl.int32) + n0
+            idx_n = tl.where(blk_n > best_n, blk_in, idx_n)
+            idx_f = tl.where(blk_f > best_f, blk_if, idx_f)
+        best_n = tl.maximum(best_n, blk_n)
+        best_f = tl.maximum(best_f, blk_f)
+    out = rb[:, None] * M + rm[None, :]
+    out_mask = (rb[:, None] < B) & (rm[None, :] < M)
+    tl.store(zl_ptr + out, best_n, mask=out_mask)
+    tl.store(zh_ptr + out, best_f, mask=out_mask)
+    if WANT_IDX:
+        tl.store(il_ptr + out, idx_n, mask=out_mask)
+        tl.store(ih_ptr + out, idx_f, mask=out_mask)
+
+
+@triton.jit
+def _interval_q_tile(lo, hi, w, u, zl, zh, gl, gh, c):
+    """On a (BB, BM, BN) tile: d_n = near, d_f = far, q = 2 g exp2(c (t^2 - z)) t with t = u d
+    for (d_n, z_lo, g_lo) and (d_f, z_hi, g_hi); returns (q_n, q_f, d_n, d_f, far is hi).
+
+    The exponent is capped at 0 (t^2 <= z wherever z is the max): masked-out rows load z = 0,
+    and exp2(c t^2) could overflow there and turn q = inf * 0 into NaN."""
+    dl = lo[:, None, :] - w[None, :, :]
+    dh = hi[:, None, :] - w[None, :, :]
+    far_hi = dl + dh >= 0.0
+    d_f = tl.where(far_hi, dh, dl)
+    d_n = tl.maximum(dl, tl.minimum(dh, 0.0))
+    t_n = u[None, :, :] * d_n
+    t_f = u[None, :, :] * d_f
+    e_n = tl.exp2(tl.minimum(c * (t_n * t_n - zl[:, :, None]), 0.0))
+    e_f = tl.exp2(tl.minimum(c * (t_f * t_f - zh[:, :, None]), 0.0))
+    q_n = e_n * t_n * (2.0 * gl)[:, :, None]
+    q_f = e_f * t_f * (2.0 * gh)[:, :, None]
+    return q_n, q_f, d_n, d_f, far_hi
+
+
+@triton.jit
+def _interval_backward_x_kernel(
+    lo_ptr,
+    hi_ptr,
+    w_ptr,
+    u_ptr,
+    zl_ptr,
+    zh_ptr,
+    gl_ptr,
+    gh_ptr,
+    dlo_ptr,
+    dhi_ptr,
+    B,
+    M,
+    N,
+    c,
+    BB: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+):
+    rb = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
+    rn = tl.program_id(1) * BN + tl.arange(0, BN)
+    mb, mn = rb < B, rn < N
+    x_off, x_mask = rb[:, None] * N + rn[None, :], mb[:, None] & mn[None, :]
+    lo = tl.load(lo_ptr + x_off, mask=x_mask, other=0.0)
+    hi = tl.load(hi_ptr + x_off, mask=x_mask, other=0.0)
+    acc_lo = tl.zeros((BB, BN), tl.float32)
+    acc_hi = tl.zeros((BB, BN), tl.float32)
+    for m0 in range(0, M, BM):
+        rm = (m0 + tl.arange(0, BM)).to(tl.int64)
+        mm = rm < M
+        wu_off, wu_mask = rm[:, None] * N + rn[None, :], mm[:, None] & mn[None, :]
+        w = tl.load(w_ptr + wu_off, mask=wu_mask, other=0.0)
+        u = tl.load(u_ptr + wu_off, mask=wu_mask, other=0.0)
+        zg_off, zg_mask = rb[:, None] * M + rm[None, :], mb[:, None] & mm[None, :]
+        zl = tl.load(zl_ptr + zg_off, mask=zg_mask, other=0.0)
+        zh = tl.load(zh_ptr + zg_off, mask=zg_mask, other=0.0)
+        gl = tl.load(gl_ptr + zg_off, mask=zg_mask, other=0.0)
+        gh = tl.load(gh_ptr + zg_off, mask=zg_mask, other=0.0)
+        q_n, q_f, d_n, d_f, far_hi = _interval_q_tile(lo, hi, w, u, zl, zh, gl, gh, c)
+        # near and far ends are opposite whenever q_n != 0 (w inside the interval: q_n = 0)
+        acc_hi += tl.sum(tl.where(far_hi, q_f, q_n) * u[None, :, :], axis=1)
+        acc_lo += tl.sum(tl.where(far_hi, q_n, q_f) * u[None, :, :], axis=1)
+    tl.store(dlo_ptr + x_off, acc_lo, mask=x_mask)
+    tl.store(dhi_ptr + x_off, acc_hi, mask=x_mask)
+
+
+@triton.jit
+def _interval_backward_params_kernel(
+    lo_ptr,
+    hi_ptr,
+    w_ptr,
+    u_ptr,
+    zl_ptr,
+    zh_ptr,
+    gl_ptr,
+    gh_ptr,
+    dw_ptr,
+    du_ptr,
+    B,
+    M,
+    N,
+    c,
+    BB: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+):
+    rm = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
+    rn = tl.program_id(1) * BN + tl.arange(0, BN)
+    mm, mn = rm < M, rn < N
+    wu_off, wu_mask = rm[:, None] * N + rn[None, :], mm[:, None] & mn[None, :]
+    w = tl.load(w_ptr + wu_off, mask=wu_mask, other=0.0)
+    u = tl.load(u_ptr + wu_off, mask=wu_mask, other=0.0)
+    acc_q = tl.zeros((BM, BN), tl.float32)
+    acc_du = tl.zeros((BM, BN), tl.float32)
+    for b0 in range(0, B, BB):
+        rb = (b0 + tl.arange(0, BB)).to(tl.int64)
+        mb = rb < B
+        x_off, x_mask = rb[:, None] * N + rn[None, :], mb[:, None] & mn[None, :]
+        lo = tl.load(lo_ptr + x_off, mask=x_mask, other=0.0)
+        hi = tl.load(hi_ptr + x_off, mask=x_mask, other=0.0)
+        zg_off, zg_mask = rb[:, None] * M + rm[None, :], mb[:, None] & mm[None, :]
+        zl = tl.load(zl_ptr + zg_off, mask=zg_mask, other=0.0)
+        zh = tl.load(zh_ptr + zg_off, mask=zg_mask, other=0.0)
+        gl = tl.load(gl_ptr + zg_off, mask=zg_mask, other=0.0)
+        gh = tl.load(gh_ptr + zg_off, mask=zg_mask, other=0.0)
+        q_n, q_f, d_n, d_f, far_hi = _interval_q_tile(lo, hi, w, u, zl, zh, gl, gh, c)
+        acc_q += tl.sum(q_n + q_f, axis=0)
+        acc_du += tl.sum(q_n * d_n + q_f * d_f, axis=0)
+    tl.store(dw_ptr + wu_off, -u * acc_q, mask=wu_mask)
+    tl.store(du_ptr + wu_off, acc_du, mask=wu_mask)
+
+
+def triton_interval_forward(
+    lo: Tensor, hi: Tensor, w: Tensor, u: Tensor, want_idx: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """z_lo = max_i (u near)^2, z_hi = max_i (u far)^2 over the box [lo, hi], and optionally
+    the first arg-maxes (int32)."""
+    require_contiguous_float32_box("triton", lo, hi, w, u)
+    (B, N), M = lo.shape, w.shape[0]
+    z_lo = torch.empty(B, M, dtype=torch.float32, device=lo.device)
+    z_hi = torch.empty(B, M, dtype=torch.float32, device=lo.device)
+    idx_lo = torch.empty(B, M, dtype=torch.int32, device=lo.device) if want_idx else z_lo
+    idx_hi = torch.empty(B, M, dtype=torch.int32, device=lo.device) if want_idx else z_hi
+    grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(M, BLOCK_M))
+    _interval_forward_kernel[grid](
+        lo,
+        hi,
+        w,
+        u,
+        z_lo,
+        z_hi,
+        idx_lo,
+        idx_hi,
+        B,
+        M,
+        N,
+        WANT_IDX=want_idx,
+        BB=BLOCK_B,
+        BM=BLOCK_M,
+        BN=BLOCK_N,
+        num_warps=NUM_WARPS,
+    )
+    if not want_idx:
+        return z_lo, z_hi, None, None
+    return z_lo, z_hi, idx_lo, idx_hi
+
+
+def triton_interval_backward_pseudo(
+    lo: Tensor,
+    hi: Tensor,
+    w: Tensor,
+    u: Tensor,
+    z_lo: Tensor,
+    z_hi: Tensor,
+    g_lo: Tensor,
+    g_hi: Tensor,
+    beta: float,
+    need_x: bool,
+    need_params: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Eq. (11) for both maxes, dense: q = 2 g exp(beta (t^2 - z)) t, t = u d, for (near, z_lo,
+    g_lo) and (far, z_hi, g_hi); dw = -u sum_b q, du = sum_b q d, q u to the end d points to."""
+    require_contiguous_float32_box("triton", lo, hi, w, u)
+    (B, N), M = lo.shape, w.shape[0]
+    zl, zh, gl, gh = (t.to(torch.float32).contiguous() for t in (z_lo, z_hi, g_lo, g_hi))
+    c = float(beta) * LOG2E
+    dlo = dhi = dw = du = None
+    blocks = dict(BB=BLOCK_B, BM=BLOCK_M, BN=BLOCK_N, num_warps=NUM_WARPS)
+    if need_x:
+        dlo, dhi = torch.empty_like(lo), torch.empty_like(hi)
+        grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(N, BLOCK_N))
+        _interval_backward_x_kernel[grid](
+            lo, hi, w, u, zl, zh, gl, gh, dlo, dhi, B, M, N, c, **blocks
+        )
+    if need_params:
+        dw, du = torch.empty_like(w), torch.empty_like(u)
+        grid = (triton.cdiv(M, BLOCK_M), triton.cdiv(N, BLOCK_N))
+        _interval_backward_params_kernel[grid](
+            lo, hi, w, u, zl, zh, gl, gh, dw, du, B, M, N, c, **blocks
+        )
+    return dlo, dhi, dw, du
+
+
+TRITON_INTERVAL_OPS = FusedIntervalOps(
+    triton_interval_forward, triton_interval_backward_pseudo, interval_argmax_backward
+)

@@ -20,8 +20,16 @@ from rbfi.options import (
     to_json,
 )
 
-DEFAULT_LR = {"rbfi": 5.0, "rbf": 5.0, "relu": 1.0, "sigmoid": 1.0}  # the author's code
+DEFAULT_LR = {"rbfi": 5.0, "rbf": 5.0, "relu": 1.0, "sigmoid": 1.0}  # the author's code (AdaDelta)
+ADAM_LR = 1e-3
+OPTIMIZERS = ("adadelta", "adam")
+ADVERSARIAL = ("none", "fgsm", "ifgsm", "pgd", "madry")
+DEFAULT_ADV_STEPS = {"fgsm": 1, "ifgsm": 10, "pgd": 100, "madry": 40}
+CERTIFIED_LOSSES = ("cross_entropy", "hinge", "square")
 MAX_SEED = 2**63 - 1
+ADV = "adversarial training (Sec. 6.4)"
+REG = "regularisation (Sec. 6.7)"
+CERT = "certified training (interval bounds)"
 
 
 @dataclass
@@ -31,8 +39,13 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = option(10, "training epochs", kind=PositiveInt())
     batch_size: int = option(100, "examples per optimiser step", kind=PositiveInt())
+    optimizer: str = option(
+        "adadelta", "optimiser (the paper's: adadelta)", kind=Choice(OPTIMIZERS)
+    )
     lr: float | None = option(
-        None, "AdaDelta learning rate (default 5 for rbfi/rbf, 1 otherwise)", kind=PositiveFloat()
+        None,
+        "learning rate (default: AdaDelta 5 for rbfi/rbf, 1 otherwise; Adam 0.001)",
+        kind=PositiveFloat(),
     )
     rho: float = option(0.9, "AdaDelta decay", kind=Float(0.0, 1.0, open_max=True))
     loss: str | None = option(
@@ -53,13 +66,92 @@ class TrainConfig:
     test_limit: int | None = option(None, "evaluate on the first N test images", kind=PositiveInt())
     data_dir: str | None = option(None, "directory of MNIST IDX files", kind=Text())
     device: str = option("cpu", "torch device (cpu, cuda, cuda:1, ...)", kind=Device())
+    init_from: str | None = option(
+        None,
+        "start from the weights of this run directory (same model) instead of at random",
+        kind=Text(),
+    )
+    adversarial: str = option(
+        "none",
+        "train on adversarial examples: fgsm / ifgsm / pgd feed x and x' (the paper's), "
+        "madry feeds x' only (sign PGD)",
+        kind=Choice(ADVERSARIAL),
+        group=ADV,
+    )
+    adv_eps: float = option(0.3, "eps of the training attack", kind=Float(0.0, 1.0), group=ADV)
+    adv_steps: int | None = option(
+        None,
+        "steps of the training attack (default: ifgsm 10, pgd 100, madry 40)",
+        kind=PositiveInt(),
+        group=ADV,
+    )
+    adv_gradient: str = option(
+        "true",
+        "gradients the training attack follows on RBFI layers (true or pseudo)",
+        kind=Choice(("true", "pseudo")),
+        group=ADV,
+    )
+    reg_lambda: float = option(
+        0.0,
+        "add lambda x the network's sensitivity bound (eq. 7 / 8) to the loss",
+        kind=Float(min=0.0),
+        group=REG,
+    )
+    certified_eps: float | None = option(
+        None,
+        "train for certified robustness at this eps (the end of the eps ramp)",
+        kind=Float(0.0, 1.0, open_min=True),
+        group=CERT,
+    )
+    certified_warmup: float = option(
+        0.05,
+        "fraction of the steps trained clean before the ramp",
+        kind=Float(0.0, 1.0),
+        group=CERT,
+    )
+    certified_ramp: float = option(
+        0.5,
+        "fraction of the steps over which eps and the weight ramp up linearly",
+        kind=Float(0.0, 1.0),
+        group=CERT,
+    )
+    certified_weight: float = option(
+        0.5,
+        "final weight of the worst-case loss (the clean loss gets 1 - weight)",
+        kind=Float(0.0, 1.0),
+        group=CERT,
+    )
+    certified_loss: str = option(
+        "cross_entropy",
+        "loss of the worst-case margins",
+        kind=Choice(CERTIFIED_LOSSES),
+        group=CERT,
+    )
+    certified_scale: float | None = option(
+        None,
+        "cross_entropy: logits = -scale x margin bounds (default 10 for rbfi/rbf nets, 1 "
+        "otherwise); hinge: the margin wanted",
+        kind=PositiveFloat(),
+        group=CERT,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         check_fields(self)
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.model.arch]
+            self.lr = ADAM_LR if self.optimizer == "adam" else DEFAULT_LR[self.model.arch]
+        if self.adv_steps is None and self.adversarial != "none":
+            self.adv_steps = DEFAULT_ADV_STEPS[self.adversarial]
+        if self.certified_scale is None and self.certified_eps is not None:
+            self.certified_scale = 10.0 if self.model.arch in ("rbfi", "rbf") else 1.0
+        if self.adversarial != "none" and self.certified_eps is not None:
+            raise ValueError("choose adversarial training or certified training, not both")
+        if self.certified_warmup + self.certified_ramp > 1.0:
+            raise ValueError(
+                f"certified_warmup + certified_ramp must be <= 1, got "
+                f"{self.certified_warmup} + {self.certified_ramp}"
+            )
         if self.loss is None:
             self.loss = self.model.loss
         if self.model.layers[-1] != 10:

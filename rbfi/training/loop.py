@@ -97,10 +97,11 @@ def train(
     x_test, y_test = x_test.to(device), y_test.to(device)
 
     model = build_model(config.model, pseudogradient=config.pseudogradient).to(device)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=config.rho)
-    attach_projection(optimizer, model)
+    optimizer = make_optimizer(config, model)
     shuffle = torch.Generator().manual_seed(config.seed)
-    objective = make_objective(config)
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    objective = make_objective(config, total_steps)
     metrics: list[dict] = []
     start_epoch = 0
 
@@ -114,9 +115,12 @@ def train(
         start_epoch = int(index["epoch"])
         log(f"resuming {model.describe()} from epoch {start_epoch} in {out_dir}")
     else:
+        if config.init_from:
+            _load_initial_weights(model, config)
         log(
             f"training {model.describe()} ({objective.describe()}) on {len(x_train)} images, "
             f"{config.epochs} epochs -> {out_dir}"
+            + (f", starting from {config.init_from}" if config.init_from else "")
         )
 
     def save(epoch: int) -> None:
@@ -136,8 +140,6 @@ def train(
     _rewrite_metrics(out_dir, metrics)
 
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -149,8 +151,7 @@ def train(
             for step, start in enumerate(range(0, n, config.batch_size)):
                 idx = order[start : start + config.batch_size]
                 xb, yb = x_train[idx], y_train[idx]
-                done = ((epoch - 1) * steps_per_epoch + step) / total_steps
-                loss, scores = objective(model, xb, yb, done)
+                loss, scores = objective(model, xb, yb, (epoch - 1) * steps_per_epoch + step)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} at epoch {epoch}, batch {step};"
@@ -166,6 +167,7 @@ def train(
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
         train_seconds = time.perf_counter() - t0
         test = evaluate(model, x_test, y_test, config.loss)
+        extra = objective.epoch_metrics(model, x_test, y_test, epoch * steps_per_epoch)
         if not math.isfinite(test["loss"]):
             raise TrainingDiverged(
                 f"test loss became {test['loss']} after epoch {epoch}; the last good checkpoint "
@@ -177,6 +179,7 @@ def train(
             "train_accuracy": correct / seen,
             "test_loss": test["loss"],
             "test_accuracy": test["accuracy"],
+            **extra,
             "train_seconds": round(train_seconds, 3),
             "eval_seconds": round(time.perf_counter() - t0 - train_seconds, 3),
         }
@@ -184,12 +187,41 @@ def train(
         save(epoch)
         with open(out_dir / METRICS_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
+        certified = "".join(
+            f" cert@{k.rsplit('_', 1)[1]} {v:.4f}"
+            for k, v in record.items()
+            if k.startswith("test_certified_")
+        )
         log(
             f"epoch {epoch}: train loss {record['train_loss']:.4f} "
             f"acc {record['train_accuracy']:.4f}"
-            f" | test acc {record['test_accuracy']:.4f} | {train_seconds:.1f} s"
+            f" | test acc {record['test_accuracy']:.4f}{certified} | {train_seconds:.1f} s"
         )
     return metrics[-1] if metrics else {}
+
+
+def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
+    """Copy the weights of the run ``config.init_from`` (checked like any load) into ``model``;
+    its architecture must be the one being trained."""
+    index = read_checkpoint_index(config.init_from)
+    if model_config_of(index) != config.model:
+        raise CheckpointError(
+            f"--init-from {config.init_from} holds {model_config_of(index).describe()}, "
+            f"not the {config.model.describe()} being trained"
+        )
+    weights = load_tensors(index, "weights")
+    check_weights(config.model, weights, str(config.init_from))
+    model.load_state_dict(weights)
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdaDelta (the paper's) or Adam, with the projection of u and w after every step."""
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    else:
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=config.rho)
+    attach_projection(optimizer, model)
+    return optimizer
 
 
 def _rewrite_metrics(out_dir: Path, metrics: list[dict]) -> None:

@@ -1,46 +1,199 @@
 """What a training step minimises. Each objective maps a batch to (loss, clean scores).
 
-- :class:`Standard`: the paper's training: the loss of the model's outputs on clean inputs.
+- :class:`Standard`: the paper's training: the loss of the outputs on clean inputs (Sec. 6).
+- :class:`Adversarial`: adversarial examples made by the project's own attacks (Sec. 6.4):
+  "fgsm" (eq. 12), "ifgsm" (eq. 13) and "pgd" (the paper's AdaDelta PGD from a random start,
+  its last iterate) feed both x and x' (a batch of 2B); "madry" trains on x' only, made by
+  sign PGD from a random start (Madry et al. 2018).
+- :class:`Certified`: interval bound propagation (IBP, Gowal et al. 2018): a mix of the clean
+  loss and a loss of the worst-case margins over the eps-ball, eps ramped up from 0.
+- :class:`Regularised` wraps any of them: + lambda x the sensitivity bound (eq. 7 / 8,
+  Sec. 6.7).
 
-The loop (:mod:`rbfi.training.loop`) calls ``objective(model, x, y, progress)``, ``progress``
-being the fraction of training done (0 at the first step, approaching 1 at the last), which
-schedules (eps ramps) read.
+The loop (:mod:`rbfi.training.loop`) calls ``objective(model, x, y, step)`` with the global
+step index (0-based); schedules (eps ramps) and the attacks' seeds derive from it, so a resumed
+run sees exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import zlib
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rbfi.nn.losses import get_loss
+from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD
+from rbfi.bounds import input_box, interval_bounds, margin_bounds, network_sensitivity
+from rbfi.nn.losses import get_loss, square_error
 from rbfi.training.config import TrainConfig
+
+MONITOR_EPS = (0.1, 0.2, 0.3)  # certified accuracy on the test set after every epoch
 
 
 class Objective:
-    """Base: ``__call__(model, x, y, progress) -> (loss, scores on the clean x)``."""
+    """Base: ``__call__(model, x, y, step) -> (loss, scores on the clean x)``."""
 
-    name = "objective"
+    name = "standard"
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
         self.config = config
+        self.total_steps = max(int(total_steps), 1)
         self.loss_fn = get_loss(config.loss)
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, progress: float):
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
         raise NotImplementedError
 
     def describe(self) -> str:
         return self.name
 
+    def epoch_metrics(self, model: nn.Module, x: Tensor, y: Tensor, step: int) -> dict:
+        """Extra numbers for ``metrics.jsonl`` after an epoch (on the test set)."""
+        return {}
+
 
 class Standard(Objective):
     """L(f(x), y): the configured loss on clean inputs (Sec. 6)."""
 
-    name = "standard"
-
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, progress: float):
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
         scores = model(x)
         return self.loss_fn(scores, y), scores
 
 
-def make_objective(config: TrainConfig) -> Objective:
+class Adversarial(Objective):
+    """Training on adversarial examples x' within adv_eps of x (Sec. 6.4)."""
+
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+        super().__init__(config, total_steps)
+        self.mode = config.adversarial
+        self.name = f"adversarial {self.mode}, eps {config.adv_eps:g}"
+
+    def attack(self, model: nn.Module, step: int) -> Attack:
+        c = self.config
+        seed = zlib.crc32(f"{c.seed}/adversarial/{step}".encode())
+        common = {"loss": "training", "gradient": c.adv_gradient, "seed": seed}
+        if self.mode == "fgsm":
+            return FGSM(model, c.adv_eps, **common)
+        if self.mode == "ifgsm":
+            return IFGSM(model, c.adv_eps, steps=c.adv_steps, early_stop=False, **common)
+        if self.mode == "pgd":  # the paper's: 100 AdaDelta steps from a random start, last point
+            return PaperPGD(
+                model, c.adv_eps, steps=c.adv_steps, restarts=1, early_stop=False, **common
+            )
+        return PGD(model, c.adv_eps, steps=c.adv_steps, restarts=1, early_stop=False, **common)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
+        x_adv = self.attack(model, step)(x, y)
+        if self.mode == "madry":
+            with torch.no_grad():
+                scores = model(x)
+            return self.loss_fn(model(x_adv), y), scores
+        both = model(torch.cat([x, x_adv]))
+        return self.loss_fn(both, torch.cat([y, y])), both[: len(x)].detach()
+
+
+class Certified(Objective):
+    """(1 - w_t) L(f(x), y) + w_t L_worst(eps_t): the clean loss mixed with a loss of the
+    worst-case margins m_c (lower bounds, over the eps_t-ball, of s_y - s_c;
+    :func:`rbfi.bounds.margin_bounds`).
+
+    Schedule, in fractions of all training steps: ``certified_warmup`` clean (eps 0, w 0), then
+    over ``certified_ramp`` eps and w grow linearly to ``certified_eps`` and
+    ``certified_weight``, then stay there.
+
+    Worst-case losses: "cross_entropy" = CE of the logits -scale m (the margin against the
+    true class itself is 0); "hinge" = sum_{c != y} max(0, scale - m_c); "square" = the
+    paper's square error on the worst-case scores (the true class at its lower bound, the
+    others at their upper bounds). For RBFI nets the gradient flows through the bounds with
+    the pseudogradients of eq. (9), (11) (``--true-gradients`` for the true ones).
+    """
+
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+        super().__init__(config, total_steps)
+        self.name = (
+            f"certified, eps {config.certified_eps:g}, {config.certified_loss} loss, "
+            f"weight {config.certified_weight:g}"
+        )
+
+    def schedule(self, step: int) -> tuple[float, float]:
+        """(eps, weight of the worst-case loss) at ``step``."""
+        c = self.config
+        progress = step / self.total_steps
+        if progress < c.certified_warmup:
+            ramp = 0.0
+        elif c.certified_ramp == 0:
+            ramp = 1.0
+        else:
+            ramp = min(1.0, (progress - c.certified_warmup) / c.certified_ramp)
+        return c.certified_eps * ramp, c.certified_weight * ramp
+
+    def worst_case_loss(self, model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
+        c = self.config
+        if c.certified_loss == "square":
+            lo, hi = interval_bounds(model, *input_box(x, eps))
+            worst = hi.scatter(1, y[:, None], lo.gather(1, y[:, None]))
+            return square_error(worst, y)
+        margins = margin_bounds(model, x, y, eps)
+        if c.certified_loss == "cross_entropy":
+            return F.cross_entropy(-c.certified_scale * margins, y)
+        shortfall = F.relu(c.certified_scale - margins).scatter(1, y[:, None], 0.0)
+        return shortfall.sum(dim=1).mean()
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
+        eps, weight = self.schedule(step)
+        scores = model(x)
+        loss = self.loss_fn(scores, y)
+        if weight > 0:
+            loss = (1 - weight) * loss + weight * self.worst_case_loss(model, x, y, eps)
+        return loss, scores
+
+    def epoch_metrics(self, model: nn.Module, x: Tensor, y: Tensor, step: int) -> dict:
+        from rbfi.bounds import certify
+
+        eps, weight = self.schedule(step)
+        out = {"train_eps": eps, "certified_weight": weight}
+        for test_eps in sorted({*MONITOR_EPS, self.config.certified_eps}):
+            out[f"test_certified_{test_eps:g}"] = certify(model, x, y, test_eps).accuracy
+        return out
+
+
+class Regularised(Objective):
+    """The wrapped objective's loss + lambda x :func:`rbfi.bounds.network_sensitivity`, the
+    sensitivity bound of eq. (7) (ReLU, sigmoid) or (8) (RBFI, RBF) (Sec. 6.7)."""
+
+    def __init__(self, inner: Objective, reg_lambda: float) -> None:
+        super().__init__(inner.config, inner.total_steps)
+        self.inner, self.reg_lambda = inner, reg_lambda
+        self.name = f"{inner.describe()} + {reg_lambda:g} x sensitivity bound"
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
+        loss, scores = self.inner(model, x, y, step)
+        return loss + self.reg_lambda * network_sensitivity(model), scores
+
+    def epoch_metrics(self, model: nn.Module, x: Tensor, y: Tensor, step: int) -> dict:
+        with torch.no_grad():
+            bound = network_sensitivity(model).item()
+        return {**self.inner.epoch_metrics(model, x, y, step), "sensitivity_bound": bound}
+
+
+def make_objective(config: TrainConfig, total_steps: int) -> Objective:
     """The objective ``config`` asks for."""
-    return Standard(config)
+    if config.certified_eps is not None:
+        objective: Objective = Certified(config, total_steps)
+    elif config.adversarial != "none":
+        objective = Adversarial(config, total_steps)
+    else:
+        objective = Standard(config, total_steps)
+    if config.reg_lambda > 0:
+        objective = Regularised(objective, config.reg_lambda)
+    return objective
+
+
+__all__ = [
+    "Adversarial",
+    "Certified",
+    "Objective",
+    "Regularised",
+    "Standard",
+    "make_objective",
+]

@@ -1,0 +1,71 @@
+"""``rbfi certify``: certified accuracy of a checkpoint over a grid of eps (interval bounds);
+writes certify.{json,md,png}; ``--json`` prints {"clean": %, "certified": {eps: %}}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rbfi.cli.options import _argparse_type, add_common
+from rbfi.options import FloatList, PositiveInt
+
+HELP = "certified accuracy over a grid of eps (interval bound propagation)"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("certify", help=HELP, description=HELP)
+    p.add_argument("checkpoint", help="run directory")
+    p.add_argument(
+        "--eps",
+        type=_argparse_type(FloatList()),
+        default=(0.1, 0.2, 0.3),
+        metavar="X,X,...",
+        help="l_inf radii in [0, 1] (default: 0.1,0.2,0.3)",
+    )
+    p.add_argument("--batch-size", type=_argparse_type(PositiveInt()), default=1000)
+    add_common(
+        p,
+        "limit",
+        "out",
+        "overwrite",
+        "json",
+        "device",
+        "data_dir",
+        "threads",
+        out={"default": None, "help": "results directory (default: results/certify-RUN)"},
+        json={"help": 'print {"clean": %, "certified": {eps: %}} on stdout'},
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rbfi.data import load_mnist
+    from rbfi.evaluation.certification import (
+        RESULT_FILES,
+        certify_grid,
+        summary,
+        to_markdown,
+        write_certify_results,
+    )
+    from rbfi.evaluation.report import refuse_overwrite
+    from rbfi.models import load_model
+
+    name = Path(args.checkpoint).resolve().name
+    out_dir = Path(args.out or Path("results") / f"certify-{name}")
+    refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.checkpoint, map_location=args.device)
+    x, y = load_mnist("test", args.data_dir)
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    results = certify_grid(model, x, y, args.eps, args.batch_size)
+    results["model"]["checkpoint"] = str(args.checkpoint)
+    paths = write_certify_results(results, out_dir, overwrite=args.overwrite)
+    print(json.dumps(summary(results)) if args.json else to_markdown(results))
+    print(f"results: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
