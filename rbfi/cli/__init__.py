@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rbfi._version import __version__
-from rbfi.cli import attack, certify, evaluate, info, train
+from rbfi.cli import attack, certify, evaluate, info, reproduce, train
 from rbfi.cli.errors import (
     BAD_INPUT,
     EXIT_FAILED,
@@ -22,7 +22,7 @@ from rbfi.cli.errors import (
     one_line,
 )
 
-SUBCOMMANDS = (train, evaluate, info, attack, certify)
+SUBCOMMANDS = (train, evaluate, info, attack, certify, reproduce)
 
 __all__ = ["EXIT_FAILED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rbfi.evaluation import SoundnessError
+    from rbfi.experiments.reproduce import ReproduceFailed
     from rbfi.training import TrainingDiverged
 
     try:
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except SoundnessError as exc:
         print(f"rbfi: soundness violation: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except ReproduceFailed as exc:
+        print(f"rbfi: reproduce: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except BAD_INPUT as exc:
         print(f"rbfi: error: {one_line(exc)}", file=sys.stderr)

@@ -127,6 +127,12 @@ class TrainConfig:
         kind=Choice(CERTIFIED_LOSSES),
         group=CERT,
     )
+    certified_gradient: str = option(
+        "pseudo",
+        "gradients through the interval bounds of RBFI layers: pseudo (eq. 9, 11) or true",
+        kind=Choice(("pseudo", "true")),
+        group=CERT,
+    )
     certified_scale: float | None = option(
         None,
         "cross_entropy: logits = -scale x margin bounds (default 10 for rbfi/rbf nets, 1 "

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD
 from rbfi.bounds import input_box, interval_bounds, margin_bounds, network_sensitivity
+from rbfi.nn import pseudogradient_mode
 from rbfi.nn.losses import get_loss, square_error
 from rbfi.training.config import TrainConfig
 
@@ -105,7 +106,7 @@ class Certified(Objective):
     true class itself is 0); "hinge" = sum_{c != y} max(0, scale - m_c); "square" = the
     paper's square error on the worst-case scores (the true class at its lower bound, the
     others at their upper bounds). For RBFI nets the gradient flows through the bounds with
-    the pseudogradients of eq. (9), (11) (``--true-gradients`` for the true ones).
+    the pseudogradients of eq. (9), (11) (``certified_gradient="true"`` for the true ones).
     """
 
     def __init__(self, config: TrainConfig, total_steps: int) -> None:
@@ -144,7 +145,9 @@ class Certified(Objective):
         scores = model(x)
         loss = self.loss_fn(scores, y)
         if weight > 0:
-            loss = (1 - weight) * loss + weight * self.worst_case_loss(model, x, y, eps)
+            with pseudogradient_mode(model, self.config.certified_gradient == "pseudo"):
+                worst = self.worst_case_loss(model, x, y, eps)
+            loss = (1 - weight) * loss + weight * worst
         return loss, scores
 
     def epoch_metrics(self, model: nn.Module, x: Tensor, y: Tensor, step: int) -> dict:

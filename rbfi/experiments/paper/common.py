@@ -1,0 +1,157 @@
+"""The nets and evaluations the items share (same settings, same job ids, trained once)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rbfi.attacks.suites import SuiteOptions
+from rbfi.evaluation import EvalConfig
+from rbfi.experiments.profiles import Profile
+from rbfi.experiments.spec import Job, Results, evaluate_job, train_job
+from rbfi.models import ModelConfig
+from rbfi.training import TrainConfig
+
+NAMES = {"relu": "ReLU", "sigmoid": "Sigmoid", "rbfi": "RBFI", "rbf": "RBF"}
+CHEAP_ATTACKS = ("fgsm", "ifgsm", "noise")
+PAPER_PGD = ("pgd-paper-legacy", "pgd-paper")
+# seconds per training example per epoch on a 2-core CPU (measured), for the ETA / estimates
+SECONDS_PER_EXAMPLE = {"rbfi": 4.5e-4, "rbf": 2e-4, "relu": 1.5e-4, "sigmoid": 2.5e-4}
+
+
+def layers(profile: Profile, width: int | None = None, deep: bool = False) -> tuple[int, ...]:
+    if deep:
+        return (profile.deep_width,) * profile.deep_layers + (10,)
+    return (width or profile.width,) * 3 + (10,)
+
+
+def net(
+    profile: Profile,
+    arch: str,
+    seed: int = 0,
+    *,
+    width: int | None = None,
+    deep: bool = False,
+    geometry: str | None = None,
+    epochs: int | None = None,
+    u_bounds: tuple[float, float] = (0.01, 3.0),
+    label: str = "",
+    **train,
+) -> Job:
+    """A training job; RBFI nets default to alternating And / Or layers (^v^v, Table 1)."""
+    sizes = layers(profile, width, deep)
+    model_kwargs = {}
+    if arch in ("rbfi", "rbf"):
+        model_kwargs = {"geometry": geometry, "u_bounds": u_bounds}
+    model = ModelConfig(arch=arch, layers=sizes, **model_kwargs)
+    config = TrainConfig(
+        model=model,
+        epochs=epochs or profile.epochs,
+        seed=seed,
+        train_limit=profile.train_limit,
+        test_limit=profile.test_limit,
+        **train,
+    )
+    extra = {"adversarial": 1 + (config.adv_steps or 0), "certified": 4}
+    factor = extra["adversarial"] if config.adversarial != "none" else 1
+    scale = sum(a * b for a, b in zip((784, *sizes), sizes)) / (784 * 512 + 2 * 512 * 512)
+    cost = (
+        config.epochs
+        * (profile.train_limit or 60000)
+        * SECONDS_PER_EXAMPLE[arch]
+        * factor
+        * max(scale, 0.05)
+    )
+    name = label or f"{model.describe()} seed {seed}"
+    return train_job(config, f"train {name}", cost=cost)
+
+
+def cheap_eval(profile: Profile, run: Job) -> Job:
+    """FGSM, I-FGSM and noise over the eps grid on the test images, and the certificates."""
+    config = EvalConfig(
+        suite="paper", eps=profile.eps_grid, attacks=CHEAP_ATTACKS, check_subset=0, certify=True
+    )
+    n = profile.test_limit or 10000
+    return evaluate_job(
+        run,
+        "attacks",
+        f"eval {run.label[6:]} fgsm ifgsm noise",
+        cost=n * 15 * len(profile.eps_grid) * 1e-4,
+        limit=n,
+        config=config,
+    )
+
+
+def pgd_eval(profile: Profile, run: Job) -> Job:
+    """The paper's PGD, as the author ran it (one-sided projection) and corrected, on the first
+    ``pgd_limit`` test images (first run only, as in the paper)."""
+    options = SuiteOptions(
+        paper_pgd_steps=profile.pgd_steps, paper_pgd_restarts=profile.pgd_restarts
+    )
+    config = EvalConfig(
+        suite="paper",
+        eps=profile.eps_grid,
+        attacks=PAPER_PGD,
+        check_subset=0,
+        certify=False,
+        options=options,
+    )
+    cost = profile.pgd_limit * profile.pgd_steps * profile.pgd_restarts * len(profile.eps_grid)
+    return evaluate_job(
+        run,
+        "attacks",
+        f"eval {run.label[6:]} paper pgd",
+        cost=cost * 2e-5,
+        limit=profile.pgd_limit,
+        config=config,
+    )
+
+
+def strong_eval(profile: Profile, run: Job, source: Job | None = None) -> Job:
+    """The whole strong suite (worst case) and the certificates on ``strong_limit`` images;
+    ``source``: the ReLU net of the transfer attack."""
+    options = replace(profile.strong)
+    config = EvalConfig(
+        suite="strong", eps=profile.strong_eps, check_subset=0, certify=True, options=options
+    )
+    settings = {"config": config}
+    deps = ()
+    if source is not None:
+        settings["transfer_source"] = source.id
+        deps = (source.id,)
+    job = evaluate_job(
+        run,
+        "attacks",
+        f"eval {run.label[6:]} strong suite",
+        cost=profile.strong_limit * len(profile.strong_eps) * 2.0,
+        limit=profile.strong_limit,
+        **settings,
+    )
+    return replace(job, deps=job.deps + deps)
+
+
+def sensitivity_eval(run: Job) -> Job:
+    return evaluate_job(run, "sensitivity", f"eval {run.label[6:]} sensitivity", cost=1.0)
+
+
+def accuracy(results: Results, job: Job, attack: str, eps: float) -> float:
+    """Accuracy of an evaluate job's ``attack`` at ``eps`` ("worst" / "certified" for the
+    worst case and the certificates)."""
+    data = results.evaluation(job)
+    key = f"{eps:g}"
+    if attack == "worst":
+        return data["worst_case"][key]["accuracy"]
+    if attack == "certified":
+        return data["certified"][key]["accuracy"]
+    return data["results"][attack][key]["accuracy"]
+
+
+def curve(results: Results, jobs: list[Job], attack: str, eps_grid) -> tuple:
+    """(eps, mean, sd) of an attack's accuracy over the runs of ``jobs``."""
+    from rbfi.experiments.render import mean_sd
+
+    means, sds = [], []
+    for eps in eps_grid:
+        mean, sd = mean_sd([accuracy(results, j, attack, eps) for j in jobs])
+        means.append(mean)
+        sds.append(sd if len(jobs) > 1 else None)
+    return list(eps_grid), means, sds if len(jobs) > 1 else None

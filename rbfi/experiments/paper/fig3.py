@@ -1,0 +1,137 @@
+"""Figure 3 (Sec. 6.4): ReLU nets trained with adversarial examples (FGSM, I-FGSM, the paper's
+PGD; x and x' both fed) and with Madry et al.'s PGD training (x' only), against the RBFI net
+trained normally, under the paper's attacks, corrected PGD and the strong suite."""
+
+from __future__ import annotations
+
+from rbfi.experiments.paper.common import accuracy, cheap_eval, curve, net, pgd_eval, strong_eval
+from rbfi.experiments.render import claims_markdown, curves_png, pct, table
+from rbfi.experiments.spec import Claim, Item, Rendered, Results
+
+REGIMES = (
+    ("none", "ReLU"),
+    ("fgsm", "ReLU(FGSM)"),
+    ("ifgsm", "ReLU(I-FGSM)"),
+    ("pgd", "ReLU(PGD)"),
+    ("madry", "ReLU(Madry PGD)"),
+)
+ATTACKS = (
+    ("fgsm", "FGSM"),
+    ("ifgsm", "I-FGSM"),
+    ("noise", "noise"),
+    ("pgd-paper-legacy", "PGD as the author ran it"),
+    ("pgd-paper", "PGD, corrected"),
+    ("worst", "worst case, strong suite"),
+    ("certified", "certified (IBP)"),
+)
+
+
+class Figure3(Item):
+    name = "fig3"
+    title = "Figure 3: adversarially trained ReLU nets vs RBFI trained normally"
+    section = "6.4"
+
+    def nets(self, profile) -> dict:
+        out = {}
+        for regime, label in REGIMES:
+            steps = {"pgd": profile.adv_pgd_steps, "madry": profile.madry_steps}.get(regime)
+            kwargs = (
+                {}
+                if regime == "none"
+                else {"adversarial": regime, "adv_eps": 0.3, "adv_steps": steps}
+            )
+            out[label] = net(
+                profile, "relu", 0, epochs=profile.adv_epochs, label=f"{label} adv-epochs", **kwargs
+            )
+        out["RBFI"] = net(profile, "rbfi", 0)
+        return out
+
+    def evals(self, profile):
+        nets = self.nets(profile)
+        source = nets["ReLU"]
+        return nets, {
+            label: (
+                cheap_eval(profile, job),
+                pgd_eval(profile, job),
+                strong_eval(profile, job, None if label == "ReLU" else source),
+            )
+            for label, job in nets.items()
+        }
+
+    def jobs(self, profile):
+        nets, evals = self.evals(profile)
+        return list(nets.values()) + [j for three in evals.values() for j in three]
+
+    def render(self, results: Results, profile) -> Rendered:
+        nets, evals = self.evals(profile)
+        eps = profile.table_eps
+
+        def job_for(label, attack):
+            cheap, pgd, strong = evals[label]
+            return {
+                "fgsm": cheap,
+                "ifgsm": cheap,
+                "noise": cheap,
+                "pgd-paper": pgd,
+                "pgd-paper-legacy": pgd,
+            }.get(attack, strong)
+
+        data = {
+            label: {"clean": results.final(job)["test_accuracy"]} for label, job in nets.items()
+        }
+        for label in nets:
+            for attack, _ in ATTACKS:
+                data[label][attack] = accuracy(results, job_for(label, attack), attack, eps)
+        rows = [
+            [label, pct(data[label]["clean"])] + [pct(data[label][a]) for a, _ in ATTACKS]
+            for label in nets
+        ]
+        panels = []
+        for attack, title in ATTACKS:
+            grid = profile.strong_eps if attack in ("worst", "certified") else profile.eps_grid
+            panels.append(
+                (
+                    title,
+                    {
+                        label: curve(results, [job_for(label, attack)], attack, grid)
+                        for label in nets
+                    },
+                )
+            )
+        claims = []
+        for attack, title in ATTACKS[:6]:
+            better = [
+                label
+                for label in nets
+                if label != "RBFI" and data[label][attack] > data["RBFI"][attack]
+            ]
+            claims.append(
+                Claim(
+                    f"under {title}, RBFI trained normally beats the adversarially trained "
+                    "ReLU nets",
+                    not better,
+                    f"RBFI {pct(data['RBFI'][attack])}; "
+                    + (
+                        f"beaten by {', '.join(f'{b} {pct(data[b][attack])}' for b in better)}"
+                        if better
+                        else "no ReLU net higher"
+                    ),
+                )
+            )
+        markdown = "\n\n".join(
+            [
+                f"## {self.title}",
+                f"Accuracy in % at eps = {eps:g}. ReLU nets trained {profile.adv_epochs} epochs "
+                f"(training attacks at eps 0.3: the paper's PGD with {profile.adv_pgd_steps} "
+                f"AdaDelta steps, Madry's sign PGD with {profile.madry_steps} steps); RBFI "
+                f"trained normally for {profile.epochs} epochs.",
+                table(["network", "clean"] + [t for _, t in ATTACKS], rows),
+                claims_markdown(claims),
+                "![Figure 3](figure3.png)",
+            ]
+        )
+        figure = curves_png(panels, suptitle=f"Figure 3 ({profile.name} profile)")
+        return Rendered(markdown, data, {"figure3.png": figure}, claims)
+
+
+ITEM = Figure3()

@@ -1,0 +1,124 @@
+"""How big a reproduction is: the paper's settings ("paper"), a 2-core budget ("quick", about
+90 minutes) and a check that every item runs end to end ("smoke", minutes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from rbfi.attacks.suites import SuiteOptions
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # networks (Sec. 6.2): the main 3 hidden layers and the deep ones of Sec. 6.8
+    width: int = 512
+    deep_width: int = 128
+    deep_layers: int = 5
+    epochs: int = 30  # Table 1, 3, Fig. 4, 5
+    adv_epochs: int = 10  # Fig. 3
+    deep_epochs: int = 20  # Sec. 6.8
+    table2_epochs: int = 10
+    table2_sizes: tuple[int, ...] = (64, 128, 256, 512)
+    table3_sizes: tuple[int, ...] = (64, 512)
+    seeds_baseline: int = 10  # ReLU and sigmoid runs (Table 1)
+    seeds_rbfi: int = 5
+    seeds_small: int = 3  # Table 2, 3
+    train_limit: int | None = None  # None: all 60,000
+    test_limit: int | None = None  # None: all 10,000 (clean accuracy, FGSM, I-FGSM, noise)
+    # attacks
+    eps_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+    table_eps: float = 0.3
+    pgd_limit: int = 5000  # the paper's PGD: first 5,000 test images, first run only
+    pgd_steps: int = 100
+    pgd_restarts: int = 20
+    strong_limit: int = 1000  # the strong suite (worst case) and the certificates
+    strong_eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+    strong: SuiteOptions = field(default_factory=SuiteOptions)
+    # adversarial training (Sec. 6.4)
+    adv_pgd_steps: int = 100
+    madry_steps: int = 40
+    # regularisation (Sec. 6.7)
+    relu_lambdas: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4)
+    rbfi_lambda: float = 0.01
+    threads: int = 2  # torch threads per job (and Ray CPUs per task)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: width {self.width}, {self.epochs} epochs, seeds {self.seeds_baseline}"
+            f"/{self.seeds_rbfi}, train images {self.train_limit or 60000}, test images "
+            f"{self.test_limit or 10000}, paper PGD {self.pgd_steps} steps x "
+            f"{self.pgd_restarts} restarts on {self.pgd_limit}, strong suite on "
+            f"{self.strong_limit}"
+        )
+
+
+PAPER = Profile("paper")
+
+QUICK = replace(
+    PAPER,
+    name="quick",
+    epochs=5,
+    adv_epochs=3,
+    deep_epochs=6,
+    table2_epochs=3,
+    table2_sizes=(64, 256),
+    table3_sizes=(64, 256),
+    seeds_baseline=2,
+    seeds_rbfi=2,
+    seeds_small=2,
+    test_limit=2000,
+    eps_grid=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    pgd_limit=300,
+    pgd_steps=100,
+    pgd_restarts=2,
+    strong_limit=300,
+    strong=SuiteOptions(
+        paper_pgd_restarts=2, pgd_steps=50, pgd_restarts=2, square_queries=1000, autoattack="apgd"
+    ),
+    adv_pgd_steps=20,
+    madry_steps=20,
+    train_limit=None,
+    threads=2,
+)
+
+SMOKE = replace(
+    PAPER,
+    name="smoke",
+    width=16,
+    deep_width=8,
+    deep_layers=3,
+    epochs=1,
+    adv_epochs=1,
+    deep_epochs=1,
+    table2_epochs=1,
+    table2_sizes=(8, 16),
+    table3_sizes=(8,),
+    seeds_baseline=2,
+    seeds_rbfi=2,
+    seeds_small=1,
+    train_limit=500,
+    test_limit=100,
+    eps_grid=(0.0, 0.1, 0.3),
+    pgd_limit=20,
+    pgd_steps=3,
+    pgd_restarts=1,
+    strong_limit=20,
+    strong_eps=(0.0, 0.3),
+    strong=SuiteOptions(
+        ifgsm_steps=2,
+        paper_pgd_steps=3,
+        paper_pgd_restarts=1,
+        pgd_steps=3,
+        pgd_restarts=1,
+        square_queries=10,
+        autoattack="apgd",
+        transfer_steps=2,
+    ),
+    adv_pgd_steps=2,
+    madry_steps=2,
+    relu_lambdas=(0.0, 1e-4),
+    threads=1,
+)
+
+PROFILES = {p.name: p for p in (SMOKE, QUICK, PAPER)}

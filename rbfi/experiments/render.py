@@ -1,0 +1,100 @@
+"""What every item's rendering shares: mean ± sd cells, Markdown tables, curves as PNG, and the
+paper's claims beside our numbers."""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+from collections.abc import Sequence
+
+from rbfi.experiments.spec import Claim
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), sd
+
+
+def cell(values: Sequence[float]) -> str:
+    """'97.1 ± 0.2' (in %) over runs; a single run without the ± part."""
+    mean, sd = mean_sd(values)
+    if mean is None:
+        return "–"
+    if len(values) < 2:
+        return pct(mean)
+    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    align = align or ("l" + "r" * (len(headers) - 1))
+    marks = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def claims_markdown(claims: Sequence[Claim]) -> str:
+    if not claims:
+        return ""
+    verdict = {True: "**holds**", False: "**does not hold**", None: "undecided"}
+    rows = [(c.text, verdict[c.holds], c.evidence) for c in claims]
+    return "### The paper's claims beside our numbers\n\n" + table(
+        ["claim (paper)", "here", "our numbers"], rows, "lll"
+    )
+
+
+def curves_png(
+    panels: Sequence[tuple[str, dict[str, tuple[list, list, list | None]]]],
+    *,
+    xlabel: str = "eps (l_inf)",
+    ylabel: str = "accuracy (%)",
+    suptitle: str = "",
+    xscale: str = "linear",
+) -> bytes:
+    """One panel per (title, {label: (x, y, y_err or None)}), y in [0, 1] shown in %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, max(1, len(panels)))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
+    styles = ["-o", "-s", "-^", "-D", "-v", "-P", "-X", "--o", "--s", "--^"]
+    for ax, (title, curves) in zip(axes.flat, panels):
+        for k, (label, (xs, ys, err)) in enumerate(curves.items()):
+            ys100 = [None if y is None else 100 * y for y in ys]
+            err100 = None if err is None else [0 if e is None else 100 * e for e in err]
+            ax.errorbar(
+                xs,
+                ys100,
+                yerr=err100,
+                fmt=styles[k % len(styles)],
+                markersize=4,
+                capsize=2,
+                label=label,
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_xscale(xscale)
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
