@@ -52,9 +52,9 @@ def triton_available() -> bool:
 
 def _float32_on(device_type: str, tensors: tuple[Tensor, ...]) -> str | None:
     if any(t.dtype != torch.float32 for t in tensors):
-        return "needs float32 tensors"
+        return "it needs float32 tensors"
     if device_type and any(t.device.type != device_type for t in tensors):
-        return f"needs {device_type.upper()} tensors"
+        return f"it needs {device_type.upper()} tensors"
     return None
 
 
@@ -67,7 +67,7 @@ def _cpu_unusable(tensors: tuple[Tensor, ...]) -> str | None:
 def _triton_unusable(tensors: tuple[Tensor, ...]) -> str | None:
     module, err = _triton_import()
     if module is None:
-        return f"needs triton: {err}"
+        return f"it needs triton: {err}"
     interpret = _interpreting()
     return _float32_on("" if interpret else "cuda", tensors)
 
@@ -106,7 +106,7 @@ def _unusable(name: str, tensors: tuple[Tensor, ...], interval: bool) -> str | N
     unusable, _, interval_ops = _REGISTRY[name]
     reason = unusable(tensors)
     if reason is None and interval and interval_ops() is None:
-        reason = "has no interval kernel"
+        reason = "it has no interval kernel"
     return reason
 
 
@@ -132,7 +132,7 @@ def resolve(
             raise ValueError(f"the {backend} backend needs beta >= 0")
         reason = _unusable(backend, tensors, interval)
         if reason is not None:
-            raise ValueError(f"backend={backend!r} cannot run here: it {reason}")
+            raise ValueError(f"backend={backend!r} cannot run here: {reason}")
     return backend
 
 

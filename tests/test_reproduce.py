@@ -1,0 +1,155 @@
+"""The reproduction: the scheduler (dependencies, retries, failures, progress), content ids,
+resuming, local vs Ray (the same numbers), the generated README, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rbfi.cli import main
+from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.paper.common import net
+from rbfi.experiments.profiles import SMOKE
+from rbfi.experiments.reproduce import job_grid
+from rbfi.sweeps import LocalEngine, Task, run_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+CALLS: list[str] = []
+
+
+def record(payload: dict, root: Path) -> None:
+    """A task function for the scheduler tests: appends its name, fails as told."""
+    CALLS.append(payload["name"])
+    flaky = Path(root) / f"{payload['name']}.failed-once"
+    if payload.get("fail") == "always":
+        raise RuntimeError(f"{payload['name']} broke")
+    if payload.get("fail") == "once" and not flaky.exists():
+        flaky.write_text("x")
+        raise RuntimeError("transient")
+
+
+def task(name: str, deps=(), fail=None) -> Task:
+    return Task(name, "tests.test_reproduce:record", {"name": name, "fail": fail}, tuple(deps))
+
+
+def test_scheduler_runs_dependencies_first_retries_and_reports(tmp_path):
+    CALLS.clear()
+    lines = []
+    tasks = [
+        task("eval-a", deps=["train-a"]),
+        task("train-a", fail="once"),
+        task("train-b", fail="always"),
+        task("eval-b", deps=["train-b"]),
+        task("other", deps=["done-elsewhere"]),  # a dependency outside the grid is satisfied
+    ]
+    report = run_tasks(tasks, str(tmp_path), LocalEngine(), retries=1, log=lines.append)
+    assert CALLS.index("train-a") < CALLS.index("eval-a")
+    assert CALLS.count("train-a") == 2 and CALLS.count("train-b") == 2
+    assert sorted(report.done) == ["eval-a", "other", "train-a"]
+    assert report.failed == {"train-b": "RuntimeError: train-b broke"}
+    assert report.blocked == ["eval-b"] and not report.ok
+    assert all(
+        "done" in line and "running" in line and "left" in line and "ETA" in line for line in lines
+    )
+    assert any("retrying" in line for line in lines) and any("FAILED" in line for line in lines)
+
+
+def test_job_ids_follow_content_not_labels():
+    a = net(SMOKE, "relu", 0, label="one name")
+    b = net(SMOKE, "relu", 0, label="another name")
+    c = net(SMOKE, "relu", 1)
+    assert a.id == b.id != c.id
+    jobs, per_item = job_grid(list(ITEMS.values()), SMOKE)
+    assert len({j.id for j in jobs}) == len(jobs)
+    table1_relu = net(SMOKE, "relu", 0).id
+    assert table1_relu in per_item["table1"] and table1_relu in per_item["table4"]  # shared
+
+
+def read_numbers(out: Path) -> dict:
+    return {p.parent.name: json.loads(p.read_text())["data"] for p in out.glob("*/data.json")}
+
+
+def test_smoke_reproduction_resumes_and_ray_gives_the_same_numbers(tmp_path, capsys):
+    """Two items of the smoke profile in-process, then again (nothing reruns), then one job's
+    result removed (only it reruns), then the same items on a local Ray instance running two
+    jobs at once: the rendered numbers are identical."""
+    only = "sec68,table3"
+    local = tmp_path / "local"
+    assert main(["reproduce", "--profile", "smoke", "--only", only, "--out", str(local)]) == 0
+    out = capsys.readouterr()
+    assert "2 of 2 items rendered" in out.err and "the paper's claim" in out.out
+    assert (local / "sec68" / "sec68.md").is_file() and (local / "summary.md").is_file()
+    first = read_numbers(local)
+    results = sorted(local.glob("jobs/*/result.json"))
+    stamp = {p: p.stat().st_mtime_ns for p in local.glob("jobs/*/*")}
+    assert main(["reproduce", "--profile", "smoke", "--only", only, "--out", str(local)]) == 0
+    assert "0 to run" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in local.glob("jobs/*/*")} == stamp
+    results[0].unlink()
+    assert main(["reproduce", "--profile", "smoke", "--only", only, "--out", str(local)]) == 0
+    assert "1 to run" in capsys.readouterr().err
+    assert read_numbers(local) == first
+    index = json.loads((local / "index.json").read_text())
+    assert len(index["runs"]) == 3 and index["items"]["sec68"]["complete"]
+
+    ray_out = tmp_path / "ray"
+    argv = [
+        "reproduce",
+        "--profile",
+        "smoke",
+        "--only",
+        only,
+        "--out",
+        str(ray_out),
+        "--ray",
+        "--ray-cpus",
+        "2",
+    ]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert read_numbers(ray_out) == first
+    assert json.loads((ray_out / "index.json").read_text())["runs"][0]["engine"] == "ray"
+
+
+def test_estimate_lists_every_item(capsys, tmp_path):
+    assert (
+        main(["reproduce", "--profile", "paper", "--estimate-only", "--out", str(tmp_path / "p")])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    for name in ITEMS:
+        assert f"| {name} |" in printed
+    assert "**total**" in printed and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--profile", "huge"], "--profile: expected one of"),
+        (["--only", "table9"], "unknown item(s) table9"),
+        (["--out", "{afile}"], "exists and is not a directory"),
+        (["--retries", "-1"], "non-negative integer"),
+        (["--readme", "{missing}"], "no such file"),
+    ],
+)
+def test_bad_reproduce_options(tmp_path, capsys, argv, fragment):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    argv = [a.format(afile=afile, missing=tmp_path / "nope.md") for a in argv]
+    assert main(["reproduce", *argv, "--estimate-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rbfi: error:") and fragment in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_readme_results_sections_match_the_results():
+    """The README's generated sections are what results/ renders to: regenerate them with
+    `rbfi reproduce --profile quick --readme README.md` after changing results."""
+    from rbfi.experiments.readme import MARKER, rewrite
+
+    text = (ROOT / "README.md").read_text()
+    names = {m.group("name") for m in MARKER.finditer(text)}
+    assert names == {"paper-quick", "robustness"}
+    assert rewrite(text, ROOT / "results") == text
