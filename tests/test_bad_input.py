@@ -193,7 +193,7 @@ def assert_one_line_exit_2(capsys, workspace: Path, argv: list[str], fragment: s
 
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
-@pytest.mark.parametrize("command", ["eval", "info", "attack", "resume"])
+@pytest.mark.parametrize("command", ["eval", "info", "attack", "certify", "resume", "init"])
 def test_bad_checkpoints(workspace, capsys, case, command):
     run = checkpoint_dir(workspace, case)
     data = ["--data-dir", str(workspace / "data")]
@@ -213,6 +213,20 @@ def test_bad_checkpoints(workspace, capsys, case, command):
             str(workspace / "attack-out"),
             *data,
         ],
+        "certify": ["certify", str(run), "--out", str(workspace / "certify-out"), *data],
+        "init": [
+            "train",
+            "--layers",
+            "8,10",
+            "--geometry",
+            "^v",
+            "--init-from",
+            str(run),
+            "--out",
+            str(workspace / "init-out"),
+            *data,
+            "--no-progress",
+        ],
         "resume": [
             "train",
             "--layers",
@@ -227,6 +241,8 @@ def test_bad_checkpoints(workspace, capsys, case, command):
     fragment = CHECKPOINT_CASES[case][1]
     if command == "resume":  # the run's own training settings are compared first
         fragment = RESUME_FRAGMENTS.get(case, fragment)
+    if command == "init" and case in RESUME_FRAGMENTS:  # its model against the one trained
+        fragment = "being trained"
     assert_one_line_exit_2(capsys, workspace, argv, fragment)
 
 
@@ -266,6 +282,16 @@ OPTION_CASES = [
     (["train", "--data-dir", "{missing}", "--out", "{new}"], "not found"),
     (["train", "--data-dir", "{afile}", "--out", "{new}"], "not found"),
     (["train", "--data-dir", "{corrupt_data}", "--out", "{new}"], "corrupt"),
+    (["train", "--certified-eps", "0", "--out", "{new}"], "--certified-eps: expected a number"),
+    (["train", "--certified-eps", "1.5", "--out", "{new}"], "--certified-eps: expected a number"),
+    (["train", "--adv-eps", "2", "--out", "{new}"], "--adv-eps: expected a number in [0, 1]"),
+    (["train", "--adversarial", "cw", "--out", "{new}"], "--adversarial: expected one of"),
+    (["train", "--adversarial", "pgd", "--certified-eps", "0.3", "--out", "{new}"], "not both"),
+    (["train", "--certified-warmup", "0.7", "--certified-eps", "0.3", "--out", "{new}"], "<= 1"),
+    (["train", "--reg-lambda", "-1", "--out", "{new}"], "--reg-lambda: expected a number"),
+    (["train", "--optimizer", "sgd", "--out", "{new}"], "--optimizer: expected one of"),
+    (["train", "--init-from", "{missing}", "--out", "{new}"], "no checkpoint"),
+    (["train", "--model", "relu", "--init-from", "{run}", "--out", "{new}"], "not the ReLU"),
     # eval / info
     (["eval", "{missing}"], "no checkpoint"),
     (["eval", "{afile}"], "no checkpoint"),
@@ -294,6 +320,11 @@ OPTION_CASES = [
     (["attack", "{run}", "--transfer-source", "{missing}", "--out", "{new}"], "no checkpoint"),
     (["attack", "{run}", "--transfer-source", "{bad_run}", "--out", "{new}"], "contradicts"),
     (["attack", "{missing}", "--out", "{new}"], "no checkpoint"),
+    # certify
+    (["certify", "{run}", "--eps", "0.1,x"], "--eps: expected comma-separated numbers"),
+    (["certify", "{run}", "--limit", "0"], "positive integer"),
+    (["certify", "{run}", "--out", "{afile}"], "exists and is not a directory"),
+    (["certify", "{missing}", "--out", "{new}"], "no checkpoint"),
     # the command itself
     (["frobnicate"], "invalid choice"),
     ([], "the following arguments are required"),

@@ -44,7 +44,16 @@ class RayEngine(Engine):
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             if self.address:
-                ray.init(address=self.address, **kwargs)
+                try:
+                    ray.init(address=self.address, **kwargs)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise ValueError(
+                        f"cannot join the Ray cluster at {self.address}: {first} (a cluster "
+                        f"with token authentication, the default from Ray 2.59, needs "
+                        f"RAY_AUTH_MODE=token and its token in ~/.ray/auth_token or "
+                        f"RAY_AUTH_TOKEN)"
+                    ) from None
             else:
                 ray.init(
                     num_cpus=self.num_cpus or os.cpu_count(),
