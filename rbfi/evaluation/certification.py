@@ -4,8 +4,6 @@ bound propagation (:func:`rbfi.bounds.certify`), and the reports of ``rbfi certi
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -17,8 +15,8 @@ from torch import Tensor, nn
 
 from rbfi.bounds import certify, unsupported
 from rbfi.evaluation.checks import bits
-from rbfi.evaluation.report import refuse_overwrite
-from rbfi.io import atomic_write_bytes, versions
+from rbfi.evaluation.report import write_report
+from rbfi.io import versions
 from rbfi.io.schema import AnyValue, Const, Int, List, Map, Nullable, Num, Obj, Str
 from rbfi.models import describe, predict
 
@@ -160,16 +158,13 @@ def plot(results: dict, path_or_buffer) -> None:
 def write_certify_results(
     results: dict, out_dir: str | os.PathLike, overwrite: bool = False
 ) -> list[Path]:
-    """certify.{png,md,json}, each atomically, the JSON last; refuses existing results unless
-    ``overwrite``."""
-    out_dir = Path(out_dir)
-    refuse_overwrite(out_dir, overwrite, RESULT_FILES)
-    CERTIFY_SCHEMA.check(json.loads(json.dumps(results)), "certify.json")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    plot(results, buffer)
-    paths = [out_dir / name for name in ("certify.png", "certify.md", "certify.json")]
-    atomic_write_bytes(paths[0], buffer.getvalue())
-    atomic_write_bytes(paths[1], to_markdown(results).encode())
-    atomic_write_bytes(paths[2], (json.dumps(results) + "\n").encode())
-    return paths
+    """certify.{png,md,json}; see :func:`rbfi.evaluation.report.write_report`."""
+    return write_report(
+        results,
+        out_dir,
+        overwrite,
+        stem="certify",
+        schema=CERTIFY_SCHEMA,
+        markdown=to_markdown,
+        figure=plot,
+    )

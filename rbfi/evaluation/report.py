@@ -303,17 +303,43 @@ def refuse_overwrite(out_dir: Path, overwrite: bool, files=RESULT_FILES) -> None
         )
 
 
-def write_results(results: dict, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
-    """Write robustness.{png,md,json} (each through a temp file + rename; the JSON last).
-    Refuses (ValueError) a directory that already holds results unless ``overwrite``."""
+def write_report(
+    results: dict,
+    out_dir: str | os.PathLike,
+    overwrite: bool,
+    *,
+    stem: str,
+    schema,
+    markdown,
+    figure,
+    indent: int | None = None,
+) -> list[Path]:
+    """Write STEM.png, STEM.md and STEM.json into ``out_dir`` (each through a temp file +
+    rename, the JSON last) after checking ``results`` against ``schema``. Refuses (ValueError)
+    a directory that already holds any of them unless ``overwrite``."""
     out_dir = Path(out_dir)
-    refuse_overwrite(out_dir, overwrite)
-    ROBUSTNESS_SCHEMA.check(json.loads(json.dumps(results)), "robustness.json")
+    names = (f"{stem}.png", f"{stem}.md", f"{stem}.json")
+    refuse_overwrite(out_dir, overwrite, names)
+    schema.check(json.loads(json.dumps(results)), names[2])
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    plot(results, buffer)
-    paths = [out_dir / name for name in ("robustness.png", "robustness.md", "robustness.json")]
+    figure(results, buffer)
+    paths = [out_dir / name for name in names]
     atomic_write_bytes(paths[0], buffer.getvalue())
-    atomic_write_bytes(paths[1], to_markdown(results).encode())
-    atomic_write_bytes(paths[2], (json.dumps(results, indent=1) + "\n").encode())
+    atomic_write_bytes(paths[1], markdown(results).encode())
+    atomic_write_bytes(paths[2], (json.dumps(results, indent=indent) + "\n").encode())
     return paths
+
+
+def write_results(results: dict, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Write robustness.{png,md,json}; see :func:`write_report`."""
+    return write_report(
+        results,
+        out_dir,
+        overwrite,
+        stem="robustness",
+        schema=ROBUSTNESS_SCHEMA,
+        markdown=to_markdown,
+        figure=plot,
+        indent=1,
+    )
