@@ -159,6 +159,7 @@ def reproduce(
             "title": item.title,
             "section": item.section,
             "complete": True,
+            "compute_seconds": round(sum(job_seconds(by_id[i], out) for i in per_item[item.name])),
             "claims": [asdict(c) for c in rendered.claims],
             "markdown": f"{item.name}/{item.name}.md",
             "figures": [f"{item.name}/{name}" for name in rendered.figures],
@@ -185,6 +186,15 @@ def reproduce(
     return index
 
 
+def job_seconds(job: Job, out: Path) -> float:
+    """The compute a finished job took (training: its epochs' train + eval seconds)."""
+    directory = job.directory(out)
+    if job.kind == "train":
+        metrics = _read(directory / "checkpoint.json").get("metrics", [])
+        return sum(m.get("train_seconds", 0) + m.get("eval_seconds", 0) for m in metrics)
+    return _read(directory / "result.json").get("job_seconds", 0.0)
+
+
 def _read(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -205,6 +215,11 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
         f"(`{index['runs'][-1]['command'] if index.get('runs') else ''}`).",
         "",
     ]
+    timing = [
+        [name, f"{item['compute_seconds'] / 60:.1f}"]
+        for name, item in index["items"].items()
+        if "compute_seconds" in item
+    ]
     rows = []
     for item in index["items"].values():
         link = (
@@ -219,6 +234,13 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
         if not item.get("claims"):
             rows.append([link, "–", "–", "–"])
     lines.append(table(["item", "the paper's claim", "here", "our numbers"], rows, "llll"))
+    if timing:
+        lines += [
+            "",
+            "Compute per item (minutes, jobs shared between items counted in each):",
+            "",
+            table(["item", "minutes"], timing),
+        ]
     return "\n".join(lines) + "\n"
 
 
