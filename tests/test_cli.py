@@ -105,3 +105,14 @@ def test_console_entry_point_exit_code(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr.startswith("rbfi: error:")
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "info", "attack", "certify", "reproduce"])
+def test_every_subcommand_help_renders(capsys, command):
+    # argparse formats help strings with %: a stray % in one breaks --help of that command
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: rbfi {command}")
+    assert "--help" in out

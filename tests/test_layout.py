@@ -31,6 +31,9 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     found = import_graph.violations(tmp_path)
     assert found == ["rbfi.ops.bad -> rbfi.nn: imports upward or sideways"]
     assert import_graph.circles(import_graph.graph(root=tmp_path)) == [["nn", "ops", "nn"]]
+    # the command line reads another checkout with --root and exits 1 on what it finds
+    assert import_graph.main(["--root", str(tmp_path)]) == 1
+    assert import_graph.main([]) == 0
 
 
 def test_modules_stay_under_500_lines():

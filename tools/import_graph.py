@@ -2,6 +2,7 @@
 
     python -m tools.import_graph            # edges part -> part, violations, circles
     python -m tools.import_graph --modules  # the same between single modules
+    python -m tools.import_graph --root OLD  # another checkout (e.g. a worktree of an old commit)
 
 A *part* is a direct child of ``rbfi`` (a subpackage or a module). ``LAYERS`` lists them from
 the top (the command line) to the bottom (the kernels); ``UTILITIES`` may be imported from
@@ -144,11 +145,19 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", action="store_true", help="edges between single modules")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="checkout to read (default: this one), e.g. an older commit's worktree",
+    )
     args = parser.parse_args(argv)
-    edges = graph(args.modules)
+    if not (args.root / PACKAGE).is_dir():
+        parser.error(f"{args.root} holds no {PACKAGE}/ package")
+    edges = graph(args.modules, args.root)
     for source in sorted(edges):
         print(f"{source:24s} -> {', '.join(sorted(edges[source]))}")
-    bad = violations()
+    bad = violations(args.root)
     loops = circles(edges)
     for line in bad:
         print(f"violation: {line}")

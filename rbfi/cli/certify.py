@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
         "data_dir",
         "threads",
         out={"default": None, "help": "results directory (default: results/certify-RUN)"},
-        json={"help": 'print {"clean": %, "certified": {eps: %}} on stdout'},
+        json={"help": 'print {"clean": ACC, "certified": {EPS: ACC}} (accuracies in %%) on stdout'},
     )
     p.set_defaults(handler=run)
 

@@ -41,47 +41,78 @@ def _paper_quick(results: Path) -> str:
     return summary_markdown(index, link_prefix="results/paper-quick/")
 
 
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _robustness(results: Path) -> str:
+    """One row per run name under ``results/robustness/`` or ``results/certify/``."""
+    names = sorted(
+        {p.parent.name for p in (results / "robustness").glob("*/robustness.json")}
+        | {p.parent.name for p in (results / "certify").glob("*/certify.json")}
+    )
+    if not names:
+        return "(no results/robustness/*/robustness.json or results/certify/*/certify.json yet)\n"
+    runs = {
+        name: (
+            _read_json(results / "robustness" / name / "robustness.json"),
+            _read_json(results / "certify" / name / "certify.json"),
+        )
+        for name in names
+    }
+    eps_keys = sorted(
+        {k for attack, _ in runs.values() if attack for k in attack["worst_case"] if float(k) > 0}
+        | {k for _, cert in runs.values() if cert for k in cert["certified"]},
+        key=float,
+    )
     rows = []
-    eps_keys: list[str] = []
-    for path in sorted((results / "robustness").glob("*/robustness.json")):
-        data = json.loads(path.read_text())
-        keys = [k for k in data["worst_case"] if float(k) > 0]
-        eps_keys = eps_keys or keys
-        certified = data.get("certified") or {}
-        cells = [
-            f"{100 * data['worst_case'][k]['accuracy']:.1f} / "
-            + (f"{100 * certified[k]['accuracy']:.1f}" if k in certified else "–")
-            for k in eps_keys
-        ]
-        full = results / "certify" / path.parent.name / "certify.json"
-        full_cells = "–"
-        if full.is_file():
-            cert = json.loads(full.read_text())
-            full_cells = (
-                " / ".join(
-                    f"{100 * v['accuracy']:.1f}"
-                    for k, v in cert["certified"].items()
-                    if k in eps_keys
-                )
-                + f" (clean {100 * cert['clean_accuracy']:.2f}, {cert['n_examples']} images)"
-            )
+    for name, (attack, cert) in runs.items():
+        model = (attack or cert)["model"]["description"]
         link = (
-            f"[{data['model']['description']}](results/robustness/{path.parent.name}/robustness.md)"
+            f"results/robustness/{name}/robustness.md"
+            if attack
+            else (f"results/certify/{name}/certify.md")
         )
-        rows.append(
-            [link, path.parent.name, f"{100 * data['clean_accuracy']:.1f}"] + cells + [full_cells]
-        )
-    if not rows:
-        return "(no results/robustness/*/robustness.json yet)\n"
-    n = json.loads(next((results / "robustness").glob("*/robustness.json")).read_text())
-    headers = ["model", "run", "clean"] + [f"eps {k}: attacks / certified" for k in eps_keys]
-    headers.append("certified, full test set (" + " / ".join(eps_keys) + ")")
+        row = [f"[{model}]({link})", name]
+        if cert:
+            row.append(f"{100 * cert['clean_accuracy']:.2f}")
+            row += [
+                f"{100 * cert['certified'][k]['accuracy']:.1f}" if k in cert["certified"] else "–"
+                for k in eps_keys
+            ]
+        else:
+            row += ["–"] * (1 + len(eps_keys))
+        if attack:
+            certified = attack.get("certified") or {}
+            row.append(str(attack["n_examples"]))
+            row += [
+                (
+                    f"{100 * attack['worst_case'][k]['accuracy']:.1f} / "
+                    + (f"{100 * certified[k]['accuracy']:.1f}" if k in certified else "–")
+                )
+                if k in attack["worst_case"]
+                else "–"
+                for k in eps_keys
+            ]
+        else:
+            row += ["–"] * (1 + len(eps_keys))
+        rows.append(row)
+    headers = (
+        ["model", "run", "clean"]
+        + [f"certified {k}" for k in eps_keys]
+        + ["images attacked"]
+        + [f"{k}: attacks / certified" for k in eps_keys]
+    )
+    certified_on = " / ".join(
+        sorted({f"{cert['n_examples']:,}" for _, cert in runs.values() if cert})
+    )
     return (
-        f"Robust accuracy in %: the worst case over the strong attack suite (an upper bound) / "
-        f"the certified accuracy from interval bounds (a lower bound) on the first "
-        f"{n['n_examples']} test images; the true robust accuracy lies between them.\n\n"
-        + table(headers, rows, "l" + "l" + "r" * (len(headers) - 2))
+        f"Accuracy in %. *clean* and *certified EPS*: the first {certified_on} test images, "
+        "certified by interval bounds (a lower bound on the robust accuracy; `rbfi certify`). "
+        "*EPS: attacks / certified*: on the first *images attacked* test images, the worst case "
+        "over the strong attack suite (an upper bound; `rbfi attack`) beside the certified "
+        "accuracy on the same images: the true robust accuracy lies between them.\n\n"
+        + table(headers, rows, "ll" + "r" * (len(headers) - 2))
         + "\n"
     )
 
