@@ -153,3 +153,45 @@ def test_readme_results_sections_match_the_results():
     names = {m.group("name") for m in MARKER.finditer(text)}
     assert names == {"paper-quick", "robustness"}
     assert rewrite(text, ROOT / "results") == text
+
+
+def test_readme_robustness_section_pairs_attacks_and_certificates(tmp_path):
+    """A run with both results shows the full-test-set certificate and the sandwich on the
+    attacked images; a run only certified shows dashes where attacks would be."""
+    from rbfi.experiments.readme import sections
+
+    def write(path, data):
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(data))
+
+    def acc(a):
+        return {"accuracy": a}
+
+    write(
+        tmp_path / "robustness" / "net_a" / "robustness.json",
+        {
+            "model": {"description": "A"},
+            "n_examples": 300,
+            "clean_accuracy": 0.9,
+            "worst_case": {"0": acc(0.9), "0.1": acc(0.8), "0.3": acc(0.5)},
+            "certified": {"0.1": acc(0.7), "0.3": acc(0.25)},
+        },
+    )
+    for name, cert in (("net_a", 0.654), ("net_b", 0.112)):
+        write(
+            tmp_path / "certify" / name / "certify.json",
+            {
+                "model": {"description": name.upper()},
+                "n_examples": 10000,
+                "clean_accuracy": 0.95,
+                "certified": {"0.1": acc(cert), "0.3": acc(cert / 2)},
+            },
+        )
+    body = sections(tmp_path)["robustness"]
+    rows = {line.split("|")[2].strip(): line for line in body.splitlines() if "](results/" in line}
+    cells = [c.strip() for c in rows["net_a"].split("|")[3:-1]]
+    assert cells == ["95.00", "65.4", "32.7", "300", "80.0 / 70.0", "50.0 / 25.0"]
+    cells = [c.strip() for c in rows["net_b"].split("|")[3:-1]]
+    assert cells == ["95.00", "11.2", "5.6", "–", "–", "–"]
+    assert "first 10,000 test images" in body
+    assert "(results/certify/net_b/certify.md)" in rows["net_b"]
