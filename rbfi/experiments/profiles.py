@@ -69,10 +69,10 @@ QUICK = replace(
     seeds_small=2,
     test_limit=2000,
     eps_grid=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
-    pgd_limit=200,
+    pgd_limit=100,
     pgd_steps=100,
     pgd_restarts=2,
-    strong_limit=200,
+    strong_limit=100,
     strong=SuiteOptions(
         paper_pgd_restarts=2, pgd_steps=50, pgd_restarts=2, square_queries=1000, autoattack="apgd"
     ),
