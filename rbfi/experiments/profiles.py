@@ -1,5 +1,5 @@
-"""How big a reproduction is: the paper's settings ("paper"), a 2-core budget ("quick", about
-90 minutes) and a check that every item runs end to end ("smoke", minutes)."""
+"""How big a reproduction is: the paper's settings ("paper"), a 2-core budget ("quick", 49
+minutes measured) and a check that every item runs end to end ("smoke", minutes)."""
 
 from __future__ import annotations
 

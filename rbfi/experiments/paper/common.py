@@ -14,8 +14,11 @@ from rbfi.training import TrainConfig
 NAMES = {"relu": "ReLU", "sigmoid": "Sigmoid", "rbfi": "RBFI", "rbf": "RBF"}
 CHEAP_ATTACKS = ("fgsm", "ifgsm", "noise")
 PAPER_PGD = ("pgd-paper-legacy", "pgd-paper")
-# seconds per training example per epoch on a 2-core CPU (measured), for the ETA / estimates
-SECONDS_PER_EXAMPLE = {"rbfi": 4.5e-4, "rbf": 2e-4, "relu": 1.5e-4, "sigmoid": 2.5e-4}
+# seconds per training example per epoch of a 512^3 net on a 2-core CPU, for the ETA and
+# --estimate-only (measured: the quick profile's jobs, results/paper-quick/index.json)
+SECONDS_PER_EXAMPLE = {"rbfi": 3e-4, "rbf": 2e-4, "relu": 8e-5, "sigmoid": 8e-5}
+# one attack step on an example costs about this much for the cheap nets vs RBFI/RBF nets
+ATTACK_SCALE = {"rbfi": 1.0, "rbf": 1.0, "relu": 0.1, "sigmoid": 0.1}
 
 
 def layers(profile: Profile, width: int | None = None, deep: bool = False) -> tuple[int, ...]:
@@ -51,7 +54,7 @@ def net(
         test_limit=profile.test_limit,
         **train,
     )
-    extra = {"adversarial": 1 + (config.adv_steps or 0), "certified": 4}
+    extra = {"adversarial": 1 + 0.75 * (config.adv_steps or 0), "certified": 2.5}
     factor = extra["adversarial"] if config.adversarial != "none" else 1
     scale = sum(a * b for a, b in zip((784, *sizes), sizes)) / (784 * 512 + 2 * 512 * 512)
     cost = (
@@ -63,6 +66,11 @@ def net(
     )
     name = label or f"{model.describe()} seed {seed}"
     return train_job(config, f"train {name}", cost=cost)
+
+
+def attack_scale(run: Job) -> float:
+    """Relative cost of attacking ``run``'s net (RBFI/RBF 1; ReLU/sigmoid nets are cheaper)."""
+    return ATTACK_SCALE[run.payload["train"]["model"]["arch"]]
 
 
 def cheap_eval(profile: Profile, run: Job) -> Job:
@@ -100,7 +108,7 @@ def pgd_eval(profile: Profile, run: Job) -> Job:
         run,
         "attacks",
         f"eval {run.label[6:]} paper pgd",
-        cost=cost * 2e-5,
+        cost=cost * 7e-5,  # no early stopping: about the same for every net
         limit=profile.pgd_limit,
         config=config,
     )
@@ -122,7 +130,12 @@ def strong_eval(profile: Profile, run: Job, source: Job | None = None) -> Job:
         run,
         "attacks",
         f"eval {run.label[6:]} strong suite",
-        cost=profile.strong_limit * len(profile.strong_eps) * 2.0,
+        # measured: 1.9 s per image and eps for RBFI 512 with full budgets; the quick
+        # profile's reduced budgets (AutoAttack's APGD only) about a fifth of that
+        cost=profile.strong_limit
+        * len(profile.strong_eps)
+        * (2.0 if options.autoattack == "standard" else 0.4)
+        * attack_scale(run),
         limit=profile.strong_limit,
         **settings,
     )
