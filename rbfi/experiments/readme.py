@@ -22,7 +22,7 @@ import json
 import re
 from pathlib import Path
 
-from rbfi.experiments.render import table
+from rbfi.experiments.render import pct, table
 from rbfi.experiments.reproduce import summary_markdown
 from rbfi.io import atomic_write_bytes
 
@@ -43,6 +43,12 @@ def _paper_quick(results: Path) -> str:
 
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _accuracy(data: dict | None, section: str, eps: str) -> float | None:
+    """``data[section][eps]["accuracy"]``, or None where the file, section or eps is missing."""
+    entry = ((data or {}).get(section) or {}).get(eps)
+    return entry["accuracy"] if entry else None
 
 
 def _robustness(results: Path) -> str:
@@ -71,31 +77,18 @@ def _robustness(results: Path) -> str:
         link = (
             f"results/robustness/{name}/robustness.md"
             if attack
-            else (f"results/certify/{name}/certify.md")
+            else f"results/certify/{name}/certify.md"
         )
         row = [f"[{model}]({link})", name]
-        if cert:
-            row.append(f"{100 * cert['clean_accuracy']:.2f}")
-            row += [
-                f"{100 * cert['certified'][k]['accuracy']:.1f}" if k in cert["certified"] else "–"
-                for k in eps_keys
-            ]
-        else:
-            row += ["–"] * (1 + len(eps_keys))
-        if attack:
-            certified = attack.get("certified") or {}
-            row.append(str(attack["n_examples"]))
-            row += [
-                (
-                    f"{100 * attack['worst_case'][k]['accuracy']:.1f} / "
-                    + (f"{100 * certified[k]['accuracy']:.1f}" if k in certified else "–")
-                )
-                if k in attack["worst_case"]
-                else "–"
-                for k in eps_keys
-            ]
-        else:
-            row += ["–"] * (1 + len(eps_keys))
+        row.append(f"{100 * cert['clean_accuracy']:.2f}" if cert else "–")
+        row += [pct(_accuracy(cert, "certified", k)) for k in eps_keys]
+        row.append(str(attack["n_examples"]) if attack else "–")
+        row += [
+            f"{pct(_accuracy(attack, 'worst_case', k))} / {pct(_accuracy(attack, 'certified', k))}"
+            if attack and k in attack["worst_case"]
+            else "–"
+            for k in eps_keys
+        ]
         rows.append(row)
     headers = (
         ["model", "run", "clean"]

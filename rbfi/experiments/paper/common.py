@@ -54,8 +54,11 @@ def net(
         test_limit=profile.test_limit,
         **train,
     )
-    extra = {"adversarial": 1 + 0.75 * (config.adv_steps or 0), "certified": 2.5}
-    factor = extra["adversarial"] if config.adversarial != "none" else 1
+    factor = 1.0  # vs normal training: attack steps per batch, or the interval pass
+    if config.adversarial != "none":
+        factor = 1 + 0.75 * (config.adv_steps or 0)
+    elif config.certified_eps is not None:
+        factor = 2.5
     scale = sum(a * b for a, b in zip((784, *sizes), sizes)) / (784 * 512 + 2 * 512 * 512)
     cost = (
         config.epochs
