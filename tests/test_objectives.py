@@ -3,13 +3,21 @@ their resumability."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from rbfi.attacks import project
 from rbfi.bounds import margin_bounds, network_sensitivity
 from rbfi.models import ModelConfig, build_model
 from rbfi.training import TrainConfig, make_objective, train
-from rbfi.training.objectives import Adversarial, Certified, Regularised, Standard
+from rbfi.training.objectives import (
+    Adversarial,
+    Certified,
+    Regularised,
+    Standard,
+    kl_divergence,
+)
 from tests.test_train import weights
 
 
@@ -143,6 +151,7 @@ def test_certified_training_lowers_the_worst_case_loss(loss_name, gradient):
     [
         {"adversarial": "pgd", "adv_steps": 2},
         {"adversarial": "madry", "adv_steps": 2},
+        {"adversarial": "trades", "adv_steps": 2, "adv_eps_ramp": 0.5},
         {"certified_eps": 0.2, "certified_warmup": 0.2, "certified_ramp": 0.5},
         {"reg_lambda": 0.01, "optimizer": "adam"},
     ],
@@ -190,3 +199,130 @@ def test_certified_training_records_test_certificates(idx_dir, tmp_path):
         record
     )
     assert record["test_certified_0.1"] >= record["test_certified_0.3"]
+
+
+# --- Madry and TRADES: eps warm-up, step size, the TRADES loss, learning curves -----------
+
+
+def test_adversarial_eps_ramp_by_hand():
+    relu = ModelConfig("relu", (16, 10))
+    ramped = make_objective(config(model=relu, adversarial="madry", adv_eps_ramp=0.5), 100)
+    # eps_t = 0.3 min(1, t / 50)
+    for step, eps in [(0, 0.0), (10, 0.06), (25, 0.15), (49, 0.294), (50, 0.3), (99, 0.3)]:
+        assert ramped.eps_at(step) == pytest.approx(eps)
+    flat = make_objective(config(model=relu, adversarial="madry"), 100)
+    assert flat.eps_at(0) == 0.3
+    # eps 0: the clean batch, no attack
+    torch.manual_seed(0)
+    model = build_model("relu", "16,10")
+    x, y = batch()
+    loss, _ = ramped(model, x, y, 0)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(model(x), y))
+
+
+@pytest.mark.parametrize("mode", ["madry", "trades"])
+def test_training_attack_stays_in_the_ball_and_takes_its_steps(mode, monkeypatch):
+    torch.manual_seed(1)
+    model = build_model("relu", "16,10")
+    x, y = batch(8)
+    x[:, :300] = 0.0  # black and white pixels: the ball is cut by [0, 1]
+    x[:, 300:400] = 1.0
+    objective = make_objective(
+        config(
+            model=ModelConfig("relu", (16, 10)),
+            adversarial=mode,
+            adv_eps=0.3,
+            adv_eps_ramp=0.5,
+            adv_steps=5,
+            adv_alpha=0.05,
+        ),
+        100,
+    )
+    inputs = []
+    original = model.forward
+    monkeypatch.setattr(model, "forward", lambda inp: inputs.append(inp.detach()) or original(inp))
+    objective(model, x, y, step=25)  # eps_t = 0.15
+    points = []  # the iterates x'_0 .. x'_5, each once (the final point is also fed to the loss)
+    for p in inputs:
+        if p.shape == x.shape and not torch.equal(p, x):
+            if not (points and torch.equal(points[-1], p)):
+                points.append(p)
+    x_adv = points[-1]
+    assert (x_adv - x).abs().max() <= 0.15 + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv - x).abs().max() > 0.14  # 5 steps of 0.05 reach the boundary somewhere
+    # the random start and 5 steps
+    assert len(points) == 6
+    # the last step moves every free coordinate by alpha or stops at the boundary
+    step_sizes = (points[-1] - points[-2]).abs()
+    free = (x > 0.15) & (x < 0.85)
+    assert torch.all(step_sizes[free] <= 0.05 + 1e-6)
+
+
+def test_trades_loss_is_the_formula(monkeypatch):
+    torch.manual_seed(2)
+    model = build_model("relu", "16,10")
+    x, y = batch(5)
+    beta = 3.0
+    objective = make_objective(
+        config(
+            model=ModelConfig("relu", (16, 10)),
+            adversarial="trades",
+            adv_eps=0.2,
+            adv_steps=4,
+            trades_beta=beta,
+        ),
+        10,
+    )
+    inputs = []
+    original = model.forward
+    monkeypatch.setattr(model, "forward", lambda inp: inputs.append(inp.detach()) or original(inp))
+    loss, scores = objective(model, x, y, step=3)
+    x_adv = inputs[-1]
+    # independently in float64 NumPy: CE(f(x), y) + beta / B sum_b sum_c p log(p / q)
+    f = original(x).detach().double().numpy()
+    g = original(x_adv).detach().double().numpy()
+    p = np.exp(f - f.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    q = np.exp(g - g.max(1, keepdims=True))
+    q /= q.sum(1, keepdims=True)
+    ce = -np.log(p[np.arange(5), y.numpy()]).mean()
+    kl = (p * np.log(p / q)).sum(1).mean()
+    assert loss.item() == pytest.approx(ce + beta * kl, rel=1e-5)
+    assert kl > 0
+    torch.testing.assert_close(scores, original(x).detach())
+    # the inner maximisation ascends the KL: x' is further (in KL) than a random point of the ball
+    g_rand = original(project(x + 0.2 * (2 * torch.rand_like(x) - 1), x, 0.2)).detach()
+    assert kl_divergence(torch.softmax(original(x), 1), original(x_adv)) > kl_divergence(
+        torch.softmax(original(x), 1), g_rand
+    )
+    # the gradient reaches the weights
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_kl_divergence_against_numpy():
+    p = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    scores = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    q = np.exp(scores.numpy()) / np.exp(scores.numpy()).sum(1, keepdims=True)
+    expected = [
+        0.5 * np.log(0.5 / q[0, 0]) + 0.5 * np.log(0.5 / q[0, 1]),  # 0 log 0 = 0
+        sum(pc * np.log(pc / (1 / 3)) for pc in (0.2, 0.3, 0.5)),
+    ]
+    assert kl_divergence(p, scores, "sum").item() == pytest.approx(sum(expected), rel=1e-6)
+    assert kl_divergence(p, scores).item() == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_adversarial_learning_curve_metrics():
+    torch.manual_seed(0)
+    model = build_model("relu", "16,10")
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(600, 784, generator=g), torch.randint(0, 10, (600,), generator=g)
+    objective = make_objective(
+        config(model=ModelConfig("relu", (16, 10)), adversarial="madry", adv_eps_ramp=0.5), 100
+    )
+    out = objective.epoch_metrics(model, x, y, 20)
+    assert out["train_eps"] == pytest.approx(0.12) and out["monitor_images"] == 500
+    clean = (model(x[:500]).argmax(1) == y[:500]).float().mean().item()
+    assert out["monitor_clean_accuracy"] == pytest.approx(clean)
+    assert 0 <= out["monitor_pgd20_0.3"] <= clean  # PGD only ever breaks examples

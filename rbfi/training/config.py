@@ -23,8 +23,8 @@ from rbfi.options import (
 DEFAULT_LR = {"rbfi": 5.0, "rbf": 5.0, "relu": 1.0, "sigmoid": 1.0}  # the author's code (AdaDelta)
 ADAM_LR = 1e-3
 OPTIMIZERS = ("adadelta", "adam")
-ADVERSARIAL = ("none", "fgsm", "ifgsm", "pgd", "madry")
-DEFAULT_ADV_STEPS = {"fgsm": 1, "ifgsm": 10, "pgd": 100, "madry": 40}
+ADVERSARIAL = ("none", "fgsm", "ifgsm", "pgd", "madry", "trades")
+DEFAULT_ADV_STEPS = {"fgsm": 1, "ifgsm": 10, "pgd": 100, "madry": 40, "trades": 40}
 CERTIFIED_LOSSES = ("cross_entropy", "hinge", "square")
 MAX_SEED = 2**63 - 1
 ADV = "adversarial training (Sec. 6.4)"
@@ -74,7 +74,7 @@ class TrainConfig:
     adversarial: str = option(
         "none",
         "train on adversarial examples: fgsm / ifgsm / pgd feed x and x' (the paper's), "
-        "madry feeds x' only (sign PGD)",
+        "madry feeds x' only (sign PGD), trades: L(f(x), y) + beta KL(f(x) || f(x'))",
         kind=Choice(ADVERSARIAL),
         group=ADV,
     )
@@ -90,6 +90,22 @@ class TrainConfig:
         "gradients the training attack follows on RBFI layers (true or pseudo)",
         kind=Choice(("true", "pseudo")),
         group=ADV,
+    )
+    adv_eps_ramp: float = option(
+        0.0,
+        "fraction of the steps over which the training eps grows linearly from 0 to adv_eps",
+        kind=Float(0.0, 1.0),
+        group=ADV,
+    )
+    adv_alpha: float | None = option(
+        None,
+        "step size of the training attack (madry, trades; default 2.5 x current eps / steps; "
+        "Madry et al.: 0.01)",
+        kind=PositiveFloat(),
+        group=ADV,
+    )
+    trades_beta: float = option(
+        6.0, "TRADES: weight of the KL term (Zhang et al. 2019)", kind=Float(min=0.0), group=ADV
     )
     reg_lambda: float = option(
         0.0,

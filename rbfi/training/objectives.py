@@ -4,7 +4,8 @@
 - :class:`Adversarial`: adversarial examples made by the project's own attacks (Sec. 6.4):
   "fgsm" (eq. 12), "ifgsm" (eq. 13) and "pgd" (the paper's AdaDelta PGD from a random start,
   its last iterate) feed both x and x' (a batch of 2B); "madry" trains on x' only, made by
-  sign PGD from a random start (Madry et al. 2018).
+  sign PGD from a random start (Madry et al. 2018); eps may ramp up from 0.
+- :class:`Trades`: the clean loss + beta KL(f(x) || f(x')) (Zhang et al. 2019).
 - :class:`Certified`: interval bound propagation (IBP, Gowal et al. 2018): a mix of the clean
   loss and a loss of the worst-case margins over the eps-ball, eps ramped up from 0.
 - :class:`Regularised` wraps any of them: + lambda x the sensitivity bound (eq. 7 / 8,
@@ -23,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD
+from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD, attack_mode, gradient_mode, project
 from rbfi.bounds import input_box, interval_bounds, margin_bounds, network_sensitivity
 from rbfi.nn import pseudogradient_mode
 from rbfi.nn.losses import get_loss, square_error
 from rbfi.training.config import TrainConfig
 
 MONITOR_EPS = (0.1, 0.2, 0.3)  # certified accuracy on the test set after every epoch
+MONITOR_IMAGES = 500  # adversarial training: clean and PGD accuracy on these first test images
+MONITOR_PGD_STEPS = 20
 
 
 class Objective:
@@ -62,28 +65,54 @@ class Standard(Objective):
 
 
 class Adversarial(Objective):
-    """Training on adversarial examples x' within adv_eps of x (Sec. 6.4)."""
+    """Training on adversarial examples x' within eps_t of x (Sec. 6.4; Madry et al. 2018).
+
+    eps_t = adv_eps x min(1, t / (adv_eps_ramp x T)) at step t of T (linear warm-up from 0,
+    the usual cure for adversarial training stuck at chance; no ramp when adv_eps_ramp = 0).
+    While eps_t = 0 the step trains on the clean batch (no attack is run).
+    "madry": x' = sign PGD from a uniform random start in the eps_t-ball, adv_steps steps of
+    adv_alpha (default 2.5 eps_t / steps), loss L(f(x'), y) only.
+    """
 
     def __init__(self, config: TrainConfig, total_steps: int) -> None:
         super().__init__(config, total_steps)
         self.mode = config.adversarial
-        self.name = f"adversarial {self.mode}, eps {config.adv_eps:g}"
+        ramp = f", eps ramp over {config.adv_eps_ramp:g} of the steps"
+        ramp = ramp if config.adv_eps_ramp else ""
+        self.name = f"adversarial {self.mode}, eps {config.adv_eps:g}{ramp}"
 
-    def attack(self, model: nn.Module, step: int) -> Attack:
+    def eps_at(self, step: int) -> float:
+        """eps_t = adv_eps x min(1, t / (ramp x T))."""
         c = self.config
+        if c.adv_eps_ramp == 0:
+            return c.adv_eps
+        return c.adv_eps * min(1.0, step / (c.adv_eps_ramp * self.total_steps))
+
+    def attack(self, model: nn.Module, step: int, eps: float | None = None) -> Attack:
+        c = self.config
+        eps = self.eps_at(step) if eps is None else eps
         seed = zlib.crc32(f"{c.seed}/adversarial/{step}".encode())
         common = {"loss": "training", "gradient": c.adv_gradient, "seed": seed}
         if self.mode == "fgsm":
-            return FGSM(model, c.adv_eps, **common)
+            return FGSM(model, eps, **common)
         if self.mode == "ifgsm":
-            return IFGSM(model, c.adv_eps, steps=c.adv_steps, early_stop=False, **common)
+            return IFGSM(model, eps, steps=c.adv_steps, early_stop=False, **common)
         if self.mode == "pgd":  # the paper's: 100 AdaDelta steps from a random start, last point
-            return PaperPGD(
-                model, c.adv_eps, steps=c.adv_steps, restarts=1, early_stop=False, **common
-            )
-        return PGD(model, c.adv_eps, steps=c.adv_steps, restarts=1, early_stop=False, **common)
+            return PaperPGD(model, eps, steps=c.adv_steps, restarts=1, early_stop=False, **common)
+        return PGD(
+            model,
+            eps,
+            steps=c.adv_steps,
+            alpha=c.adv_alpha,
+            restarts=1,
+            early_stop=False,
+            **common,
+        )
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
+        if self.eps_at(step) == 0:
+            scores = model(x)
+            return self.loss_fn(scores, y), scores
         x_adv = self.attack(model, step)(x, y)
         if self.mode == "madry":
             with torch.no_grad():
@@ -91,6 +120,74 @@ class Adversarial(Objective):
             return self.loss_fn(model(x_adv), y), scores
         both = model(torch.cat([x, x_adv]))
         return self.loss_fn(both, torch.cat([y, y])), both[: len(x)].detach()
+
+    def epoch_metrics(self, model: nn.Module, x: Tensor, y: Tensor, step: int) -> dict:
+        """The learning curve: eps_t, and clean and PGD-20 accuracy at the target adv_eps on
+        the first MONITOR_IMAGES test images (the same images every epoch)."""
+        x, y = x[:MONITOR_IMAGES], y[:MONITOR_IMAGES]
+        c = self.config
+        pgd = PGD(model, c.adv_eps, steps=MONITOR_PGD_STEPS, gradient=c.adv_gradient, seed=c.seed)
+        x_adv = pgd(x, y)
+        with torch.no_grad():
+            clean = (model(x).argmax(dim=1) == y).float().mean().item()
+            robust = (model(x_adv).argmax(dim=1) == y).float().mean().item()
+        return {
+            "train_eps": self.eps_at(step),
+            "monitor_images": len(x),
+            "monitor_clean_accuracy": clean,
+            f"monitor_pgd{MONITOR_PGD_STEPS}_{c.adv_eps:g}": robust,
+        }
+
+
+class Trades(Adversarial):
+    """TRADES (Zhang et al. 2019): L(f(x), y) + beta KL(softmax f(x) || softmax f(x')),
+    with L the configured loss (cross-entropy for ReLU nets, as in TRADES), and
+
+        x'_0 = clip01(x + 0.001 N(0, I)),  x'_{k+1} = P(x'_k + alpha sign grad KL(p(x) || p(x'_k)))
+
+    (p(x) held fixed, P the projection onto the eps_t-ball and [0, 1]), adv_steps steps,
+    alpha default 2.5 eps_t / steps; eps_t ramps as in :class:`Adversarial`.
+    """
+
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+        super().__init__(config, total_steps)
+        self.name = self.name.replace("adversarial trades", f"TRADES beta {config.trades_beta:g}")
+
+    def adversarial_points(self, model: nn.Module, x: Tensor, eps: float, step: int) -> Tensor:
+        """x' maximising KL(p(x) || p(x')) over the eps-ball ∩ [0, 1]^n by sign ascent."""
+        c = self.config
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(zlib.crc32(f"{c.seed}/trades/{step}".encode()))
+        alpha = c.adv_alpha if c.adv_alpha is not None else 2.5 * eps / c.adv_steps
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_adv = project(x + 0.001 * noise, x, eps)
+        with attack_mode(model), gradient_mode(model, c.adv_gradient == "pseudo"):
+            with torch.no_grad():
+                p_clean = F.softmax(model(x), dim=1)
+            for _ in range(c.adv_steps):
+                x_adv.requires_grad_(True)
+                with torch.enable_grad():
+                    kl = kl_divergence(p_clean, model(x_adv), reduction="sum")
+                    (grad,) = torch.autograd.grad(kl, x_adv)
+                x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
+        return x_adv.detach()
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, step: int):
+        eps = self.eps_at(step)
+        x_adv = self.adversarial_points(model, x, eps, step) if eps > 0 else x
+        scores = model(x)
+        loss = self.loss_fn(scores, y)
+        if eps > 0 and self.config.trades_beta > 0:
+            kl = kl_divergence(F.softmax(scores, dim=1), model(x_adv), reduction="mean")
+            loss = loss + self.config.trades_beta * kl
+        return loss, scores.detach()
+
+
+def kl_divergence(p: Tensor, scores: Tensor, reduction: str = "mean") -> Tensor:
+    """KL(p || softmax(scores)) = sum_c p_c (log p_c - log q_c) per example (0 log 0 = 0);
+    summed ("sum") or averaged ("mean") over the batch."""
+    per_example = (torch.xlogy(p, p) - p * F.log_softmax(scores, dim=1)).sum(dim=1)
+    return per_example.sum() if reduction == "sum" else per_example.mean()
 
 
 class Certified(Objective):
@@ -183,6 +280,8 @@ def make_objective(config: TrainConfig, total_steps: int) -> Objective:
     """The objective ``config`` asks for."""
     if config.certified_eps is not None:
         objective: Objective = Certified(config, total_steps)
+    elif config.adversarial == "trades":
+        objective = Trades(config, total_steps)
     elif config.adversarial != "none":
         objective = Adversarial(config, total_steps)
     else:
@@ -198,5 +297,7 @@ __all__ = [
     "Objective",
     "Regularised",
     "Standard",
+    "Trades",
+    "kl_divergence",
     "make_objective",
 ]
