@@ -254,7 +254,7 @@ def test_rbfi_certify_command(tmp_path, capsys, idx_dir):
 def test_a_certified_example_broken_by_an_attack_fails_the_report(tmp_path, capsys, monkeypatch):
     """A bug that certifies what an attack breaks is not a warning: the evaluation raises, the
     command writes the evidence and exits 1."""
-    import rbfi.evaluation.runner as runner
+    import rbfi.evaluation.results as results_module
     from rbfi.bounds.certify import Certificate
     from rbfi.cli import main
 
@@ -262,7 +262,7 @@ def test_a_certified_example_broken_by_an_attack_fails_the_report(tmp_path, caps
         ones = torch.ones(len(x), dtype=torch.bool, device=x.device)
         return Certificate(eps, torch.ones(len(x)), ones, model(x).argmax(1))
 
-    monkeypatch.setattr(runner, "certify", lying_certify)
+    monkeypatch.setattr(results_module, "certify", lying_certify)
     torch.manual_seed(0)
     run = tmp_path / "run"
     save_model(run, build_model("relu", "16,10"), epoch=1)

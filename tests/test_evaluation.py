@@ -230,7 +230,7 @@ def test_rbfi_attack_end_to_end_through_main(tmp_path, capsys):
     assert saved["n_examples"] == 20 and saved["model"]["checkpoint"] == str(run)
     assert {"pgd-bpda-margin", "square", "autoattack-bpda"} <= set(saved["results"])
     for key in ("0.05", "0.2"):  # the sandwich holds example by example
-        certified = saved["certified"][key]["correct"]
+        certified = saved["certified"][key]["certified"]
         worst = saved["worst_case"][key]["correct"]
         assert all(w == "1" for c, w in zip(certified, worst) if c == "1")
     assert sorted(p.name for p in out.iterdir()) == [
@@ -277,3 +277,55 @@ def test_robustness_schema_refuses_what_it_should():
         target[path[-1]] = value
         with pytest.raises(SchemaError):
             ROBUSTNESS_SCHEMA.check(bad)
+
+
+def test_an_empty_set_of_images_is_refused():
+    """An accuracy over 0 images is undefined: both evaluations refuse an empty set with one
+    line instead of writing nan (or 0.0) as an accuracy."""
+    from rbfi.evaluation.certification import certify_grid
+
+    model = tiny_rbfi(784)
+    x, y = torch.rand(0, 784), torch.zeros(0, dtype=torch.long)
+    config = EvalConfig(suite="paper", eps=(0.1,), attacks=("fgsm",), options=TINY)
+    for run in (
+        lambda: evaluate_robustness(model, x, y, config, progress=False, log=lambda m: None),
+        lambda: certify_grid(model, x, y, (0.1,)),
+    ):
+        with pytest.raises(ValueError, match="no test images") as exc:
+            run()
+        assert "\n" not in str(exc.value)
+
+
+def test_certify_and_attack_results_share_their_header_and_certified_rows():
+    """certify.json and robustness.json come from one implementation: the same header values
+    and the same certified flags/accuracy for the same model and images."""
+    from rbfi.evaluation.certification import CERTIFY_SCHEMA, certify_grid
+
+    model = tiny_rbfi(784)
+    x = torch.rand(10, 784)
+    y = own_labels(model, x)
+    y[:2] = (y[:2] + 1) % 10
+    config = EvalConfig(suite="paper", eps=(0.0, 0.01), attacks=("noise",), options=TINY)
+    attack = evaluate_robustness(model, x, y, config, progress=False, log=lambda m: None)
+    cert = certify_grid(model, x, y, config.eps)
+    CERTIFY_SCHEMA.check(json.loads(json.dumps(cert)))
+    ROBUSTNESS_SCHEMA.check(json.loads(json.dumps(attack)))
+    shared = ("n_examples", "labels", "clean_predictions", "clean_accuracy", "model", "device")
+    assert {k: attack[k] for k in shared} == {k: cert[k] for k in shared}
+    assert attack["clean_accuracy"] == pytest.approx(0.8)
+    for key in ("0", "0.01"):
+        a, c = attack["certified"][key], cert["certified"][key]
+        assert a["certified"] == c["certified"] and a["accuracy"] == c["accuracy"]
+        assert "margins" in c and "margins" not in a  # every margin only in certify.json
+        assert a["certified"][:2] == "00"  # wrong without attack: never certified
+    assert attack["certified"]["0"]["accuracy"] == pytest.approx(0.8)  # eps 0: the clean ones
+
+
+def test_soundness_check_reads_certified_flags_of_both_formats():
+    """Format 3 stores certified flags under "certified"; files of format 2 under "correct"."""
+    from rbfi.evaluation import soundness_violations
+
+    outcomes = {"fgsm": {"0.1": {"correct": "0110"}}}  # examples 0 and 3 broken at 0.1
+    for name in ("certified", "correct"):
+        found = soundness_violations(outcomes, {"0.1": {name: "1100"}, "0.3": {name: "0001"}})
+        assert [(v["certified_at"], v["examples"]) for v in found] == [("0.1", [0]), ("0.3", [3])]

@@ -5,51 +5,37 @@ bound propagation (:func:`rbfi.bounds.certify`), and the reports of ``rbfi certi
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from rbfi.bounds import certify, unsupported
-from rbfi.evaluation.checks import bits
+from rbfi.bounds import unsupported
 from rbfi.evaluation.report import write_report
-from rbfi.io import versions
-from rbfi.io.schema import AnyValue, Const, Int, List, Map, Nullable, Num, Obj, Str
-from rbfi.models import describe, predict
+from rbfi.evaluation.results import (
+    CERTIFIED_ROW,
+    EPS_KEY,
+    certified_rows,
+    header_schema,
+    model_device,
+    require_images,
+    results_header,
+)
+from rbfi.io.schema import Int, List, Map, Num, Obj
+from rbfi.models import predict
 
 FORMAT = "rbfi-certify"
+FORMAT_VERSION = 2  # 2: the header and rows shared with robustness.json (margin quantiles)
 RESULT_FILES = ("certify.json", "certify.md", "certify.png")
-MARGIN_DIGITS = 6
 
 CERTIFY_SCHEMA = Obj(
     {
-        "format": Const(FORMAT),
-        "format_version": Const(1),
-        "created": Str(),
-        "model": Obj(
-            {"description": Str(), "config": Nullable(Map(AnyValue()))}, {"checkpoint": Str()}
+        **header_schema(
+            FORMAT,
+            FORMAT_VERSION,
+            Obj({"eps": List(Num(0, 1), min_len=1), "batch_size": Int(min=1)}),
         ),
-        "settings": Obj({"eps": List(Num(0, 1), min_len=1), "batch_size": Int(min=1)}),
-        "versions": Map(Str()),
-        "device": Str(),
-        "n_examples": Int(min=0),
-        "labels": List(Int(0, 9)),
-        "clean_predictions": List(Int(0, 9)),
-        "clean_accuracy": Num(0, 1),
-        "certified": Map(
-            Obj(
-                {
-                    "accuracy": Num(0, 1),
-                    "certified": Str(pattern=r"[01]*"),
-                    "margins": List(Num()),
-                    "seconds": Num(min=0),
-                }
-            ),
-            key=r"\d+(\.\d+)?(e-?\d+)?",
-        ),
+        "certified": Map(CERTIFIED_ROW, key=EPS_KEY),
     }
 )
 
@@ -57,42 +43,25 @@ CERTIFY_SCHEMA = Obj(
 def certify_grid(
     model: nn.Module, x: Tensor, y: Tensor, eps_grid: Sequence[float], batch_size: int = 1000
 ) -> dict:
-    """The results of ``rbfi certify``: clean predictions, and per eps the certified accuracy,
-    the per-example flags (a '0'/'1' string) and worst-case margins (lower bounds of
-    s_y - max_{c != y} s_c over the ball; > 0 iff certified)."""
+    """The results of ``rbfi certify``: the shared header (clean predictions, ...) and per eps
+    the certified accuracy, the per-example flags and every example's certified margin
+    (:func:`rbfi.evaluation.results.certified_rows`). ValueError for an empty set of images or
+    a model without interval rules."""
     missing = unsupported(model)
     if missing is not None:
         raise ValueError(f"cannot certify: {missing} has no interval rule (rbfi.bounds.interval)")
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    require_images(x, y)
+    device = model_device(model)
     x, y = x.to(device), y.to(device)
-    clean = predict(model, x, batch_size)
-    config = getattr(model, "config", None)
-    results = {
-        "format": FORMAT,
-        "format_version": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "description": describe(model),
-            "config": config.to_json() if hasattr(config, "to_json") else None,
-        },
-        "settings": {"eps": [float(e) for e in eps_grid], "batch_size": batch_size},
-        "versions": versions(),
-        "device": str(device),
-        "n_examples": len(x),
-        "labels": y.tolist(),
-        "clean_predictions": clean.tolist(),
-        "clean_accuracy": (clean == y).float().mean().item() if len(x) else 0.0,
-        "certified": {},
-    }
-    for eps in eps_grid:
-        start = time.perf_counter()
-        cert = certify(model, x, y, eps, batch_size)
-        results["certified"][f"{eps:g}"] = {
-            "accuracy": cert.accuracy if len(x) else 0.0,
-            "certified": bits(cert.certified.cpu()),
-            "margins": [round(float(m), MARGIN_DIGITS) for m in cert.margins.cpu()],
-            "seconds": time.perf_counter() - start,
-        }
+    results = results_header(
+        model,
+        y,
+        predict(model, x, batch_size),
+        format_name=FORMAT,
+        version=FORMAT_VERSION,
+        settings={"eps": [float(e) for e in eps_grid], "batch_size": batch_size},
+    )
+    results["certified"] = certified_rows(model, x, y, eps_grid, batch_size, keep_margins=True)
     return results
 
 
@@ -119,11 +88,9 @@ def to_markdown(results: dict) -> str:
         + " | ".join(f"{100 * results['certified'][k]['accuracy']:.2f}" for k in keys)
         + " |",
         "",
-        "Median worst-case margin (lower bound of s_y - max_c s_c over the ball): "
+        "Median certified margin (lower bound of s_y - max_c s_c over the ball): "
         + ", ".join(
-            f"eps {k}: {float(torch.tensor(v['margins']).median()):.4f}"
-            for k, v in results["certified"].items()
-            if v["margins"]
+            f"eps {k}: {v['margin_quantiles']['0.5']:.4f}" for k, v in results["certified"].items()
         ),
     ]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from rbfi.attacks.pgd import PGD
 from rbfi.attacks.suites import AttackSpec
 from rbfi.evaluation.config import EvalConfig, attack_seed
+from rbfi.evaluation.results import certified_flags, mask
 from rbfi.models import predict
 
 RELU_SANITY_EPS = 0.5  # the constant 0.5 image is within 0.5 of every image
@@ -27,16 +28,6 @@ TOLERANCE = 0.02  # accuracy differences below this are noise for the checks
 
 class SoundnessError(RuntimeError):
     """An example is certified at some eps and yet an attack broke it there."""
-
-
-def mask(bit_string: str) -> Tensor:
-    """'1' robust (still correct) / '0' broken, per example, as a bool tensor."""
-    return torch.tensor([c == "1" for c in bit_string], dtype=torch.bool)
-
-
-def bits(flags: Tensor) -> str:
-    """The inverse of :func:`mask`."""
-    return "".join("1" if v else "0" for v in flags.tolist())
 
 
 @dataclass
@@ -305,7 +296,8 @@ def soundness_violations(outcomes: dict, certified: dict) -> list[dict]:
     """Examples certified at an eps that an attack broke at that eps (or a smaller one: a
     certificate at eps covers every smaller ball). Each is a bug in the bounds or the attack.
 
-    ``certified``: eps key -> {"correct": bit string of certified examples}. Returns
+    ``certified``: eps key -> a certified row (:data:`rbfi.evaluation.results.CERTIFIED_ROW`;
+    its flags under "certified", or "correct" in files before format 3). Returns
     [{"attack", "eps", "examples": [indices]}].
     """
     found = []
@@ -316,7 +308,7 @@ def soundness_violations(outcomes: dict, certified: dict) -> list[dict]:
             for cert_key in keys:
                 if float(cert_key) < float(key):
                     continue
-                bad = (mask(certified[cert_key]["correct"]) & broken).nonzero().squeeze(1)
+                bad = (mask(certified_flags(certified[cert_key])) & broken).nonzero().squeeze(1)
                 if len(bad):
                     found.append(
                         {

@@ -39,6 +39,12 @@ class EvalConfig:
     certify: bool = option(
         True, "skip the certified lower bound (interval bounds)", flag="--no-certify", invert=True
     )
+    pixel_scale: int | None = option(
+        None,
+        "test pixels k / 255 or k / 256 (default: the scale the net was trained on; k / 256 for "
+        "checkpoints saved without the setting)",
+        kind=Int(255, 256),
+    )
     options: SuiteOptions = field(default_factory=SuiteOptions)
 
     def __post_init__(self) -> None:

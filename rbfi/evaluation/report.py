@@ -9,19 +9,9 @@ import json
 import os
 from pathlib import Path
 
+from rbfi.evaluation.results import BITS, CERTIFIED_ROW, EPS_KEY, header_schema
 from rbfi.io import atomic_write_bytes
-from rbfi.io.schema import (
-    AnyValue,
-    Bool,
-    Const,
-    Int,
-    List,
-    Map,
-    Nullable,
-    Num,
-    Obj,
-    Str,
-)
+from rbfi.io.schema import AnyValue, Bool, Int, List, Map, Nullable, Num, Obj, Str
 
 RESULT_FILES = ("robustness.json", "robustness.md", "robustness.png")
 FAMILY_TITLES = {
@@ -31,9 +21,8 @@ FAMILY_TITLES = {
     "black-box": "black-box",
 }
 
-_BITS = Str(pattern=r"[01]*")
 _OUTCOME = Obj(
-    {"accuracy": Num(0, 1), "correct": _BITS},
+    {"accuracy": Num(0, 1), "correct": BITS},  # '1' where still correctly classified
     {
         "seconds": Num(min=0),
         "attacked": Int(min=0),
@@ -45,40 +34,26 @@ _OUTCOME = Obj(
         "package_warnings": Map(Int(min=1)),
     },
 )
-_EPS_KEY = r"\d+(\.\d+)?(e-?\d+)?"
 ROBUSTNESS_SCHEMA = Obj(
     {
-        "format": Const("rbfi-robustness"),
-        "format_version": Const(2),
-        "created": Str(),
-        "model": Obj(
-            {
-                "description": Str(),
-                "config": Nullable(Map(AnyValue())),
-                "training_loss": Nullable(Str()),
-            },
-            {"checkpoint": Str()},
+        **header_schema(
+            "rbfi-robustness",
+            3,
+            Obj(
+                {
+                    "suite": Str(choices=("paper", "strong")),
+                    "eps": List(Num(0, 1), min_len=1),
+                    "batch_size": Int(min=1),
+                    "seed": Int(min=0),
+                    "attacks": Nullable(List(Str())),
+                    "check_subset": Int(min=0),
+                    "certify": Bool(),
+                    "options": Map(AnyValue()),
+                },
+                {"pixel_scale": Nullable(Int(255, 256))},
+            ),
         ),
         "transfer_source": Nullable(Str()),
-        "settings": Obj(
-            {
-                "suite": Str(choices=("paper", "strong")),
-                "eps": List(Num(0, 1), min_len=1),
-                "batch_size": Int(min=1),
-                "seed": Int(min=0),
-                "attacks": Nullable(List(Str())),
-                "check_subset": Int(min=0),
-                "certify": Bool(),
-                "options": Map(AnyValue()),
-            }
-        ),
-        "versions": Map(Str()),
-        "device": Str(),
-        "threads": Int(min=1),
-        "n_examples": Int(min=0),
-        "labels": List(Int(0, 9)),
-        "clean_predictions": List(Int(0, 9)),
-        "clean_accuracy": Num(0, 1),
         "eps": List(Num(0, 1), min_len=1),
         "attacks": List(
             Obj(
@@ -96,24 +71,12 @@ ROBUSTNESS_SCHEMA = Obj(
         ),
         "skipped": List(Obj({"name": Str(), "reason": Str()})),
         "cost_estimate": Map(AnyValue()),
-        "certified": Nullable(
-            Map(
-                Obj(
-                    {
-                        "accuracy": Num(0, 1),
-                        "correct": _BITS,
-                        "margin_quantiles": Map(Num()),
-                        "seconds": Num(min=0),
-                    }
-                ),
-                key=_EPS_KEY,
-            )
-        ),
+        "certified": Nullable(Map(CERTIFIED_ROW, key=EPS_KEY)),
         "seconds": Num(min=0),
-        "results": Map(Map(_OUTCOME, key=_EPS_KEY)),
+        "results": Map(Map(_OUTCOME, key=EPS_KEY)),
         "worst_case": Map(
-            Obj({"accuracy": Num(0, 1), "accuracy_same_eps": Num(0, 1), "correct": _BITS}),
-            key=_EPS_KEY,
+            Obj({"accuracy": Num(0, 1), "accuracy_same_eps": Num(0, 1), "correct": BITS}),
+            key=EPS_KEY,
         ),
         "checks": Map(AnyValue()),
         "warnings": List(Str()),
@@ -283,10 +246,6 @@ def plot(results: dict, path_or_buffer) -> None:
     fig.tight_layout()
     fig.savefig(path_or_buffer, format="png", dpi=110)
     plt.close(fig)
-
-
-def existing_results(out_dir: Path) -> list[str]:
-    return [name for name in RESULT_FILES if (Path(out_dir) / name).exists()]
 
 
 def refuse_overwrite(out_dir: Path, overwrite: bool, files=RESULT_FILES) -> None:

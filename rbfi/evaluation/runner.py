@@ -16,29 +16,35 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from rbfi.attacks.base import ROUNDING
 from rbfi.attacks.suites import AttackSpec, build_suite, step_check_spec
-from rbfi.bounds import certify, unsupported
+from rbfi.bounds import unsupported
 from rbfi.evaluation.checks import (
     CheckContext,
     SoundnessError,
-    bits,
-    mask,
     run_masking_checks,
     soundness_violations,
 )
 from rbfi.evaluation.config import EvalConfig, attack_seed
 from rbfi.evaluation.cost import estimate_cost, hours, measure_pass_seconds, passes
-from rbfi.io import Progress, versions
+from rbfi.evaluation.results import (
+    bits,
+    certified_rows,
+    mask,
+    model_device,
+    require_images,
+    results_header,
+)
+from rbfi.io import Progress
 from rbfi.models import describe, predict
 
 FORMAT = "rbfi-robustness"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: certified flags under "certified" (2: "correct"), shared header
 
 
 class _Stats:
@@ -103,26 +109,17 @@ def spec_json(spec: AttackSpec, seed: int) -> dict:
     }
 
 
-def certified_rows(
-    model: nn.Module, x: Tensor, y: Tensor, eps_grid: Sequence[float], batch_size: int
-) -> dict:
-    """eps key -> certified accuracy, per-example flags and margin quantiles."""
-    rows = {}
-    for eps in eps_grid:
-        start = time.perf_counter()
-        cert = certify(model, x, y, eps, batch_size)
-        margins = cert.margins.cpu()
-        rows[f"{eps:g}"] = {
-            "accuracy": cert.accuracy,
-            "correct": bits(cert.certified.cpu()),
-            "margin_quantiles": {
-                q: float(margins.quantile(float(q))) for q in ("0.1", "0.5", "0.9")
-            }
-            if len(margins)
-            else {},
-            "seconds": time.perf_counter() - start,
-        }
-    return rows
+@dataclass
+class _Plan:
+    """What an evaluation runs: the attacks, the examples they run on, the cost estimate."""
+
+    specs: list[AttackSpec]
+    skipped: list[dict]
+    clean_predictions: Tensor  # (n,) the model's classes without attack
+    clean: Tensor  # (n,) bool: correct without attack
+    attacked: Tensor  # indices of the examples the attacks run on (the clean-correct ones)
+    step_spec: AttackSpec | None  # the attack of the step-doubling check
+    cost: dict
 
 
 def evaluate_robustness(
@@ -140,128 +137,173 @@ def evaluate_robustness(
     :func:`rbfi.evaluation.report.write_results`). ``transfer_source``: a separately trained
     (ReLU) model, used by the transfer attack and as the ReLU reference of the checks.
 
-    Raises :class:`SoundnessError` (after filling ``results``, available as the error's
-    ``results`` attribute) when an example is both certified and broken.
+    Raises ValueError for an empty set of images, and :class:`SoundnessError` (after filling
+    ``results``, available as the error's ``results`` attribute) when an example is both
+    certified and broken.
     """
     config = config or EvalConfig()
     log = log or (lambda message: print(message, file=sys.stderr))
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    require_images(x, y)
+    device = model_device(model)
     x, y = x.to(device), y.to(device)
     if transfer_source is not None:
         transfer_source = transfer_source.to(device).eval()
     was_training = model.training
     model.eval()
     try:
-        specs, skipped = build_suite(
-            config.suite, model, config.options, transfer_source=transfer_source
-        )
-        specs = select_specs(specs, config.attacks)
-        clean_pred = predict(model, x, config.batch_size)
-        clean = clean_pred == y
-        attacked = clean.nonzero().squeeze(1)
-        eps_attacked = [e for e in config.eps if e > 0]
-        check = step_check_spec(specs) if config.check_subset else None
-        seconds = measure_pass_seconds(model, x, y) if len(x) else {}
-        source_seconds = 0.0
-        if transfer_source is not None and len(x):
-            source_seconds = measure_pass_seconds(transfer_source, x, y)["backward_true"]
-        cost = estimate_cost(
-            specs,
-            len(attacked),
-            len(eps_attacked),
-            seconds,
-            source_seconds,
-            check,
-            min(config.check_subset, len(attacked)),
-        )
-        counts = cost["example_passes"]
-        costly = sorted(cost["per_attack"].items(), key=lambda kv: -kv[1]["seconds"])[:4]
-        total_s = max(cost["upper_bound_seconds"], 1e-9)
-        log(
-            f"suite {config.suite}: {len(specs)} attacks x {len(eps_attacked)} eps > 0 on "
-            f"{len(x)} images ({len(attacked)} correct without attack): up to "
-            f"{counts['forward']:.3g} forward, {counts['backward_true']:.3g} true-gradient and "
-            f"{counts['backward_pseudo']:.3g} pseudogradient backward example-passes (checks "
-            f"included); at the measured speed at most ~{hours(total_s)}, early stopping "
-            f"usually cuts this a lot. Largest shares: "
-            + ", ".join(f"{name} {v['seconds'] / total_s:.0%}" for name, v in costly)
-        )
-        config_json = getattr(getattr(model, "config", None), "to_json", None)
-        results = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "description": describe(model),
-                "config": config_json() if config_json else None,
-                "training_loss": getattr(model, "loss", None),
-            },
-            "transfer_source": describe(transfer_source) if transfer_source else None,
-            "settings": config.to_json(),
-            "versions": versions(),
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "n_examples": len(x),
-            "labels": y.tolist(),
-            "clean_predictions": clean_pred.tolist(),
-            "clean_accuracy": clean.float().mean().item() if len(x) else float("nan"),
-            "eps": list(config.eps),
-            "attacks": [spec_json(s, config.seed) for s in specs],
-            "skipped": skipped,
-            "cost_estimate": cost,
-        }
+        plan = plan_evaluation(model, x, y, config, transfer_source)
+        log(describe_cost(plan, config, len(x)))
+        results = robustness_header(model, y, plan, config, transfer_source)
         if estimate_only:
             return results
-
         started = time.perf_counter()
-        missing_rule = unsupported(model) if config.certify else None
-        results["certified"] = None
-        if config.certify and missing_rule is None:
-            results["certified"] = certified_rows(model, x, y, config.eps, config.batch_size)
-        total = sum(sum(passes(s).values()) for s in specs) * len(attacked) * len(eps_attacked)
-        outcomes: dict[str, dict[str, dict]] = {s.name: {} for s in specs}
-        with Progress(total, "attacks", unit="pass", enabled=progress) as bar:
-            for eps in config.eps:
-                for spec in specs:
-                    outcomes[spec.name][f"{eps:g}"] = _run_attack(
-                        spec, model, x, y, clean, attacked, eps, config, bar
-                    )
+        results["certified"], certify_note = certified_floor(model, x, y, config)
+        outcomes = run_suite(model, x, y, plan, config, progress)
         results["seconds"] = time.perf_counter() - started
         results["results"] = outcomes
-        results["worst_case"] = worst_case(outcomes, clean, config.eps)
+        results["worst_case"] = worst_case(outcomes, plan.clean, config.eps)
         ctx = CheckContext(
             model,
             x,
             y,
-            clean,
-            attacked,
+            plan.clean,
+            plan.attacked,
             outcomes,
             results["worst_case"],
-            specs,
+            plan.specs,
             config,
             transfer_source,
-            check,
+            plan.step_spec,
         )
         results["checks"], results["warnings"], results["notes"] = run_masking_checks(ctx)
-        if missing_rule is not None:
-            results["notes"].append(
-                f"no certified bound: {missing_rule} has no interval rule (rbfi.bounds.interval)"
-            )
-        violations = soundness_violations(outcomes, results["certified"] or {})
-        results["soundness_violations"] = violations
-        if violations:
-            first = violations[0]
-            error = SoundnessError(
-                f"{sum(len(v['examples']) for v in violations)} example(s) certified yet broken "
-                f"(first: {first['attack']} at eps {first['eps']}, certified at "
-                f"{first['certified_at']}, example {first['examples'][0]}): a bug in the bounds "
-                f"or in an attack"
-            )
-            error.results = results
-            raise error
+        results["notes"] += [certify_note] if certify_note else []
+        results["soundness_violations"] = soundness_violations(outcomes, results["certified"] or {})
+        raise_on_violations(results)
         return results
     finally:
         model.train(was_training)
+
+
+def plan_evaluation(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    config: EvalConfig,
+    transfer_source: nn.Module | None,
+) -> _Plan:
+    """The suite's attacks (those of ``config.attacks``), the clean predictions, and the cost
+    estimate from passes timed on this model (:mod:`rbfi.evaluation.cost`)."""
+    specs, skipped = build_suite(
+        config.suite, model, config.options, transfer_source=transfer_source
+    )
+    specs = select_specs(specs, config.attacks)
+    clean_predictions = predict(model, x, config.batch_size)
+    clean = clean_predictions == y
+    attacked = clean.nonzero().squeeze(1)
+    step_spec = step_check_spec(specs) if config.check_subset else None
+    source_seconds = 0.0
+    if transfer_source is not None:
+        source_seconds = measure_pass_seconds(transfer_source, x, y)["backward_true"]
+    cost = estimate_cost(
+        specs,
+        len(attacked),
+        len([e for e in config.eps if e > 0]),
+        measure_pass_seconds(model, x, y),
+        source_seconds,
+        step_spec,
+        min(config.check_subset, len(attacked)),
+    )
+    return _Plan(specs, skipped, clean_predictions, clean, attacked, step_spec, cost)
+
+
+def describe_cost(plan: _Plan, config: EvalConfig, n_images: int) -> str:
+    """One line: how many attacks, images and passes, the time bound and the largest shares."""
+    counts = plan.cost["example_passes"]
+    total_s = max(plan.cost["upper_bound_seconds"], 1e-9)
+    costly = sorted(plan.cost["per_attack"].items(), key=lambda kv: -kv[1]["seconds"])[:4]
+    return (
+        f"suite {config.suite}: {len(plan.specs)} attacks x "
+        f"{len([e for e in config.eps if e > 0])} eps > 0 on {n_images} images "
+        f"({len(plan.attacked)} correct without attack): up to {counts['forward']:.3g} forward, "
+        f"{counts['backward_true']:.3g} true-gradient and {counts['backward_pseudo']:.3g} "
+        f"pseudogradient backward example-passes (checks included); at the measured speed at "
+        f"most ~{hours(total_s)}, early stopping usually cuts this a lot. Largest shares: "
+        + ", ".join(f"{name} {v['seconds'] / total_s:.0%}" for name, v in costly)
+    )
+
+
+def robustness_header(
+    model: nn.Module,
+    y: Tensor,
+    plan: _Plan,
+    config: EvalConfig,
+    transfer_source: nn.Module | None,
+) -> dict:
+    """The shared header (:func:`rbfi.evaluation.results.results_header`) and what the
+    evaluation will run: the eps grid, the attacks and their settings, those skipped, the
+    cost estimate."""
+    results = results_header(
+        model,
+        y,
+        plan.clean_predictions,
+        format_name=FORMAT,
+        version=FORMAT_VERSION,
+        settings=config.to_json(),
+    )
+    results["transfer_source"] = describe(transfer_source) if transfer_source else None
+    results["eps"] = list(config.eps)
+    results["attacks"] = [spec_json(s, config.seed) for s in plan.specs]
+    results["skipped"] = plan.skipped
+    results["cost_estimate"] = plan.cost
+    return results
+
+
+def certified_floor(
+    model: nn.Module, x: Tensor, y: Tensor, config: EvalConfig
+) -> tuple[dict | None, str | None]:
+    """(the certified rows, None); (None, why) for a model without interval rules; (None,
+    None) when ``config.certify`` is off."""
+    if not config.certify:
+        return None, None
+    missing_rule = unsupported(model)
+    if missing_rule is not None:
+        return (
+            None,
+            f"no certified bound: {missing_rule} has no interval rule (rbfi.bounds.interval)",
+        )
+    return certified_rows(model, x, y, config.eps, config.batch_size), None
+
+
+def run_suite(
+    model: nn.Module, x: Tensor, y: Tensor, plan: _Plan, config: EvalConfig, progress: bool
+) -> dict[str, dict[str, dict]]:
+    """attack name -> eps key -> the outcome of that attack at that eps (:func:`_run_attack`)."""
+    eps_attacked = [e for e in config.eps if e > 0]
+    total = sum(sum(passes(s).values()) for s in plan.specs) * len(plan.attacked)
+    outcomes: dict[str, dict[str, dict]] = {s.name: {} for s in plan.specs}
+    with Progress(total * len(eps_attacked), "attacks", unit="pass", enabled=progress) as bar:
+        for eps in config.eps:
+            for spec in plan.specs:
+                outcomes[spec.name][f"{eps:g}"] = _run_attack(
+                    spec, model, x, y, plan.clean, plan.attacked, eps, config, bar
+                )
+    return outcomes
+
+
+def raise_on_violations(results: dict) -> None:
+    """:class:`SoundnessError` (carrying ``results``) when an example is certified yet broken."""
+    violations = results["soundness_violations"]
+    if not violations:
+        return
+    first = violations[0]
+    error = SoundnessError(
+        f"{sum(len(v['examples']) for v in violations)} example(s) certified yet broken "
+        f"(first: {first['attack']} at eps {first['eps']}, certified at "
+        f"{first['certified_at']}, example {first['examples'][0]}): a bug in the bounds "
+        f"or in an attack"
+    )
+    error.results = results
+    raise error
 
 
 def _run_attack(
