@@ -10,7 +10,13 @@ from rbfi.models.config import (
     parse_geometry,
 )
 from rbfi.models.evaluate import evaluate, predict
-from rbfi.models.load import check_weights, load_model, model_config_of, save_model
+from rbfi.models.load import (
+    check_weights,
+    load_checked_weights,
+    load_model,
+    model_config_of,
+    save_model,
+)
 from rbfi.models.nets import MLP, Classifier, RBFINet
 from rbfi.models.registry import build_model, describe, expected_state
 
@@ -28,6 +34,7 @@ __all__ = [
     "describe",
     "evaluate",
     "expected_state",
+    "load_checked_weights",
     "load_model",
     "model_config_of",
     "parse_geometry",

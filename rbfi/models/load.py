@@ -89,11 +89,18 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     after the checks of the module docstring; returns it in eval mode on ``map_location``."""
     index = read_index(path)
     config = model_config_of(index)
-    tensors = load_tensors(index, "weights")
-    check_weights(config, tensors, index["_dir"])
     model = build_model(config)
-    model.load_state_dict(tensors, strict=True)
+    load_checked_weights(model, index, config, index["_dir"])
     return model.to(map_location).eval()
+
+
+def load_checked_weights(model: nn.Module, index: dict, config: ModelConfig, where: str) -> None:
+    """Read the weights of the checkpoint ``index`` (SHA-256 checked), check them against
+    ``config`` (:func:`check_weights`; ``where`` names the checkpoint in errors) and copy them
+    into ``model`` (strict: every name, nothing else). The one way weights are loaded."""
+    tensors = load_tensors(index, "weights")
+    check_weights(config, tensors, where)
+    model.load_state_dict(tensors, strict=True)
 
 
 def save_model(
