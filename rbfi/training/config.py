@@ -25,7 +25,8 @@ ADAM_LR = 1e-3
 OPTIMIZERS = ("adadelta", "adam")
 ADVERSARIAL = ("none", "fgsm", "ifgsm", "pgd", "madry", "trades")
 DEFAULT_ADV_STEPS = {"fgsm": 1, "ifgsm": 10, "pgd": 100, "madry": 40, "trades": 40}
-CERTIFIED_LOSSES = ("cross_entropy", "hinge", "square")
+CERTIFIED_LOSSES = ("cross_entropy", "hinge", "clipped_hinge", "square")
+CERTIFIED_REDUCTIONS = ("max", "mean")
 MAX_SEED = 2**63 - 1
 ADV = "adversarial training (Sec. 6.4)"
 REG = "regularisation (Sec. 6.7)"
@@ -157,6 +158,39 @@ class TrainConfig:
         kind=PositiveFloat(),
         group=CERT,
     )
+    certified_margin: float = option(
+        0.1,
+        "clipped_hinge: the target certified margin theta; loss clip((theta - m) / width, "
+        "0, 1) per class",
+        kind=Float(0.0, 1.0),
+        group=CERT,
+    )
+    certified_hinge_width: float | None = option(
+        None,
+        "clipped_hinge: margins below theta - width get loss 1 and no gradient (default "
+        "2 x --certified-eps, as l_inf-dist nets tie it to the training eps)",
+        kind=PositiveFloat(),
+        group=CERT,
+    )
+    certified_reduce: str = option(
+        "max",
+        "clipped_hinge: reduce the per-class losses by their max or their mean over c != y",
+        kind=Choice(CERTIFIED_REDUCTIONS),
+        group=CERT,
+    )
+    certified_ce: float = option(
+        0.0,
+        "weight of an extra cross-entropy of the clean scores (logits 10 x s) at the first "
+        "step; it decays geometrically to --certified-ce-end at the last (0: none)",
+        kind=Float(min=0.0),
+        group=CERT,
+    )
+    certified_ce_end: float | None = option(
+        None,
+        "weight of the extra cross-entropy at the last step (default: constant)",
+        kind=PositiveFloat(),
+        group=CERT,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -168,6 +202,10 @@ class TrainConfig:
             self.adv_steps = DEFAULT_ADV_STEPS[self.adversarial]
         if self.certified_scale is None and self.certified_eps is not None:
             self.certified_scale = 10.0 if self.model.arch in ("rbfi", "rbf") else 1.0
+        if self.certified_hinge_width is None and self.certified_eps is not None:
+            self.certified_hinge_width = 2.0 * self.certified_eps
+        if self.certified_ce_end is None and self.certified_ce > 0:
+            self.certified_ce_end = self.certified_ce
         if self.adversarial != "none" and self.certified_eps is not None:
             raise ValueError("choose adversarial training or certified training, not both")
         if self.certified_warmup + self.certified_ramp > 1.0:

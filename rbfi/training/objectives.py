@@ -31,6 +31,7 @@ from rbfi.nn.losses import get_loss, square_error
 from rbfi.training.config import TrainConfig
 
 MONITOR_EPS = (0.1, 0.2, 0.3)  # certified accuracy on the test set after every epoch
+CLEAN_CE_SCALE = 10.0  # logits of the extra clean cross-entropy: 10 x the scores in [0, 1]
 MONITOR_IMAGES = 500  # adversarial training: clean and PGD accuracy on these first test images
 MONITOR_PGD_STEPS = 20
 
@@ -200,10 +201,18 @@ class Certified(Objective):
     ``certified_weight``, then stay there.
 
     Worst-case losses: "cross_entropy" = CE of the logits -scale m (the margin against the
-    true class itself is 0); "hinge" = sum_{c != y} max(0, scale - m_c); "square" = the
-    paper's square error on the worst-case scores (the true class at its lower bound, the
-    others at their upper bounds). For RBFI nets the gradient flows through the bounds with
-    the pseudogradients of eq. (9), (11) (``certified_gradient="true"`` for the true ones).
+    true class itself is 0); "hinge" = sum_{c != y} max(0, scale - m_c); "clipped_hinge" =
+    max (or mean) over c != y of clip((theta - m_c) / width, 0, 1), theta =
+    ``certified_margin``, width = ``certified_hinge_width`` (the l_inf-dist nets' loss, Zhang
+    et al. 2022, written on RBFI's certified margins: margins below theta - width are given up,
+    loss 1 and no gradient); "square" = the paper's square error on the worst-case scores (the
+    true class at its lower bound, the others at their upper bounds). For RBFI nets the
+    gradient flows through the bounds with the pseudogradients of eq. (9), (11) or the true
+    ones (``certified_gradient``).
+
+    ``certified_ce`` > 0 adds lambda_t CE(10 s(x), y), a cross-entropy of the clean scores
+    whose weight decays geometrically from ``certified_ce`` at the first step to
+    ``certified_ce_end`` at the last (l_inf-dist v2: 0.05 -> 0.0002).
     """
 
     def __init__(self, config: TrainConfig, total_steps: int) -> None:
@@ -225,6 +234,14 @@ class Certified(Objective):
             ramp = min(1.0, (progress - c.certified_warmup) / c.certified_ramp)
         return c.certified_eps * ramp, c.certified_weight * ramp
 
+    def ce_weight(self, step: int) -> float:
+        """lambda_t = start (end / start)^(t / (T - 1)): the extra clean cross-entropy's weight."""
+        c = self.config
+        if c.certified_ce <= 0:
+            return 0.0
+        progress = min(1.0, step / max(self.total_steps - 1, 1))
+        return c.certified_ce * (c.certified_ce_end / c.certified_ce) ** progress
+
     def worst_case_loss(self, model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
         c = self.config
         if c.certified_loss == "square":
@@ -234,6 +251,10 @@ class Certified(Objective):
         margins = margin_bounds(model, x, y, eps)
         if c.certified_loss == "cross_entropy":
             return F.cross_entropy(-c.certified_scale * margins, y)
+        if c.certified_loss == "clipped_hinge":
+            return clipped_hinge(
+                margins, y, c.certified_margin, c.certified_hinge_width, c.certified_reduce
+            )
         shortfall = F.relu(c.certified_scale - margins).scatter(1, y[:, None], 0.0)
         return shortfall.sum(dim=1).mean()
 
@@ -245,6 +266,9 @@ class Certified(Objective):
             with pseudogradient_mode(model, self.config.certified_gradient == "pseudo"):
                 worst = self.worst_case_loss(model, x, y, eps)
             loss = (1 - weight) * loss + weight * worst
+        ce_weight = self.ce_weight(step)
+        if ce_weight > 0:
+            loss = loss + ce_weight * F.cross_entropy(CLEAN_CE_SCALE * scores, y)
         return loss, scores
 
     def epoch_metrics(self, model: nn.Module, x: Tensor, y: Tensor, step: int) -> dict:
@@ -252,9 +276,26 @@ class Certified(Objective):
 
         eps, weight = self.schedule(step)
         out = {"train_eps": eps, "certified_weight": weight}
+        if self.config.certified_ce > 0:
+            out["certified_ce_weight"] = self.ce_weight(step)
         for test_eps in sorted({*MONITOR_EPS, self.config.certified_eps}):
             out[f"test_certified_{test_eps:g}"] = certify(model, x, y, test_eps).accuracy
         return out
+
+
+def clipped_hinge(
+    margins: Tensor, y: Tensor, theta: float, width: float, reduce: str = "max"
+) -> Tensor:
+    """mean over the batch of reduce_{c != y} clip((theta - m_c) / width, 0, 1).
+
+    ``margins``: (B, C) lower bounds of s_y - s_c (any value in the column of y, ignored)."""
+    per_class = ((theta - margins) / width).clamp(0.0, 1.0)
+    if reduce == "max":
+        return per_class.scatter(1, y[:, None], float("-inf")).amax(dim=1).mean()
+    if reduce == "mean":
+        others = per_class.scatter(1, y[:, None], 0.0)
+        return (others.sum(dim=1) / (margins.shape[1] - 1)).mean()
+    raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
 
 
 class Regularised(Objective):
@@ -298,6 +339,7 @@ __all__ = [
     "Regularised",
     "Standard",
     "Trades",
+    "clipped_hinge",
     "kl_divergence",
     "make_objective",
 ]
