@@ -23,10 +23,10 @@ from rbfi.attacks import (
     Transfer,
     UniformNoise,
     attack_mode,
-    gradient_mode,
     project,
     random_start,
 )
+from rbfi.nn import pseudogradient_mode
 
 TOL = 1e-6
 
@@ -247,14 +247,14 @@ def test_bad_settings_and_inputs_are_refused():
         attack(x, y[:1])
 
 
-def test_gradient_mode_sets_and_restores_each_layer():
+def test_pseudogradient_mode_sets_and_restores_each_layer():
     model = build_model("rbfi", "8,8,10", in_features=16)
     layers = list(model.body)
     layers[0].pseudogradient, layers[1].pseudogradient, layers[2].pseudogradient = True, False, True
-    with gradient_mode(model, False):
+    with pseudogradient_mode(model, False):
         assert [layer.pseudogradient for layer in layers] == [False] * 3
     assert [layer.pseudogradient for layer in layers] == [True, False, True]
-    with pytest.raises(RuntimeError), gradient_mode(model, True):
+    with pytest.raises(RuntimeError), pseudogradient_mode(model, True):
         assert all(layer.pseudogradient for layer in layers)
         raise RuntimeError("boom")
     assert [layer.pseudogradient for layer in layers] == [True, False, True]
@@ -262,7 +262,7 @@ def test_gradient_mode_sets_and_restores_each_layer():
     x = torch.rand(3, 16, requires_grad=True)
     grads = []
     for enabled in (True, False):  # no RBFI layers: both modes give the same gradient
-        with gradient_mode(relu, enabled):
+        with pseudogradient_mode(relu, enabled):
             (grad,) = torch.autograd.grad(relu(x).sum(), x)
         grads.append(grad)
     assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0

@@ -6,9 +6,10 @@ Every attack is built with the model and its settings and called as ``attack(x, 
     from rbfi.attacks import PGD
     x_adv = PGD(model, eps=0.3, loss="margin", gradient="pseudo", restarts=5)(x, y)
 
-One file per attack; a new attack is one file and one line of :data:`ATTACKS`. Suites (lists
-of attack recipes) are in :mod:`rbfi.attacks.suites`; the evaluation in :mod:`rbfi.evaluation`;
-the protocol in docs/evaluation.md.
+One file per attack (a subclass of :class:`Attack`), exported here; an attack runs in the
+evaluation once a suite lists it: suites (lists of :class:`~rbfi.attacks.suites.AttackSpec`
+recipes) are in :mod:`rbfi.attacks.suites`; the evaluation in :mod:`rbfi.evaluation`; the
+protocol in docs/evaluation.md.
 """
 
 from rbfi.attacks._package import ImageInput, package_available
@@ -19,7 +20,6 @@ from rbfi.attacks.base import (
     PROJECTIONS,
     Attack,
     attack_mode,
-    gradient_mode,
     project,
     random_start,
 )
@@ -31,14 +31,7 @@ from rbfi.attacks.pgd import PGD
 from rbfi.attacks.square import Square
 from rbfi.attacks.transfer import Transfer
 
-# the registry: class name -> attack class
-ATTACKS: dict[str, type[Attack]] = {
-    cls.__name__: cls
-    for cls in (FGSM, IFGSM, UniformNoise, PaperPGD, PGD, Square, AutoAttack, Transfer)
-}
-
 __all__ = [
-    "ATTACKS",
     "FGSM",
     "GRADIENTS",
     "IFGSM",
@@ -53,7 +46,6 @@ __all__ = [
     "Transfer",
     "UniformNoise",
     "attack_mode",
-    "gradient_mode",
     "package_available",
     "project",
     "random_start",

@@ -26,13 +26,6 @@ PROJECTIONS = ("correct", "legacy_one_sided")
 ROUNDING = 1e-6  # float32 rounding allowed at the boundary of the threat model
 
 
-def gradient_mode(model: nn.Module, pseudogradient: bool):
-    """Temporarily switch every RBFI layer of ``model`` to pseudogradients (eq. 9, 11) or to
-    true gradients (:func:`rbfi.nn.pseudogradient_mode`). With pseudogradients an attack is a
-    BPDA-style adaptive attack."""
-    return pseudogradient_mode(model, pseudogradient)
-
-
 @contextmanager
 def attack_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode and frozen parameters (no weight gradients are computed) while attacking;
@@ -181,7 +174,8 @@ class Attack:
         self.stats = {}
         if len(x) == 0:
             return x.clone()
-        with attack_mode(self.model), gradient_mode(self.model, self.gradient == "pseudo"):
+        # pseudogradients (eq. 9, 11) through every RBFI layer: a BPDA-style adaptive attack
+        with attack_mode(self.model), pseudogradient_mode(self.model, self.gradient == "pseudo"):
             x_adv = self.perturb(x, y).detach().reshape(x.shape).to(x.dtype)
         return self.check_output(x_adv, x)
 

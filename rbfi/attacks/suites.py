@@ -30,7 +30,6 @@ from rbfi.options import Choice, PositiveFloat, PositiveInt, check_fields, optio
 
 SUITES = ("paper", "strong")
 AUTOATTACK_CHOICES = ("standard", "plus", "apgd", "off")
-FAMILIES = ("paper", "white-box", "bpda", "black-box")
 GROUP = "attack budget"
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD, attack_mode, gradient_mode, project
+from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD, attack_mode, project
 from rbfi.bounds import input_box, interval_bounds, margin_bounds, network_sensitivity
 from rbfi.nn import pseudogradient_mode
 from rbfi.nn.losses import get_loss, square_error
@@ -162,7 +162,7 @@ class Trades(Adversarial):
         alpha = c.adv_alpha if c.adv_alpha is not None else 2.5 * eps / c.adv_steps
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_adv = project(x + 0.001 * noise, x, eps)
-        with attack_mode(model), gradient_mode(model, c.adv_gradient == "pseudo"):
+        with attack_mode(model), pseudogradient_mode(model, c.adv_gradient == "pseudo"):
             with torch.no_grad():
                 p_clean = F.softmax(model(x), dim=1)
             for _ in range(c.adv_steps):
