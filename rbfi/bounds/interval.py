@@ -6,7 +6,8 @@ layer's outputs, one rule per layer type.
 Rules (each sound; the RBFI and RBF rules are exact per unit):
 - :class:`~rbfi.nn.RBFI`: per unit, z's range over a box is [max_i min s_i, max_i max s_i]
   (inf norm) or [sum_i min s_i, sum_i max s_i] (l2), each s_i = (u_i (x_i - w_i))^2 depending
-  on x_i alone; y = exp(-z) is decreasing, 1 - exp(-z) increasing (FORMULAS.md, "Later work").
+  on x_i alone; y = exp(-z) is decreasing, 1 - exp(-z) increasing (paper eq. 2-3; the rule of
+  Agrawal, de Alfaro, Helmbold 2019; derivation in docs/certification.md).
 - ``nn.Linear``: centre and radius, W mid + b -+ |W| rad.
 - ``nn.ReLU``, ``nn.Sigmoid``: monotone, applied to both ends.
 - containers (``nn.Sequential``, the classifiers of :mod:`rbfi.models`): through the children.

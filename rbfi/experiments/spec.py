@@ -74,7 +74,9 @@ def evaluate_job(
     run: Job, what: str, label: str, cost: float = 1.0, limit: int | None = None, **settings
 ) -> Job:
     """Evaluate the net of ``run``: ``what`` is "attacks" (settings: ``config``, an
-    EvalConfig), "certify" (``eps``) or "sensitivity"; on the first ``limit`` test images."""
+    EvalConfig; the certified floor comes with it unless ``config.certify`` is off) or
+    "sensitivity" (the bound of eq. 7-8); on the first ``limit`` test images. Other kinds are
+    refused by :func:`rbfi.experiments.jobs.run_job`."""
     if "config" in settings and isinstance(settings["config"], EvalConfig):
         settings["config"] = settings["config"].to_json()
     payload = {"run": run.id, "what": what, "limit": limit, **settings}
