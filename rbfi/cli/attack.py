@@ -37,9 +37,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import torch
 
-    from rbfi.data import load_mnist
+    from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.evaluation import SoundnessError, evaluate_robustness, to_markdown, write_results
     from rbfi.evaluation.report import refuse_overwrite
     from rbfi.models import load_model
@@ -55,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     source = (
         load_model(args.transfer_source, map_location=args.device) if args.transfer_source else None
     )
-    x, y = load_mnist("test", args.data_dir)
+    config = replace(
+        config, pixel_scale=checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
+    )
+    x, y = load_mnist("test", args.data_dir, config.pixel_scale)
     x, y = x[: args.limit], y[: args.limit]
     try:
         results = evaluate_robustness(

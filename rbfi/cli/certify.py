@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
         "json",
         "device",
         "data_dir",
+        "pixel_scale",
         "threads",
         out={"default": None, "help": "results directory (default: results/certify-RUN)"},
         json={"help": 'print {"clean": ACC, "certified": {EPS: ACC}} (accuracies in %%) on stdout'},
@@ -43,7 +44,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from rbfi.data import load_mnist
+    from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.evaluation.certification import (
         RESULT_FILES,
         certify_grid,
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint, map_location=args.device)
-    x, y = load_mnist("test", args.data_dir)
+    pixel_scale = checkpoint_pixel_scale(args.checkpoint, args.pixel_scale)
+    x, y = load_mnist("test", args.data_dir, pixel_scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     results = certify_grid(model, x, y, args.eps, args.batch_size)

@@ -14,23 +14,32 @@ HELP = "clean test accuracy of a checkpoint"
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP)
     p.add_argument("checkpoint", help="run directory")
-    add_common(p, "limit", "data_dir", "device", "json")
+    add_common(p, "limit", "data_dir", "pixel_scale", "device", "json")
     p.add_argument("--batch-size", type=_argparse_type(PositiveInt()), default=1000)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rbfi.data import load_mnist
+    from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.models import evaluate, load_model
 
     model = load_model(args.checkpoint, map_location=args.device)
-    x, y = load_mnist("test", args.data_dir)
+    pixel_scale = checkpoint_pixel_scale(args.checkpoint, args.pixel_scale)
+    x, y = load_mnist("test", args.data_dir, pixel_scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     result = evaluate(model, x.to(args.device), y.to(args.device), None, args.batch_size)
-    result = {"checkpoint": str(args.checkpoint), "images": len(x), **result}
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "images": len(x),
+        "pixel_scale": pixel_scale,
+        **result,
+    }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"clean test accuracy {result['accuracy']:.4f} on {len(x)} images")
+        print(
+            f"clean test accuracy {result['accuracy']:.4f} on {len(x)} images "
+            f"(pixels k / {pixel_scale})"
+        )
     return 0

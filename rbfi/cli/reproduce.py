@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rbfi.cli.options import _argparse_type
-from rbfi.options import Choice, Names, NonNegativeInt, PositiveInt, Text
+from rbfi.options import Choice, Int, Names, NonNegativeInt, PositiveInt, Text
 
 HELP = "regenerate the paper's tables and figures (locally or on Ray)"
 PROFILE_NAMES = ("smoke", "quick", "paper")
@@ -62,6 +63,14 @@ def add_parser(sub) -> None:
         help="retries of a failed job (default: 1)",
     )
     p.add_argument(
+        "--pixel-scale",
+        type=_argparse_type(Int(255, 256)),
+        default=None,
+        metavar="{255,256}",
+        help="train and test on pixels k / 255 or k / 256 (default: the profile's, 255; "
+        "results/paper-quick was made with 256)",
+    )
+    p.add_argument(
         "--estimate-only", action="store_true", help="print the cost of each item and exit"
     )
     p.add_argument(
@@ -80,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from rbfi.io.checkpoint import check_run_directory
 
     profile = PROFILES[args.profile]
+    if args.pixel_scale is not None:
+        profile = replace(profile, pixel_scale=args.pixel_scale)
     items = select_items(args.only)
     out = Path(args.out or Path("results") / f"paper-{profile.name}")
     check_run_directory(out)

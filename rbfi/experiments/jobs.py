@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rbfi.bounds import network_sensitivity
-from rbfi.data import load_mnist
+from rbfi.data import checkpoint_pixel_scale, load_mnist
 from rbfi.evaluation import EvalConfig, evaluate_robustness
 from rbfi.experiments.spec import JOBS_DIR, RESULT_NAME
 from rbfi.io import atomic_write_json
@@ -36,13 +36,16 @@ def run_job(payload: dict, root: Path) -> None:
             )
         return
     started = time.perf_counter()
-    model = load_model(Path(root) / JOBS_DIR / payload["run"])
-    x, y = load_mnist("test")
+    run_dir = Path(root) / JOBS_DIR / payload["run"]
+    model = load_model(run_dir)
+    settings = payload.get("config") or {}
+    pixel_scale = checkpoint_pixel_scale(run_dir, settings.get("pixel_scale"))
+    x, y = load_mnist("test", pixel_scale=pixel_scale)
     if payload.get("limit"):
         x, y = x[: payload["limit"]], y[: payload["limit"]]
     what = payload["what"]
     if what == "attacks":
-        config = EvalConfig(**payload["config"])
+        config = EvalConfig(**{**payload["config"], "pixel_scale": pixel_scale})
         source = None
         if payload.get("transfer_source"):
             source = load_model(Path(root) / JOBS_DIR / payload["transfer_source"])

@@ -42,6 +42,7 @@ class Profile:
     relu_lambdas: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4)
     rbfi_lambda: float = 0.01
     threads: int = 2  # torch threads per job (and Ray CPUs per task)
+    pixel_scale: int = 255  # pixels k / 255 (published numbers) or k / 256 (before 0.3)
 
     def describe(self) -> str:
         return (

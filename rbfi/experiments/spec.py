@@ -10,13 +10,17 @@ exists is never run again (an interrupted reproduction resumes). Jobs run throug
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rbfi.attacks.suites import SuiteOptions
+from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.evaluation import EvalConfig
+from rbfi.models.config import ModelConfig
 from rbfi.training import TrainConfig
 
 JOBS_DIR = "jobs"
@@ -25,6 +29,62 @@ RESULT_NAME = "result.json"
 
 def _digest(data: dict) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# The settings job ids were first computed from. A setting added since enters an id only when
+# it differs from the value runs had before it existed (its default, or LEGACY_VALUES), so the
+# ids of committed results stay valid as settings are added.
+ORIGINAL_SETTINGS = {
+    TrainConfig: frozenset(
+        "adv_eps adv_gradient adv_steps adversarial batch_size certified_eps certified_gradient "
+        "certified_loss certified_ramp certified_scale certified_warmup certified_weight "
+        "data_dir device epochs init_from loss lr model optimizer pseudogradient reg_lambda rho "
+        "seed test_limit train_limit".split()
+    ),
+    ModelConfig: frozenset("arch geometry in_features layers u_bounds w_bounds".split()),
+    EvalConfig: frozenset("attacks batch_size certify check_subset eps options seed suite".split()),
+    SuiteOptions: frozenset(
+        "adadelta_lr autoattack ifgsm_steps paper_pgd_restarts paper_pgd_steps pgd_alpha "
+        "pgd_restarts pgd_steps square_queries transfer_steps".split()
+    ),
+}
+NESTED = {(TrainConfig, "model"): ModelConfig, (EvalConfig, "options"): SuiteOptions}
+LEGACY_VALUES = {(TrainConfig, "pixel_scale"): LEGACY_PIXEL_SCALE}
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def identity(cls: type, settings: dict) -> dict:
+    """``settings`` (``cls.to_json()``) less the settings added after ids were first computed
+    that hold the value runs had before they existed; nested configs likewise."""
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = _plain(f.default)
+        elif f.default_factory is not dataclasses.MISSING:  # nested configs: never dropped
+            defaults[f.name] = dataclasses.MISSING
+    out = {}
+    for key, value in settings.items():
+        nested = NESTED.get((cls, key))
+        if nested is not None and isinstance(value, dict):
+            value = identity(nested, value)
+        old = LEGACY_VALUES.get((cls, key), defaults.get(key, dataclasses.MISSING))
+        if key not in ORIGINAL_SETTINGS[cls] and _plain(value) == old:
+            continue
+        out[key] = value
+    return out
+
+
+def _payload_identity(kind: str, payload: dict) -> dict:
+    if kind == "train":
+        return {**payload, "train": identity(TrainConfig, payload["train"])}
+    if isinstance(payload.get("config"), dict):
+        return {**payload, "config": identity(EvalConfig, payload["config"])}
+    return payload
 
 
 @dataclass(frozen=True)
@@ -47,7 +107,8 @@ class Job:
         else:
             name = self.payload["what"]
         slug = re.sub(r"[^a-z0-9]+", "-", f"{self.kind}-{name}".lower()).strip("-")[:40]
-        return f"{slug}-{_digest({'kind': self.kind, 'payload': self.payload})}"
+        payload = _payload_identity(self.kind, self.payload)
+        return f"{slug}-{_digest({'kind': self.kind, 'payload': payload})}"
 
     def directory(self, root: Path) -> Path:
         return Path(root) / JOBS_DIR / self.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rbfi.data import DEFAULT_PIXEL_SCALE, LEGACY_PIXEL_SCALE, PIXEL_SCALES
 from rbfi.models.config import ModelConfig
 from rbfi.nn.losses import LOSSES
 from rbfi.options import (
@@ -66,6 +67,12 @@ class TrainConfig:
     )
     test_limit: int | None = option(None, "evaluate on the first N test images", kind=PositiveInt())
     data_dir: str | None = option(None, "directory of MNIST IDX files", kind=Text())
+    pixel_scale: int = option(
+        DEFAULT_PIXEL_SCALE,
+        "pixels are k / 255 (the published numbers' scale) or k / 256 (the data wheel as "
+        "stored; what runs saved without this setting trained on)",
+        kind=Int(*PIXEL_SCALES),
+    )
     device: str = option("cpu", "torch device (cpu, cuda, cuda:1, ...)", kind=Device())
     init_from: str | None = option(
         None,
@@ -228,7 +235,8 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
         """From :meth:`to_json`, or from the flat settings rbfi 0.1 saved (arch, layers, ...
-        at the top level). Unknown keys are ignored; bad values raise ValueError."""
+        at the top level). Unknown keys are ignored; bad values raise ValueError; settings
+        without ``pixel_scale`` (saved before it existed) mean k / 256."""
         if not isinstance(data, dict):
             raise ValueError(f"expected an object of training settings, got {data!r}")
         data = dict(data)
@@ -240,5 +248,6 @@ class TrainConfig:
             data["model"] = {k: v for k, v in model.items() if v is not None}
         if "model" not in data:
             raise ValueError("training settings without a model")
+        data.setdefault("pixel_scale", LEGACY_PIXEL_SCALE)  # saved before the setting existed
         model = ModelConfig.from_json(data.pop("model"))
         return cls(model=model, **{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

@@ -87,8 +87,8 @@ def train(
     config, index = _resume_point(out_dir, config, resume, log)
     device = torch.device(config.device)
     seed_everything(config.seed)
-    x_train, y_train = load_mnist("train", config.data_dir)
-    x_test, y_test = load_mnist("test", config.data_dir)
+    x_train, y_train = load_mnist("train", config.data_dir, config.pixel_scale)
+    x_test, y_test = load_mnist("test", config.data_dir, config.pixel_scale)
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     if config.test_limit:

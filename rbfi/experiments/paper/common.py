@@ -52,6 +52,7 @@ def net(
         seed=seed,
         train_limit=profile.train_limit,
         test_limit=profile.test_limit,
+        pixel_scale=profile.pixel_scale,
         **train,
     )
     factor = 1.0  # vs normal training: attack steps per batch, or the interval pass
