@@ -12,6 +12,7 @@ from rbfi.options import (
     Choice,
     Device,
     Float,
+    FloatList,
     Int,
     PositiveFloat,
     PositiveInt,
@@ -20,6 +21,7 @@ from rbfi.options import (
     option,
     to_json,
 )
+from rbfi.training.schedule import SCHEDULES
 
 DEFAULT_LR = {"rbfi": 5.0, "rbf": 5.0, "relu": 1.0, "sigmoid": 1.0}  # the author's code (AdaDelta)
 ADAM_LR = 1e-3
@@ -32,6 +34,7 @@ MAX_SEED = 2**63 - 1
 ADV = "adversarial training (Sec. 6.4)"
 REG = "regularisation (Sec. 6.7)"
 CERT = "certified training (interval bounds)"
+LR = "learning-rate schedule"
 
 
 @dataclass
@@ -50,6 +53,28 @@ class TrainConfig:
         kind=PositiveFloat(),
     )
     rho: float = option(0.9, "AdaDelta decay", kind=Float(0.0, 1.0, open_max=True))
+    lr_schedule: str = option(
+        "constant",
+        "learning rate over the steps: constant, cosine (to 0 at the end) or step (x "
+        "--lr-decay-factor at each --lr-decay-at)",
+        kind=Choice(SCHEDULES),
+        group=LR,
+    )
+    lr_warmup: float = option(
+        0.0,
+        "fraction of the steps with a linear warm-up from lr/W to lr",
+        kind=Float(0.0, 1.0, open_max=True),
+        group=LR,
+    )
+    lr_decay_at: tuple[float, ...] = option(
+        (0.5, 0.75),
+        "step schedule: fractions of training where the lr is multiplied by the factor",
+        kind=FloatList(0.0, 1.0),
+        group=LR,
+    )
+    lr_decay_factor: float = option(
+        0.1, "step schedule: the factor", kind=Float(0.0, 1.0, open_min=True), group=LR
+    )
     loss: str | None = option(
         None,
         "training loss (default: square for rbfi/rbf/sigmoid, cross_entropy for relu)",

@@ -22,10 +22,17 @@ from rbfi.data import load_mnist
 from rbfi.io import Progress, atomic_write_bytes
 from rbfi.io.checkpoint import INDEX_NAME, CheckpointError, check_run_directory, load_tensors
 from rbfi.io.checkpoint import read_index as read_checkpoint_index
-from rbfi.models import build_model, check_weights, evaluate, model_config_of, save_model
+from rbfi.models import (
+    build_model,
+    evaluate,
+    load_checked_weights,
+    model_config_of,
+    save_model,
+)
 from rbfi.nn import attach_projection
 from rbfi.training.config import TrainConfig
 from rbfi.training.objectives import make_objective
+from rbfi.training.schedule import learning_rate
 from rbfi.training.state import capture_state, restore_state, seed_everything
 
 METRICS_NAME = "metrics.jsonl"
@@ -106,10 +113,8 @@ def train(
     start_epoch = 0
 
     if index is not None:
-        weights = load_tensors(index, "weights")
-        check_weights(config.model, weights, str(out_dir))
+        load_checked_weights(model, index, config.model, str(out_dir))
         state_tensors = load_tensors(index, "state")
-        model.load_state_dict(weights)
         restore_state(optimizer, shuffle, state_tensors, index["state"]["info"])
         metrics = list(index.get("metrics", []))
         start_epoch = int(index["epoch"])
@@ -144,7 +149,7 @@ def train(
         model.train()
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=shuffle).to(device)
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, correct, seen, lr = 0.0, 0, 0, config.lr
         with Progress(
             n, f"epoch {epoch}/{config.epochs}", unit="img", enabled=progress, final_line=False
         ) as bar:
@@ -159,6 +164,9 @@ def train(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                lr = set_learning_rate(
+                    optimizer, config, (epoch - 1) * steps_per_epoch + step, total_steps
+                )
                 optimizer.step()  # the projection hook clamps u and w afterwards
                 total_loss += loss.item() * len(idx)
                 correct += (scores.argmax(dim=1) == yb).sum().item()
@@ -180,6 +188,7 @@ def train(
             "test_loss": test["loss"],
             "test_accuracy": test["accuracy"],
             **extra,
+            "lr": lr,
             "train_seconds": round(train_seconds, 3),
             "eval_seconds": round(time.perf_counter() - t0 - train_seconds, 3),
         }
@@ -209,9 +218,26 @@ def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
             f"--init-from {config.init_from} holds {model_config_of(index).describe()}, "
             f"not the {config.model.describe()} being trained"
         )
-    weights = load_tensors(index, "weights")
-    check_weights(config.model, weights, str(config.init_from))
-    model.load_state_dict(weights)
+    load_checked_weights(model, index, config.model, str(config.init_from))
+
+
+def set_learning_rate(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, total_steps: int
+) -> float:
+    """Set the learning rate of global step ``step`` (``config.lr_schedule``) into every param
+    group; returns it. A pure function of the step, so a resumed run is bit-identical."""
+    lr = learning_rate(
+        step,
+        total_steps,
+        config.lr,
+        config.lr_schedule,
+        warmup=config.lr_warmup,
+        decay_at=config.lr_decay_at,
+        decay_factor=config.lr_decay_factor,
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
