@@ -156,3 +156,8 @@ def test_train_and_eval_use_and_record_the_scale(idx_dir, tmp_path, capsys):
     del index["training"]["pixel_scale"]  # a checkpoint from before the setting
     (run / "checkpoint.json").write_text(json.dumps(index))
     assert eval_json()["pixel_scale"] == 256
+    out = tmp_path / "certify"
+    certify = ["certify", str(run), "--eps", "0.1", "--data-dir", str(idx_dir), "--out", str(out)]
+    assert main(certify) == 0
+    capsys.readouterr()
+    assert json.loads((out / "certify.json").read_text())["settings"]["pixel_scale"] == 256

@@ -42,8 +42,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.evaluation.certification import (
         RESULT_FILES,
@@ -58,14 +56,12 @@ def run(args: argparse.Namespace) -> int:
     name = Path(args.checkpoint).resolve().name
     out_dir = Path(args.out or Path("results") / f"certify-{name}")
     refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint, map_location=args.device)
     pixel_scale = checkpoint_pixel_scale(args.checkpoint, args.pixel_scale)
     x, y = load_mnist("test", args.data_dir, pixel_scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    results = certify_grid(model, x, y, args.eps, args.batch_size)
+    results = certify_grid(model, x, y, args.eps, args.batch_size, pixel_scale)
     results["model"]["checkpoint"] = str(args.checkpoint)
     paths = write_certify_results(results, out_dir, overwrite=args.overwrite)
     print(json.dumps(summary(results)) if args.json else to_markdown(results))

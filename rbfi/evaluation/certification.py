@@ -33,7 +33,10 @@ CERTIFY_SCHEMA = Obj(
         **header_schema(
             FORMAT,
             FORMAT_VERSION,
-            Obj({"eps": List(Num(0, 1), min_len=1), "batch_size": Int(min=1)}),
+            Obj(
+                {"eps": List(Num(0, 1), min_len=1), "batch_size": Int(min=1)},
+                {"pixel_scale": Int(255, 256)},
+            ),
         ),
         "certified": Map(CERTIFIED_ROW, key=EPS_KEY),
     }
@@ -41,12 +44,18 @@ CERTIFY_SCHEMA = Obj(
 
 
 def certify_grid(
-    model: nn.Module, x: Tensor, y: Tensor, eps_grid: Sequence[float], batch_size: int = 1000
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps_grid: Sequence[float],
+    batch_size: int = 1000,
+    pixel_scale: int | None = None,
 ) -> dict:
     """The results of ``rbfi certify``: the shared header (clean predictions, ...) and per eps
     the certified accuracy, the per-example flags and every example's certified margin
     (:func:`rbfi.evaluation.results.certified_rows`). ValueError for an empty set of images or
-    a model without interval rules."""
+    a model without interval rules. ``pixel_scale``: the images' k / 255 or k / 256, recorded
+    in the settings when given."""
     missing = unsupported(model)
     if missing is not None:
         raise ValueError(f"cannot certify: {missing} has no interval rule (rbfi.bounds.interval)")
@@ -59,7 +68,8 @@ def certify_grid(
         predict(model, x, batch_size),
         format_name=FORMAT,
         version=FORMAT_VERSION,
-        settings={"eps": [float(e) for e in eps_grid], "batch_size": batch_size},
+        settings={"eps": [float(e) for e in eps_grid], "batch_size": batch_size}
+        | ({"pixel_scale": pixel_scale} if pixel_scale is not None else {}),
     )
     results["certified"] = certified_rows(model, x, y, eps_grid, batch_size, keep_margins=True)
     return results
