@@ -347,14 +347,14 @@ def test_dispatch_policy() -> None:
     for empty inputs and for beta < 0; a named backend runs or says why it cannot."""
     box = make_box(3, 4, 5)
     assert K.cpu_kernel_available()  # gcc is present: the kernel must build
-    assert dispatch.resolve("auto", box, interval=True) == "cpu"
+    assert dispatch.resolve("auto", box) == "cpu"
     assert dispatch.interval_ops("cpu") is cpu.CPU_INTERVAL_OPS
-    assert K.kernel_info()["cpu"]["interval"] is True
+    assert K.kernel_info()["auto"] == "cpu"
     box64 = tuple(t.double() for t in box)
-    assert dispatch.resolve("auto", box64, interval=True) == "chunked"
-    assert dispatch.resolve("auto", make_box(0, 4, 5), interval=True) == "chunked"
-    assert dispatch.resolve("auto", box, interval=True, beta_ok=False) == "chunked"
-    assert dispatch.resolve("torch", box, interval=True) == "chunked"
+    assert dispatch.resolve("auto", box64) == "chunked"
+    assert dispatch.resolve("auto", make_box(0, 4, 5)) == "chunked"
+    assert dispatch.resolve("auto", box, beta_ok=False) == "chunked"
+    assert dispatch.resolve("torch", box) == "chunked"
     calls = []
     original = cpu.CPU_INTERVAL_OPS.forward
 

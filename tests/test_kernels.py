@@ -7,12 +7,15 @@ tensor's scale; per-element ratios are meaningless where a gradient sum cancels 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -357,6 +360,35 @@ def test_fallback_without_compiler(monkeypatch, tmp_path):
         K.scaled_sqdist_max(x, w, u, backend="cpu")
 
 
+@pytest.mark.parametrize("broken", ["missing", "unreadable"])
+def test_missing_or_unreadable_source_falls_back_with_one_warning(monkeypatch, tmp_path, broken):
+    """A broken install (the kernel source left out of a wheel, or not readable): "auto" runs on
+    the chunked backend and says so in exactly one warning, whatever the number of calls."""
+    source = tmp_path / "rbfi_cpu.c"
+    if broken == "unreadable":
+        source.mkdir()  # reading it raises IsADirectoryError (chmod 000 does not stop root)
+    monkeypatch.setattr(_build, "SOURCE", source)
+    monkeypatch.setenv("RBFI_CACHE_DIR", str(tmp_path / "cache"))
+    x, w, u = make_inputs(5, 4, 19)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert K.auto_backend(x, w, u) == "chunked"
+        z = K.scaled_sqdist_max(x, w, u)
+        z_lo, z_hi = K.scaled_sqdist_max_interval(x, x, w, u)
+        info = K.kernel_info()
+    fallbacks = [m for m in caught if "falling back" in str(m.message)]
+    assert len(fallbacks) == 1 and fallbacks[0].category is RuntimeWarning, caught
+    assert "kernel source unreadable" in str(fallbacks[0].message)
+    assert str(source) in str(fallbacks[0].message)
+    assert info["auto"] == "chunked" and info["cpu"]["available"] is False
+    assert info["cpu"]["errors"] and "unreadable" in info["cpu"]["errors"][0]
+    ref = scaled_sqdist_max_reference(x, w, u)
+    assert rel_err(z, ref) < TOL and rel_err(z_lo, ref) < TOL and rel_err(z_hi, ref) < TOL
+    assert not (tmp_path / "cache").exists()  # nothing was compiled
+    with pytest.raises(ValueError, match="could not be built"):
+        K.scaled_sqdist_max(x, w, u, backend="cpu")
+
+
 @pytest.mark.skipif(shutil.which(_build.compiler_command()) is None, reason="no C compiler")
 def test_build_into_fresh_cache_is_atomic_and_cached(tmp_path):
     first = _build.build.__wrapped__(_build.compiler_command(), str(tmp_path))
@@ -371,35 +403,102 @@ def test_build_into_fresh_cache_is_atomic_and_cached(tmp_path):
 
 BUILD_SCRIPT = textwrap.dedent(
     """
+    import json
     import torch
     from rbfi.ops import kernel_info, scaled_sqdist_max
     from rbfi.ops.reference import scaled_sqdist_max_reference as ref
 
     x, w, u = torch.rand(7, 37), torch.rand(5, 37), torch.rand(5, 37)
-    assert kernel_info()["cpu"]["available"]
+    info = kernel_info()["cpu"]
     assert torch.allclose(scaled_sqdist_max(x, w, u, backend="cpu"), ref(x, w, u))
-    print("OK")
+    print(json.dumps({k: info[k] for k in ("available", "errors", "flags", "path", "cached")}))
+    """
+)
+
+# A compiler that stops halfway through writing its output: it compiles with the real compiler
+# into a scratch file, writes the first half to the -o path, says so ($SYNC/half) and waits for
+# $SYNC/go before writing the rest.
+SLOW_CC = textwrap.dedent(
+    """
+    import os, shutil, subprocess, sys, time
+    from pathlib import Path
+
+    real, sync = os.environ["RBFI_TEST_REAL_CC"], Path(os.environ["RBFI_TEST_SYNC"])
+    args = sys.argv[1:]
+    if "-o" not in args:  # --version
+        os.execvp(real, [real, *args])
+    out = Path(args[args.index("-o") + 1])
+    scratch = sync / "scratch.so"
+    args[args.index("-o") + 1] = str(scratch)
+    rc = subprocess.run([real, *args]).returncode
+    if rc != 0:
+        sys.exit(rc)
+    data = scratch.read_bytes()
+    with open(out, "wb") as f:
+        f.write(data[: len(data) // 2])
+        f.flush()
+        (sync / "half").touch()
+        deadline = time.monotonic() + 120
+        while not (sync / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        f.write(data[len(data) // 2 :])
     """
 )
 
 
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(shutil.which(_build.compiler_command()) is None, reason="no C compiler")
 def test_two_processes_compiling_at_once(tmp_path):
-    env = dict(os.environ, RBFI_CACHE_DIR=str(tmp_path), PYTHONPATH=str(REPO))
-    procs = [
-        subprocess.Popen(
+    """Forces the overlap: process A's compiler is stopped with half of the library written
+    while process B builds and loads the same kernel (same cache key: same compiler version,
+    flags, source and CPU). B must never see A's half-written file: it compiles its own copy
+    (the first flag set, no errors), and when A finishes both have loaded a whole library and
+    the cache holds one file. Writing the output in place instead of temp file + rename makes B
+    load the torn file, fail, and drop to a lesser flag set: this test then fails."""
+    real_cc = shutil.which(_build.compiler_command())
+    cache, sync = tmp_path / "cache", tmp_path / "sync"
+    sync.mkdir()
+    slow_cc = tmp_path / "slow-cc"
+    slow_cc.write_text(f"#!{sys.executable}\n{SLOW_CC}")
+    slow_cc.chmod(0o755)
+    env = dict(os.environ, RBFI_CACHE_DIR=str(cache), PYTHONPATH=str(REPO))
+    env.pop("RBFI_CFLAGS", None)
+    env_a = dict(env, RBFI_CC=str(slow_cc), RBFI_TEST_REAL_CC=real_cc, RBFI_TEST_SYNC=str(sync))
+    env_b = dict(env, RBFI_CC=real_cc)
+
+    def start(process_env):
+        return subprocess.Popen(
             [sys.executable, "-c", BUILD_SCRIPT],
-            env=env,
+            env=process_env,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0 and out.strip() == "OK", err[-2000:]
-    assert [q.suffix for q in tmp_path.iterdir()] == [".so"]  # one library, no temporaries
+
+    proc_a = start(env_a)
+    try:
+        _wait_for(sync / "half", proc_a)  # A is inside its compile, output half written
+        proc_b = start(env_b)
+        out_b, err_b = proc_b.communicate(timeout=300)
+    finally:
+        (sync / "go").touch()
+        out_a, err_a = proc_a.communicate(timeout=300)
+    assert proc_a.returncode == 0, err_a[-2000:]
+    assert proc_b.returncode == 0, (proc_b.returncode, err_b[-2000:])
+    info_a, info_b = json.loads(out_a), json.loads(out_b)
+    first_flags = " ".join((*_build.FLAG_SETS[0], *_build.COMMON_FLAGS))
+    for info in (info_a, info_b):
+        assert info["available"] and info["errors"] == [] and info["flags"] == first_flags, info
+        assert not info["cached"]  # each compiled: B did not take A's unfinished file
+    assert info_a["path"] == info_b["path"]
+    assert [p.name for p in cache.iterdir()] == [Path(info_a["path"]).name]  # no temporaries
 
 
 TRITON_SCRIPT = textwrap.dedent(

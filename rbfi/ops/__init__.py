@@ -112,9 +112,7 @@ def scaled_sqdist_max_interval(
     pseudogradient, beta = bool(pseudogradient), float(beta)
     if lo.shape != hi.shape:
         raise ValueError(f"lo and hi must have one shape, got {tuple(lo.shape)}, {tuple(hi.shape)}")
-    name = resolve(
-        backend, (lo, hi, w, u), interval=True, beta_ok=not (pseudogradient and beta < 0)
-    )
+    name = resolve(backend, (lo, hi, w, u), beta_ok=not (pseudogradient and beta < 0))
     if name == "reference":
         return scaled_sqdist_max_interval_reference(lo, hi, w, u, pseudogradient, beta)
     _validate(lo, w, u, "lo")

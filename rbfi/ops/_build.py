@@ -6,8 +6,10 @@ version and the CPU (``-march=native`` depends on it), so a rebuild happens only
 changes. The library is written to a temporary file and renamed into place, so processes that
 compile at the same time never see a half-written file. The compiler is ``$RBFI_CC``, else
 ``$CC``, else ``gcc``; ``$RBFI_CFLAGS`` replaces the default flag sets (e.g. to build for AVX2
-on an AVX-512 machine). When no flag set compiles, :func:`load_library` warns once and returns a
-result without a library; callers then fall back to the chunked torch backend.
+on an AVX-512 machine). When the source is missing or unreadable (a broken install), the
+compiler is unusable, or no flag set compiles, :func:`load_library` warns once and returns a
+result without a library (its ``errors`` say why); callers then fall back to the chunked torch
+backend.
 """
 
 from __future__ import annotations
@@ -153,14 +155,14 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.rbfi_openmp.restype = i32
 
 
-def _compile(cc: str, flags: tuple[str, ...], target: Path) -> float:
-    """Compile SOURCE into ``target`` atomically (temp file + rename); returns seconds taken."""
+def _compile(cc: str, flags: tuple[str, ...], source: Path, target: Path) -> float:
+    """Compile ``source`` into ``target`` atomically (temp file + rename); returns seconds."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".so.tmp", dir=target.parent)
     os.close(fd)
     try:
         t0 = time.perf_counter()
-        cmd = [cc, *flags, *COMMON_FLAGS, "-o", tmp, str(SOURCE)]
+        cmd = [cc, *flags, *COMMON_FLAGS, "-o", tmp, str(source)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
         seconds = time.perf_counter() - t0
         if out.returncode != 0:
@@ -174,21 +176,30 @@ def _compile(cc: str, flags: tuple[str, ...], target: Path) -> float:
 
 @functools.cache
 def build(
-    cc: str, cache: str, flag_options: tuple[tuple[str, ...], ...] = FLAG_SETS
+    cc: str,
+    cache: str,
+    flag_options: tuple[tuple[str, ...], ...] = FLAG_SETS,
+    source_path: str = str(SOURCE),
 ) -> BuildResult:
-    """Compile (or find in ``cache``) and load the kernel: the first of ``flag_options`` that
-    works.
+    """Compile ``source_path`` (or find it built in ``cache``) and load it: the first of
+    ``flag_options`` that works.
 
     Cached per arguments, so each configuration compiles (and warns) at most once a process.
+    Never raises for want of a kernel: every failure lands in ``errors`` with one warning.
     """
     result = BuildResult(lib=None, compiler=cc)
+    try:
+        source = Path(source_path).read_bytes()
+    except OSError as err:
+        result.errors.append(f"kernel source unreadable ({type(err).__name__}: {err})")
+        _warn_fallback(result)
+        return result
     try:
         result.compiler_version = _compiler_version(cc).splitlines()[0]
     except (OSError, subprocess.SubprocessError) as err:
         result.errors.append(f"compiler {cc!r} unusable: {err}")
         _warn_fallback(result)
         return result
-    source = SOURCE.read_bytes()
     cache_path = _writable_dir(Path(cache))
     for flags in flag_options:
         all_flags = (*flags, *COMMON_FLAGS)
@@ -206,7 +217,7 @@ def build(
         try:
             compile_seconds = None
             if not target.exists():
-                compile_seconds = _compile(cc, flags, target)
+                compile_seconds = _compile(cc, flags, Path(source_path), target)
             t0 = time.perf_counter()
             lib = ctypes.CDLL(str(target))
             _declare(lib)
@@ -249,6 +260,6 @@ def _warn_fallback(result: BuildResult) -> None:
 
 
 def load_library() -> BuildResult:
-    """The CPU kernel for the current ``$RBFI_CC``, ``$RBFI_CACHE_DIR`` and ``$RBFI_CFLAGS``
-    (built at the first call)."""
-    return build(compiler_command(), str(cache_dir()), flag_sets())
+    """The CPU kernel for the current ``$RBFI_CC``, ``$RBFI_CACHE_DIR``, ``$RBFI_CFLAGS`` and
+    :data:`SOURCE` (built at the first call)."""
+    return build(compiler_command(), str(cache_dir()), flag_sets(), str(SOURCE))

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from rbfi.ops.fused import FusedIntervalOps, FusedOps
+from rbfi.ops.reference import interval_offsets, near_far
 
 TILE_ELEMENTS = 1 << 20  # about 4 MB per float32 temporary
 
@@ -116,12 +117,6 @@ def chunked_ops(tile_elements: int = TILE_ELEMENTS) -> FusedOps:
 # --- the interval version ---------------------------------------------------------------------
 
 
-def _offsets(lo: Tensor, hi: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """(near, far) offsets from w of the box [lo, hi] (see rbfi.ops.reference.interval_offsets)."""
-    d_lo, d_hi = lo.unsqueeze(1) - w, hi.unsqueeze(1) - w
-    return d_lo.clamp_min(0.0) + d_hi.clamp_max(0.0), torch.where(d_lo + d_hi >= 0, d_hi, d_lo)
-
-
 def chunked_interval_forward(
     lo: Tensor, hi: Tensor, w: Tensor, u: Tensor, want_idx: bool, tile_elements: int = TILE_ELEMENTS
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -131,7 +126,7 @@ def chunked_interval_forward(
     idx_lo = torch.empty(B, M, dtype=torch.int64, device=lo.device) if want_idx else None
     idx_hi = torch.empty(B, M, dtype=torch.int64, device=lo.device) if want_idx else None
     for j0, j1, b0, b1 in tiles(B, M, N, tile_elements):
-        near, far = _offsets(lo[b0:b1], hi[b0:b1], w[j0:j1])
+        near, far = interval_offsets(lo[b0:b1], hi[b0:b1], w[j0:j1])
         for z, idx, d in ((z_lo, idx_lo, near), (z_hi, idx_hi, far)):
             s = (u[j0:j1] * d).square()
             if want_idx:
@@ -168,9 +163,7 @@ def chunked_interval_backward_pseudo(
     for j0, j1, b0, b1 in tiles(B, M, N, tile_elements):
         ut = u[j0:j1]
         d_lo, d_hi = lo[b0:b1].unsqueeze(1) - w[j0:j1], hi[b0:b1].unsqueeze(1) - w[j0:j1]
-        near = d_lo.clamp_min(0.0) + d_hi.clamp_max(0.0)
-        far_is_hi = d_lo + d_hi >= 0
-        far = torch.where(far_is_hi, d_hi, d_lo)
+        near, far, far_is_hi = near_far(d_lo, d_hi)
         for d, z, g, which in ((near, z_lo, g_lo, "near"), (far, z_hi, g_hi, "far")):
             t = ut * d
             q = torch.exp(beta * (t.square() - z[b0:b1, j0:j1].unsqueeze(-1)))
@@ -210,13 +203,8 @@ def interval_argmax_backward(
     for idx, g, which in ((idx_lo, g_lo, "near"), (idx_hi, g_hi, "far")):
         idx = idx.long()
         u_sel, w_sel = u[units, idx], w[units, idx]
-        d_lo, d_hi = lo.gather(1, idx) - w_sel, hi.gather(1, idx) - w_sel
-        if which == "near":
-            d = d_lo.clamp_min(0.0) + d_hi.clamp_max(0.0)
-            to_hi = d < 0
-        else:
-            to_hi = d_lo + d_hi >= 0
-            d = torch.where(to_hi, d_hi, d_lo)
+        near, far, far_is_hi = near_far(lo.gather(1, idx) - w_sel, hi.gather(1, idx) - w_sel)
+        d, to_hi = (near, near < 0) if which == "near" else (far, far_is_hi)
         q = 2.0 * g.to(lo.dtype) * u_sel * d
         if need_x:
             dhi.scatter_add_(1, idx, torch.where(to_hi, q * u_sel, 0.0))

@@ -8,8 +8,9 @@ Backends:
 - "auto": the first of "cpu", "triton", "chunked" that can run these tensors.
 
 The policy, the same for every backend and both ops: "auto" never fails for want of a kernel
-(if the C kernel cannot be built, :mod:`rbfi.ops._build` warns once and "auto" uses the next
-backend); a backend named explicitly runs or raises a ValueError saying why it cannot.
+(if the C kernel cannot be built — its source missing or unreadable, no working compiler, or no
+flag set that compiles — :mod:`rbfi.ops._build` warns once and "auto" uses the next backend);
+a backend named explicitly runs or raises a ValueError saying why it cannot.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 import rbfi.ops.cpu as cpu_backend
+from rbfi.ops import _build
 from rbfi.ops._build import load_library
 from rbfi.ops.chunked import TILE_ELEMENTS, chunked_interval_ops, chunked_ops
 from rbfi.ops.fused import FusedIntervalOps, FusedOps
@@ -76,63 +78,41 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def _cpu_ops() -> FusedOps:
-    return cpu_backend.CPU_OPS
-
-
-def _cpu_interval_ops() -> FusedIntervalOps | None:
-    return getattr(cpu_backend, "CPU_INTERVAL_OPS", None)
-
-
-def _triton_ops() -> FusedOps:
-    return _triton_import()[0].TRITON_OPS
-
-
-def _triton_interval_ops() -> FusedIntervalOps | None:
-    return getattr(_triton_import()[0], "TRITON_INTERVAL_OPS", None)
-
-
 _CHUNKED, _CHUNKED_INTERVAL = chunked_ops(), chunked_interval_ops()
 
-# name -> (why it cannot run these tensors or None, point ops, interval ops or None)
-_REGISTRY: dict[str, tuple[Callable, Callable, Callable]] = {
-    "cpu": (_cpu_unusable, _cpu_ops, _cpu_interval_ops),
-    "triton": (_triton_unusable, _triton_ops, _triton_interval_ops),
+# name -> (why it cannot run these tensors or None, point ops, interval ops); every backend has
+# both kernels.
+_REGISTRY: dict[str, tuple[Callable, Callable[[], FusedOps], Callable[[], FusedIntervalOps]]] = {
+    "cpu": (_cpu_unusable, lambda: cpu_backend.CPU_OPS, lambda: cpu_backend.CPU_INTERVAL_OPS),
+    "triton": (
+        _triton_unusable,
+        lambda: _triton_import()[0].TRITON_OPS,
+        lambda: _triton_import()[0].TRITON_INTERVAL_OPS,
+    ),
     "chunked": (lambda tensors: None, lambda: _CHUNKED, lambda: _CHUNKED_INTERVAL),
 }
 
 
-def _unusable(name: str, tensors: tuple[Tensor, ...], interval: bool) -> str | None:
-    unusable, _, interval_ops = _REGISTRY[name]
-    reason = unusable(tensors)
-    if reason is None and interval and interval_ops() is None:
-        reason = "it has no interval kernel"
-    return reason
-
-
-def resolve(
-    backend: str, tensors: tuple[Tensor, ...], *, interval: bool = False, beta_ok: bool = True
-) -> str:
+def resolve(backend: str, tensors: tuple[Tensor, ...], *, beta_ok: bool = True) -> str:
     """The backend that runs ``tensors``: ``backend`` itself, or for "auto" the first of
-    :data:`AUTO_ORDER` that can. ``beta_ok=False`` (pseudogradients with beta < 0) rules out
-    the fused kernels. Raises ValueError for an unknown or unusable explicit backend."""
+    :data:`AUTO_ORDER` that can ("chunked" always can). ``beta_ok=False`` (pseudogradients with
+    beta < 0) rules out the fused kernels. Raises ValueError for an unknown or unusable explicit
+    backend."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "chunked"
-    if backend == "reference":
+    if backend in ("reference", "chunked"):
         return backend
-    empty = any(t.numel() == 0 for t in tensors)
     if backend == "auto":
-        if empty or not beta_ok:
+        if not beta_ok or any(t.numel() == 0 for t in tensors):
             return "chunked"
-        return next(name for name in AUTO_ORDER if _unusable(name, tensors, interval) is None)
-    if backend != "chunked":
-        if not beta_ok:
-            raise ValueError(f"the {backend} backend needs beta >= 0")
-        reason = _unusable(backend, tensors, interval)
-        if reason is not None:
-            raise ValueError(f"backend={backend!r} cannot run here: {reason}")
+        return next(name for name in AUTO_ORDER if _REGISTRY[name][0](tensors) is None)
+    if not beta_ok:
+        raise ValueError(f"the {backend} backend needs beta >= 0")
+    reason = _REGISTRY[backend][0](tensors)
+    if reason is not None:
+        raise ValueError(f"backend={backend!r} cannot run here: {reason}")
     return backend
 
 
@@ -153,7 +133,9 @@ def kernel_info() -> dict:
     """Which kernels are available here, how the CPU one was built, and its first-use cost.
 
     Builds the CPU kernel if that has not happened yet. ``cpu.compile_seconds`` is the compile
-    time paid in this process (None when the library came from the cache).
+    time paid in this process (None when the library came from the cache); ``auto`` is the
+    backend ``backend="auto"`` picks for float32 CPU tensors, and ``cpu.errors`` says why the C
+    kernel is missing when it is.
     """
     triton_mod, triton_err = _triton_import()
     triton_info: dict = {"available": triton_mod is not None, "error": triton_err}
@@ -161,11 +143,13 @@ def kernel_info() -> dict:
         import triton
 
         triton_info["version"] = triton.__version__
-        triton_info["cuda"] = torch.cuda.is_available()
-        triton_info["interval"] = _triton_interval_ops() is not None
+    triton_info["cuda"] = torch.cuda.is_available()
     cpu_info = load_library().as_dict()
-    cpu_info["interval"] = cpu_info["available"] and _cpu_interval_ops() is not None
+    cpu_info["source"] = str(_build.SOURCE)
+    cpu_info["cache_dir"] = str(_build.cache_dir())
+    probe = torch.zeros(1, 1)
     return {
+        "auto": resolve("auto", (probe, probe, probe)),
         "cpu": cpu_info,
         "triton": triton_info,
         "num_threads": torch.get_num_threads(),

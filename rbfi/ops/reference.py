@@ -30,16 +30,24 @@ def scaled_sqdist_max_reference(
 # --- the interval version ---------------------------------------------------------------------
 
 
-def interval_offsets(lo: Tensor, hi: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """For every (b, j, i): the offsets from w[j, i] of the nearest and the farthest point of
-    [lo[b, i], hi[b, i]], materialised as (B, M, N) tensors.
+def near_far(d_lo: Tensor, d_hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The one definition of the interval offsets, used by every torch backend. From the
+    offsets d_lo = lo - w and d_hi = hi - w of the two ends of [lo, hi] from w (any one shape):
 
-    near = clamp(w, lo, hi) - w  (0 when w lies in the interval),
-    far  = hi - w if hi - w >= w - lo else lo - w  (the end farther from w; hi on a tie).
+    near = clamp(w, lo, hi) - w = max(d_lo, 0) + min(d_hi, 0)  (0 when w lies in the interval),
+    far  = d_hi if d_lo + d_hi >= 0 else d_lo  (the end farther from w; hi on a tie),
+
+    and ``far_is_hi`` (d_lo + d_hi >= 0). The near end is hi exactly where near < 0.
     """
-    d_lo, d_hi = lo.unsqueeze(1) - w, hi.unsqueeze(1) - w
     near = d_lo.clamp_min(0.0) + d_hi.clamp_max(0.0)
-    far = torch.where(d_lo + d_hi >= 0, d_hi, d_lo)
+    far_is_hi = d_lo + d_hi >= 0
+    return near, torch.where(far_is_hi, d_hi, d_lo), far_is_hi
+
+
+def interval_offsets(lo: Tensor, hi: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """For every (b, j, i): the offsets (near, far) from w[j, i] of the nearest and the farthest
+    point of [lo[b, i], hi[b, i]] (:func:`near_far`), materialised as (B, M, N) tensors."""
+    near, far, _ = near_far(lo.unsqueeze(1) - w, hi.unsqueeze(1) - w)
     return near, far
 
 

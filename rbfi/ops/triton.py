@@ -248,6 +248,17 @@ TRITON_OPS = FusedOps(triton_forward, triton_backward_pseudo, argmax_backward)
 
 
 @triton.jit
+def _near_far_tile(lo, hi, w):
+    """The interval offsets (:func:`rbfi.ops.reference.near_far`) on a (BB, BM, BN) tile, from
+    dl = lo - w, dh = hi - w: near = max(dl, min(dh, 0)), far = dh if dl + dh >= 0 else dl;
+    returns (near, far, far is hi)."""
+    dl = lo[:, None, :] - w[None, :, :]
+    dh = hi[:, None, :] - w[None, :, :]
+    far_hi = dl + dh >= 0.0
+    return tl.maximum(dl, tl.minimum(dh, 0.0)), tl.where(far_hi, dh, dl), far_hi
+
+
+@triton.jit
 def _interval_forward_kernel(
     lo_ptr,
     hi_ptr,
@@ -280,11 +291,9 @@ def _interval_forward_kernel(
         wu_mask = (rm[:, None] < M) & mn[None, :]
         w = tl.load(w_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
         u = tl.load(u_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
-        # a = lo - w, b = w - hi: |near| = max(a, b, 0), |far| = -min(a, b)
-        a = lo[:, None, :] - w[None, :, :]
-        b = w[None, :, :] - hi[:, None, :]
-        t_n = u[None, :, :] * tl.maximum(tl.maximum(a, b), 0.0)
-        t_f = u[None, :, :] * tl.minimum(a, b)
+        d_n, d_f, _ = _near_far_tile(lo, hi, w)
+        t_n = u[None, :, :] * d_n
+        t_f = u[None, :, :] * d_f
         s_n = tl.where(mn[None, None, :], t_n * t_n, -1.0)
         s_f = tl.where(mn[None, None, :], t_f * t_f, -1.0)
         blk_n = tl.max(s_n, axis=2)
@@ -312,11 +321,7 @@ def _interval_q_tile(lo, hi, w, u, zl, zh, gl, gh, c):
 
     The exponent is capped at 0 (t^2 <= z wherever z is the max): masked-out rows load z = 0,
     and exp2(c t^2) could overflow there and turn q = inf * 0 into NaN."""
-    dl = lo[:, None, :] - w[None, :, :]
-    dh = hi[:, None, :] - w[None, :, :]
-    far_hi = dl + dh >= 0.0
-    d_f = tl.where(far_hi, dh, dl)
-    d_n = tl.maximum(dl, tl.minimum(dh, 0.0))
+    d_n, d_f, far_hi = _near_far_tile(lo, hi, w)
     t_n = u[None, :, :] * d_n
     t_f = u[None, :, :] * d_f
     e_n = tl.exp2(tl.minimum(c * (t_n * t_n - zl[:, :, None]), 0.0))
