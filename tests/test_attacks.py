@@ -44,7 +44,15 @@ def _one_thread():
 def assert_valid(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> None:
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert (x_adv - x).abs().max().item() <= eps + TOL
-    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
+    assert x_adv.min().item() >= -TOL and x_adv.max().item() <= 1.0 + TOL
+
+
+def raw_perturb(attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The attack's own point, before :meth:`Attack.check_output` refuses or clamps anything
+    (in the modes the call sets up: eval, frozen parameters, the chosen gradient)."""
+    attack.stats = {}
+    with attack_mode(attack.model), pseudogradient_mode(attack.model, attack.gradient == "pseudo"):
+        return attack.perturb(x, y).detach().reshape(x.shape)
 
 
 def tiny_rbfi(in_features: int = 16) -> nn.Module:
@@ -173,17 +181,72 @@ def test_attacks_stay_within_eps_and_pixel_range(eps, seed, batch, extremes):
         x = (x > 0.5).float()
     y = torch.randint(0, 10, (batch,), generator=g)
     for model in (tiny_rbfi(), tiny_relu()):
-        for attack in gradient_attacks(model, eps, seed):
-            assert_valid(attack(x, y), x, eps)
+        # the raw points (before check_output's clamp of rounding), from a second set of the
+        # same attacks (each is deterministic given its seed)
+        raw = [raw_perturb(a, x, y) for a in gradient_attacks(model, eps, seed)]
+        for attack, point in zip(gradient_attacks(model, eps, seed), raw):
+            assert_valid(point, x, eps)
+            final = attack(x, y)
+            assert_valid(final, x, eps)
+            assert (final - point).abs().max().item() <= TOL  # the check only removes rounding
 
 
-def test_noise_is_the_convex_combination():
-    x = torch.rand(4, 16)
-    y = torch.zeros(4, dtype=torch.long)
-    eps = 0.25
-    x_adv = UniformNoise(tiny_relu(), eps, seed=3)(x, y)
-    z = torch.rand(x.shape, generator=torch.Generator().manual_seed(3))
-    assert torch.allclose(x_adv, (1 - eps) * x + eps * z)
+class _Broken(FGSM):
+    """An attack with a bug: its point is ``offset`` away from x in every pixel."""
+
+    def __init__(self, model, eps, offset):
+        super().__init__(model, eps)
+        self.offset = offset
+
+    def perturb(self, x, y):
+        return x + self.offset
+
+
+@pytest.mark.parametrize(
+    "offset, x_value",
+    [(0.1 + 1e-4, 0.5), (-(0.1 + 1e-4), 0.5), (0.05, 0.98), (-0.05, 0.02), (float("nan"), 0.5)],
+    ids=["beyond eps", "beyond -eps", "above 1", "below 0", "nan"],
+)
+def test_check_output_refuses_a_point_outside_the_threat_model(offset, x_value):
+    attack = _Broken(tiny_relu(), 0.1, offset)
+    x, y = torch.full((2, 16), x_value), torch.tensor([0, 1])
+    with pytest.raises(RuntimeError, match="outside the threat model|non-finite"):
+        attack(x, y)
+
+
+def test_check_output_clamps_only_rounding():
+    """A point off by less than the rounding allowance is projected exactly onto the set."""
+    attack = _Broken(tiny_relu(), 0.1, 0.1 + 5e-7)
+    x, y = torch.full((2, 16), 0.5), torch.tensor([0, 1])
+    out = attack(x, y)
+    assert torch.equal(out, torch.full((2, 16), 0.5) + torch.tensor(0.1))
+
+
+def test_noise_has_the_papers_distribution():
+    """Paper Sec. 6.2: x' = (1 - eps) x + eps z, z uniform on [0, 1]^n. So pixel i of x' is
+    uniform on [(1 - eps) x_i, (1 - eps) x_i + eps]: for x_i = 0, 0.5, 1 the ranges
+    [0, eps], [0.5 - eps/2, 0.5 + eps/2], [1 - eps, 1], mean at the centre, variance
+    eps^2 / 12; pixels independent; in the eps-ball and in [0, 1]."""
+    n, eps = 20_000, 0.25
+    x = torch.tensor([0.0, 0.5, 1.0]).repeat(n, 1)
+    y = torch.zeros(n, dtype=torch.long)
+    model = build_model("relu", "12,10", in_features=3).eval()
+    x_adv = UniformNoise(model, eps, seed=3)(x, y)
+    assert_valid(x_adv, x, eps)
+    low = torch.tensor([0.0, 0.5 - eps / 2, 1 - eps])
+    assert (x_adv >= low - TOL).all() and (x_adv <= low + eps + TOL).all()
+    u = (x_adv - low) / eps  # should be U[0, 1] in every column
+    assert torch.allclose(u.mean(0), torch.full((3,), 0.5), atol=0.01)
+    assert torch.allclose(u.var(0), torch.full((3,), 1 / 12), atol=0.003)
+    for column in u.T:  # every tenth of the range gets ~10% of the draws
+        counts = torch.histc(column, bins=10, min=0.0, max=1.0) / n
+        assert (counts - 0.1).abs().max() < 0.015
+    corr = torch.corrcoef(u.T)
+    assert (corr - torch.eye(3)).abs().max() < 0.03  # independent pixels
+    again = UniformNoise(model, eps, seed=3)(x[:5], y[:5])
+    other = UniformNoise(model, eps, seed=4)(x[:5], y[:5])
+    assert torch.equal(again, UniformNoise(model, eps, seed=3)(x[:5], y[:5]))
+    assert not torch.equal(again, other)
 
 
 def test_eps_zero_reaches_every_attack_and_changes_nothing(monkeypatch):
@@ -284,11 +347,19 @@ def test_attack_uses_the_chosen_gradient_and_restores_model_state():
 
 
 def test_attack_mode_freezes_parameters_temporarily():
-    model = tiny_relu()
-    with attack_mode(model):
+    """From train mode, with one parameter already frozen: eval and all frozen inside; the
+    training flag and each parameter's own flag back afterwards (also after an exception)."""
+    model = tiny_relu().train()
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    before = [p.requires_grad for p in model.parameters()]
+    assert model.training and not all(before) and any(before)
+    with pytest.raises(RuntimeError), attack_mode(model):
         assert not any(p.requires_grad for p in model.parameters())
-        assert not model.training
-    assert all(p.requires_grad for p in model.parameters())
+        assert not model.training and not any(m.training for m in model.modules())
+        raise RuntimeError("boom")
+    assert model.training and all(m.training for m in model.modules())
+    assert [p.requires_grad for p in model.parameters()] == before
 
 
 def test_pseudogradients_change_the_attack_on_rbfi():

@@ -246,6 +246,11 @@ def test_bad_checkpoints(workspace, capsys, case, command):
     assert_one_line_exit_2(capsys, workspace, argv, fragment)
 
 
+# cuda:99 exists on no machine: without CUDA the message says CUDA is missing, with it that
+# there are fewer devices (the test holds on CPU-only and GPU machines alike)
+NO_SUCH_CUDA_DEVICE = (
+    "CUDA is not available" if not torch.cuda.is_available() else "CUDA device(s) here"
+)
 OPTION_CASES = [
     # train: output paths
     (["train", "--out", "{afile}"], "exists and is not a directory"),
@@ -276,7 +281,7 @@ OPTION_CASES = [
     (["train", "--w-bounds", "nan,1", "--out", "{new}"], "LOW <= HIGH"),
     (["train", "--loss", "hinge", "--out", "{new}"], "--loss: expected one of"),
     (["train", "--train-limit", "0", "--out", "{new}"], "positive integer"),
-    (["train", "--device", "cuda", "--out", "{new}"], "CUDA is not available"),
+    (["train", "--device", "cuda:99", "--out", "{new}"], NO_SUCH_CUDA_DEVICE),
     (["train", "--device", "tpu", "--out", "{new}"], "--device: expected a torch device"),
     (["train", "--threads", "0", "--out", "{new}"], "positive integer"),
     (["train", "--data-dir", "{missing}", "--out", "{new}"], "not found"),
@@ -297,7 +302,8 @@ OPTION_CASES = [
     (["eval", "{afile}"], "no checkpoint"),
     (["eval", "{run}", "--limit", "0"], "positive integer"),
     (["eval", "{run}", "--batch-size", "0"], "positive integer"),
-    (["eval", "{run}", "--device", "cuda:7"], "CUDA is not available"),
+    (["eval", "{run}", "--device", "cuda:99"], NO_SUCH_CUDA_DEVICE),
+    (["eval", "{run}", "--device", "mps"], "only cpu and cuda devices are supported"),
     (["eval", "{run}", "--data-dir", "{missing}"], "not found"),
     (["info", "{data}"], "no checkpoint"),
     # attack

@@ -1,7 +1,9 @@
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,7 +100,21 @@ def test_resume_extends_a_run(trained, idx_dir, capsys):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
-def test_console_entry_point_exit_code(tmp_path):
+def test_installed_console_script_runs(tmp_path):
+    """The `rbfi` script pip installed next to this Python (pyproject's [project.scripts]):
+    it starts, knows its version, and turns bad input into one line and exit 2."""
+    from rbfi._version import __version__
+
+    script = shutil.which("rbfi", path=str(Path(sys.executable).parent))
+    assert script, f"no rbfi console script next to {sys.executable}: is rbfi installed?"
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"rbfi {__version__}"
+    proc = subprocess.run([script, "eval", str(tmp_path / "none")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("rbfi: error:")
+    assert proc.stderr.count("\n") == 1 and "no checkpoint" in proc.stderr
+
+
+def test_python_dash_m_entry_point(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "rbfi.cli", "eval", str(tmp_path / "none")],
         capture_output=True,

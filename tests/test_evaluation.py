@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -220,7 +221,7 @@ def test_rbfi_attack_end_to_end_through_main(tmp_path, capsys):
     argv += ["--out", str(out), "--paper-pgd-steps", "3", "--paper-pgd-restarts", "1"]
     argv += ["--ifgsm-steps", "2", "--pgd-steps", "3", "--pgd-restarts", "1"]
     argv += ["--square-queries", "10", "--autoattack", "apgd", "--check-subset", "0"]
-    argv += ["--no-progress", "--threads", "1"]
+    argv += ["--no-progress", "--threads", "1", "--pixel-scale", "256"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| **worst case (upper bound)** |" in printed
@@ -229,10 +230,25 @@ def test_rbfi_attack_end_to_end_through_main(tmp_path, capsys):
     ROBUSTNESS_SCHEMA.check(saved)
     assert saved["n_examples"] == 20 and saved["model"]["checkpoint"] == str(run)
     assert {"pgd-bpda-margin", "square", "autoattack-bpda"} <= set(saved["results"])
-    for key in ("0.05", "0.2"):  # the sandwich holds example by example
-        certified = saved["certified"][key]["certified"]
-        worst = saved["worst_case"][key]["correct"]
-        assert all(w == "1" for c, w in zip(certified, worst) if c == "1")
+    # the certified floor against tools/independent_certify.py (NumPy, float64, from the
+    # formulas, reading the checkpoint files and the data wheel itself: k / 256 pixels)
+    from safetensors.numpy import load_file
+
+    from tools.independent_certify import load_test_set
+    from tools.independent_certify import margins as numpy_margins
+
+    index = json.loads((run / "checkpoint.json").read_text())
+    weights = load_file(str(run / index["weights"]["file"]))
+    x_np, y_np = (a[:20] for a in load_test_set(None))
+    assert saved["labels"] == y_np.tolist()
+    for key in ("0", "0.05", "0.2"):
+        theirs = numpy_margins(index["model"], weights, x_np, y_np, float(key))
+        row = saved["certified"][key]
+        flags = [c == "1" for c in row["certified"]]
+        assert all(f == (m > 0) for f, m in zip(flags, theirs) if abs(m) > 1e-5)
+        assert row["accuracy"] == pytest.approx(sum(flags) / 20)
+        for q, value in row["margin_quantiles"].items():
+            assert value == pytest.approx(np.quantile(theirs, float(q)), abs=1e-5)
     assert sorted(p.name for p in out.iterdir()) == [
         "robustness.json",
         "robustness.md",
