@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nn",),
     ("ops",),
 )
-UTILITIES = ("io", "data", "options", "_version")
+UTILITIES = ("io", "data", "options", "stats", "_version")
 
 
 def module_files(root: Path = ROOT) -> dict[str, Path]:

@@ -1,0 +1,374 @@
+"""Error bars and verdicts: 95% intervals of accuracies, and claims decided only when the
+interval excludes the threshold (or the other side of a comparison).
+
+- One net on n images, k correct: the Clopper-Pearson interval [p_lo, p_hi] (exact: p_lo solves
+  P(X >= k | p_lo) = alpha / 2 and p_hi solves P(X <= k | p_hi) = alpha / 2 for X ~ Bin(n, p);
+  p_lo = 0 at k = 0, p_hi = 1 at k = n), found by bisection on the exact binomial tail summed
+  in log space; Wilson's score interval as a closed-form cross-check.
+- Several runs (seeds): mean ± sd and the t-interval mean ± t(1 - alpha/2, r - 1) sd / sqrt(r),
+  with Student's t distribution function in closed form for integer degrees of freedom
+  (Abramowitz & Stegun 26.7.3-4) and its quantile by bisection. The verdicts use the wider of
+  that interval and the binomial interval of the mean on n images.
+- Two nets on the same images with per-example flags: McNemar's exact test (the discordant
+  pairs are Bin(b + c, 1/2) when both nets are equally accurate).
+
+A :class:`Verdict` is "holds" / "does not hold" only when the evidence excludes the other
+outcome at the 95% level; otherwise "undecided", with the reason. A utility part: it imports
+nothing else of the package.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+LEVEL = 0.95
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+_BISECTIONS = 60  # interval width 2^-60: below float resolution
+
+
+# -- the binomial distribution ------------------------------------------------------------
+
+
+def _log_pmf(j: int, n: int, log_p: float, log_q: float, log_comb_n: float) -> float:
+    return log_comb_n - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * log_p + (n - j) * log_q
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Bin(n, p), exact up to rounding (terms summed from the tail end
+    nearest k outward in log space until they no longer change the sum)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    mode = (n + 1) * p
+    if k < mode:  # the lower tail is the small side: sum k, k-1, ... (decreasing terms)
+        return _tail(k, n, p, step=-1)
+    return 1.0 - _tail(k + 1, n, p, step=+1)  # the upper tail P(X >= k + 1) is small
+
+
+def _tail(start: int, n: int, p: float, step: int) -> float:
+    """sum of P(X = j) for j = start, start + step, ... while the terms matter (they decrease
+    monotonically away from the mode, so the sum stops when a term is < 1e-17 of it)."""
+    log_p, log_q, log_comb_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    first = _log_pmf(start, n, log_p, log_q, log_comb_n)
+    total, j = 0.0, start
+    while 0 <= j <= n:
+        term = math.exp(_log_pmf(j, n, log_p, log_q, log_comb_n) - first)
+        total += term
+        if term < 1e-17 * total:
+            break
+        j += step
+    return math.exp(first) * total
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Bin(n, p)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    if k > (n + 1) * p:
+        return _tail(k, n, p, step=+1)
+    return 1.0 - _tail(k - 1, n, p, step=-1)
+
+
+def _bisect(f, target: float, increasing: bool, low: float = 0.0, high: float = 1.0) -> float:
+    """The x in [low, high] where the monotone f crosses target."""
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (low + high)
+        if (f(mid) < target) == increasing:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
+
+
+def _check_counts(k: int, n: int) -> None:
+    if not (isinstance(k, int) and isinstance(n, int)) or n < 1 or not 0 <= k <= n:
+        raise ValueError(f"expected counts 0 <= k <= n with n >= 1, got k={k!r}, n={n!r}")
+
+
+def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a proportion: k successes of n."""
+    _check_counts(k, n)
+    tail = (1.0 - level) / 2
+    low = 0.0 if k == 0 else _bisect(lambda p: binomial_sf(k, n, p), tail, increasing=True)
+    high = 1.0 if k == n else _bisect(lambda p: binomial_cdf(k, n, p), tail, increasing=False)
+    return low, high
+
+
+def normal_quantile(q: float) -> float:
+    """Phi^-1(q) by bisection on Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"expected a probability in (0, 1), got {q!r}")
+    return _bisect(lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2))), q, True, -40.0, 40.0)
+
+
+def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson's score interval: (k + z^2/2) / (n + z^2) -+ z / (n + z^2) sqrt(k (n - k) / n +
+    z^2 / 4), z = Phi^-1(1 - alpha / 2)."""
+    _check_counts(k, n)
+    z = normal_quantile(1 - (1 - level) / 2)
+    center = (k + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(k * (n - k) / n + z * z / 4)
+    low = 0.0 if k == 0 else max(0.0, center - half)  # exactly 0 and 1 at the ends
+    high = 1.0 if k == n else min(1.0, center + half)
+    return low, high
+
+
+# -- Student's t ----------------------------------------------------------------------------
+
+
+def t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t with integer ``df`` >= 1, in closed form (A & S 26.7.3-4):
+    with theta = atan(t / sqrt(df)), A = P(|T| < |t|) is
+    odd df:  (2 / pi) (theta + sin theta (cos theta + (2/3) cos^3 theta + ... +
+             (2 4 ... (df-3)) / (1 3 ... (df-2)) cos^(df-2) theta))   (df = 1: 2 theta / pi);
+    even df: sin theta (1 + (1/2) cos^2 theta + ... + (1 3 ... (df-3)) / (2 4 ... (df-2))
+             cos^(df-2) theta)."""
+    if not isinstance(df, int) or df < 1:
+        raise ValueError(f"expected an integer df >= 1, got {df!r}")
+    theta = math.atan(abs(t) / math.sqrt(df))
+    s, c = math.sin(theta), math.cos(theta)
+    if df % 2:
+        series, term = 0.0, c
+        if df > 1:
+            series = term
+            for j in range(3, df - 1, 2):  # term_j = term_{j-2} (j - 1) / j cos^2
+                term *= (j - 1) / j * c * c
+                series += term
+        a = 2 / math.pi * (theta + s * series)
+    else:
+        series, term = 1.0, 1.0
+        for j in range(2, df - 1, 2):
+            term *= (j - 1) / j * c * c
+            series += term
+        a = s * series
+    return 0.5 + math.copysign(a / 2, t)
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The q-quantile of Student's t with ``df`` degrees of freedom (bisection on t_cdf)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"expected a probability in (0, 1), got {q!r}")
+    if q == 0.5:
+        return 0.0
+    if q < 0.5:
+        return -t_quantile(1 - q, df)
+    high = 1.0
+    while t_cdf(high, df) < q:
+        high *= 2
+    return _bisect(lambda t: t_cdf(t, df), q, True, 0.0, high)
+
+
+# -- estimates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An accuracy with its 95% interval (fractions in [0, 1]). ``n``: test images per run;
+    ``runs``: how many runs the value is the mean of; ``sd``: their sd (None for one run)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    runs: int = 1
+    sd: float | None = None
+    method: str = "Clopper-Pearson"
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    def interval_text(self) -> str:
+        """'75.3-90.6' (in %)."""
+        return f"{100 * self.low:.1f}-{100 * self.high:.1f}"
+
+    def text(self) -> str:
+        """'84.0 [75.3-90.6]' for one run, '94.6 ± 0.2 [92.1-97.0]' over runs (in %)."""
+        spread = f" ± {100 * self.sd:.1f}" if self.sd is not None else ""
+        return f"{100 * self.value:.1f}{spread} [{self.interval_text()}]"
+
+    def describe(self) -> str:
+        """'n = 100: 95% CI 75.3-90.6' (over runs: 'mean of 2 runs on n = 2000 each: ...')."""
+        where = f"n = {self.n}" if self.runs == 1 else f"{self.runs} runs on n = {self.n}"
+        return f"{where}: 95% CI {self.interval_text()}"
+
+    def to_json(self) -> dict:
+        return {
+            "value": self.value,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "runs": self.runs,
+            "sd": self.sd,
+            "method": self.method,
+        }
+
+
+def counts(accuracy: float, n: int) -> int:
+    """k from an accuracy k / n (ValueError unless k / n rounds back to it)."""
+    k = round(accuracy * n)
+    if abs(k / n - accuracy) > 1e-6:
+        raise ValueError(f"accuracy {accuracy!r} is not k / {n} for an integer k")
+    return k
+
+
+def proportion(k: int, n: int, level: float = LEVEL) -> Estimate:
+    """k of n correct, with the Clopper-Pearson interval."""
+    low, high = clopper_pearson(k, n, level)
+    return Estimate(k / n, low, high, n)
+
+
+def accuracy_estimate(accuracy: float, n: int, level: float = LEVEL) -> Estimate:
+    """An accuracy measured on n images (k = accuracy x n), with its exact interval."""
+    return proportion(counts(accuracy, n), n, level)
+
+
+def seed_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, ...]:
+    """(mean, sd, low, high) over r >= 2 runs: the t-interval
+    mean -+ t(1 - alpha/2, r - 1) sd / sqrt(r)."""
+    if len(values) < 2:
+        raise ValueError("an interval over runs needs at least 2 runs")
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = t_quantile(1 - (1 - level) / 2, len(values) - 1) * sd / math.sqrt(len(values))
+    return mean, sd, mean - half, mean + half
+
+
+def over_runs(values: Sequence[float], n: int, level: float = LEVEL) -> Estimate:
+    """The mean accuracy of several runs, each measured on n images: mean ± sd, and the wider
+    of the t-interval over runs (:func:`seed_interval`) and the Clopper-Pearson interval of the
+    mean on n images (one run: just the latter)."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("expected at least one value")
+    if len(values) == 1:
+        return accuracy_estimate(values[0], n, level)
+    mean, sd, t_low, t_high = seed_interval(values, level)
+    cp_low, cp_high = clopper_pearson(min(n, max(0, round(mean * n))), n, level)
+    low, high = max(0.0, min(t_low, cp_low)), min(1.0, max(t_high, cp_high))
+    return Estimate(mean, low, high, n, len(values), sd, f"t over {len(values)} runs")
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
+    """McNemar's exact test on paired per-example flags (correct or not) of two nets on the same
+    images: (images only a got right, images only b got right, the two-sided p-value
+    min(1, 2 P(X <= min of the two)) for X ~ Bin(their sum, 1/2))."""
+    if len(a) != len(b):
+        raise ValueError(f"paired flags of different lengths {len(a)} and {len(b)}")
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    discordant = a_only + b_only
+    p = 1.0 if discordant == 0 else min(1.0, 2 * binomial_cdf(min(a_only, b_only), discordant, 0.5))
+    return a_only, b_only, p
+
+
+# -- verdicts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """ "holds", "does not hold" or "undecided", and why."""
+
+    status: str
+    reason: str
+
+    @property
+    def holds(self) -> bool | None:
+        return {HOLDS: True, FAILS: False, UNDECIDED: None}[self.status]
+
+
+def _pct(x: float) -> str:
+    """0.9 -> '90', 0.005 -> '0.5' (a threshold in %)."""
+    return f"{round(100 * x, 6):g}"
+
+
+def at_least(estimate: Estimate, threshold: float) -> Verdict:
+    """The claim "accuracy >= threshold" (strictly above when decided)."""
+    if estimate.low > threshold:
+        return Verdict(HOLDS, f"{estimate.describe()} above {_pct(threshold)}")
+    if estimate.high < threshold:
+        return Verdict(FAILS, f"{estimate.describe()} below {_pct(threshold)}")
+    return Verdict(UNDECIDED, f"{estimate.describe()} contains {_pct(threshold)}")
+
+
+def at_most(estimate: Estimate, threshold: float) -> Verdict:
+    """The claim "accuracy <= threshold"."""
+    flipped = at_least(estimate, threshold)
+    status = {HOLDS: FAILS, FAILS: HOLDS, UNDECIDED: UNDECIDED}[flipped.status]
+    return Verdict(status, flipped.reason)
+
+
+def greater(
+    a: Estimate,
+    b: Estimate,
+    names: tuple[str, str] = ("A", "B"),
+    flags: tuple[Sequence[bool], Sequence[bool]] | None = None,
+    level: float = LEVEL,
+) -> Verdict:
+    """The claim "a is more accurate than b". With per-example ``flags`` of both nets on the
+    same images: McNemar's exact test at 1 - ``level``; without: decided only when the two 95%
+    intervals do not overlap (conservative)."""
+    first, second = names
+    if flags is not None:
+        a_only, b_only, p = mcnemar(*flags)
+        why = (
+            f"paired on n = {len(flags[0])}: {first} alone right on {a_only}, {second} alone "
+            f"on {b_only}, McNemar p = {p:.2g}"
+        )
+        if p < 1 - level:
+            return Verdict(HOLDS if a_only > b_only else FAILS, why)
+        return Verdict(UNDECIDED, why + f" (not below {1 - level:.2g})")
+    why = f"{first} {a.text()} vs {second} {b.text()}"
+    if a.low > b.high:
+        return Verdict(HOLDS, why + ": 95% CIs apart")
+    if a.high < b.low:
+        return Verdict(FAILS, why + ": 95% CIs apart")
+    return Verdict(UNDECIDED, why + ": 95% CIs overlap")
+
+
+def within(a: Estimate, b: Estimate, margin: float, names: tuple[str, str] = ("A", "B")) -> Verdict:
+    """The claim "a and b differ by at most ``margin``": holds when every pair of values in
+    the two intervals is within it, does not hold when the intervals are more than it apart."""
+    widest = max(a.high - b.low, b.high - a.low)
+    gap = max(a.low - b.high, b.low - a.high)
+    why = f"{names[0]} {a.text()} vs {names[1]} {b.text()}, margin {_pct(margin)} points"
+    if widest <= margin:
+        return Verdict(HOLDS, why + ": the intervals lie within it")
+    if gap > margin:
+        return Verdict(FAILS, why + ": the intervals are further apart")
+    return Verdict(UNDECIDED, why + ": the intervals allow both")
+
+
+def all_of(verdicts: Iterable[Verdict]) -> Verdict:
+    """A conjunction: does not hold if any part does not, holds if every part does, else
+    undecided (the reasons of the parts that decide it)."""
+    verdicts = list(verdicts)
+    failed = [v for v in verdicts if v.status == FAILS]
+    if failed:
+        return Verdict(FAILS, "; ".join(v.reason for v in failed))
+    open_ = [v for v in verdicts if v.status == UNDECIDED]
+    if open_:
+        return Verdict(UNDECIDED, "; ".join(v.reason for v in open_))
+    return Verdict(HOLDS, "; ".join(v.reason for v in verdicts))
+
+
+def premise(verdict: Verdict, problems: Sequence[str]) -> Verdict:
+    """``verdict`` unless its premise is in doubt: any ``problems`` (e.g. "Sigmoid 512^3 seed 0
+    under-trained: ...") make it undecided, naming them."""
+    if not problems:
+        return verdict
+    return Verdict(
+        UNDECIDED, "rests on " + "; ".join(problems) + f" (the numbers alone: {verdict.status})"
+    )
