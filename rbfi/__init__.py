@@ -6,7 +6,13 @@ from rbfi.nn import RBFI
 
 
 def load(path, map_location="cpu"):
-    """Load a checkpoint (run directory) after checking it; returns the model in eval mode."""
+    """Load a checkpoint (run directory, or "zoo:NAME" for a net of the model zoo,
+    :mod:`rbfi.models.zoo`) after checking it; returns the model in eval mode."""
+    from rbfi.models import zoo
+
+    name = zoo.strip_prefix(path)
+    if name is not None:
+        return zoo.load(name, map_location=map_location)
     return load_model(path, map_location=map_location)
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rbfi._version import __version__
-from rbfi.cli import attack, certify, evaluate, info, reproduce, train
+from rbfi.cli import attack, certify, evaluate, info, reproduce, train, zoo
 from rbfi.cli.errors import (
     BAD_INPUT,
     EXIT_FAILED,
@@ -22,7 +22,7 @@ from rbfi.cli.errors import (
     one_line,
 )
 
-SUBCOMMANDS = (train, evaluate, info, attack, certify, reproduce)
+SUBCOMMANDS = (train, evaluate, info, attack, certify, reproduce, zoo)
 
 __all__ = ["EXIT_FAILED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 

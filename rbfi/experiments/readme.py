@@ -11,6 +11,7 @@ and the results disagree.
 
 Sections:
 - ``paper-quick``: the claims of every item of ``results/paper-quick/index.json``;
+- ``zoo``: the nets of the model zoo from their cards (``zoo/*/card.json``);
 - ``robustness``: per model, clean accuracy, the strong suite's worst case and the certified
   accuracy on the same images (``results/robustness/*/robustness.json``), and the certified
   accuracy on the full test set (``results/certify/*/certify.json``).
@@ -25,6 +26,7 @@ from pathlib import Path
 from rbfi.experiments.render import pct, table
 from rbfi.experiments.reproduce import summary_markdown
 from rbfi.io import atomic_write_bytes
+from rbfi.models import zoo
 
 MARKER = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
@@ -110,7 +112,48 @@ def _robustness(results: Path) -> str:
     )
 
 
-SECTIONS = {"paper-quick": _paper_quick, "robustness": _robustness}
+def _zoo(results: Path) -> str:
+    """One row per net of the model zoo (``zoo/`` beside ``results/``), from its card."""
+    root = results.parent / "zoo"
+    cards = [zoo.read_card(name, root) for name in zoo.names(root)] if root.is_dir() else []
+    if not cards:
+        return "(no nets in zoo/ yet: `python -m tools.make_card RUN --name NAME ...`)\n"
+    eps_keys = zoo.CARD_EPS
+    rows = []
+    for card in cards:
+        ev, strong, training = card["evaluation"], card["strong_suite"], card["training"]
+        minutes = training["wall_seconds"]
+        rows.append(
+            [f"[{card['name']}](zoo/{card['name']}/card.json)", card["model"], card["description"]]
+            + [f"{100 * ev['clean_accuracy']:.2f}"]
+            + [f"{100 * ev['certified'][k]:.2f}" for k in eps_keys]
+            + (
+                [" / ".join(pct(strong["worst_case"][k]) for k in eps_keys)]
+                + [str(strong["n_examples"])]
+                if strong
+                else ["–", "–"]
+            )
+            + [f"{training['epochs']} ep, " + (f"{minutes / 60:.0f} min" if minutes else "?")]
+        )
+    headers = (
+        ["net", "model", "what"]
+        + ["clean"]
+        + [f"certified {k}" for k in eps_keys]
+        + ["strong suite " + " / ".join(eps_keys), "images attacked", "training"]
+    )
+    n = " / ".join(sorted({f"{c['evaluation']['n_examples']:,}" for c in cards}))
+    return (
+        f"Accuracy in %. *clean* and *certified EPS* (interval bounds): the first {n} test "
+        "images; *strong suite*: the worst case over the strong attack suite on the first "
+        "*images attacked* test images (an upper bound on the robust accuracy). Load a net with "
+        '`rbfi.load("zoo:NAME")`; `rbfi zoo show NAME` prints its card (training command, '
+        "time, machine, versions).\n\n"
+        + table(headers, rows, "lll" + "r" * (len(headers) - 3))
+        + "\n"
+    )
+
+
+SECTIONS = {"paper-quick": _paper_quick, "robustness": _robustness, "zoo": _zoo}
 
 
 def sections(results: Path) -> dict[str, str]:

@@ -1,0 +1,107 @@
+"""``rbfi zoo``: the nets shipped in the repository's model zoo (:mod:`rbfi.models.zoo`).
+
+rbfi zoo list [--json]           one line per net: name, model, clean and certified accuracy
+rbfi zoo show NAME [--json]      its model card (and where its checkpoint lies)
+rbfi zoo path NAME               the net's run directory (for ``rbfi certify`` and friends)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "the model zoo: trained nets with model cards, loadable as rbfi.load('zoo:NAME')"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("zoo", help=HELP, description=HELP)
+    actions = p.add_subparsers(dest="zoo_command", required=True, parser_class=type(p))
+    listing = actions.add_parser("list", help="the nets of the zoo")
+    listing.add_argument("--json", action="store_true", help="print the cards as one JSON list")
+    listing.set_defaults(handler=run_list)
+    show = actions.add_parser("show", help="a net's model card")
+    show.add_argument("name", help="a zoo net (NAME or zoo:NAME)")
+    show.add_argument("--json", action="store_true", help="print the card as JSON")
+    show.set_defaults(handler=run_show)
+    path = actions.add_parser("path", help="a net's run directory")
+    path.add_argument("name", help="a zoo net (NAME or zoo:NAME)")
+    path.set_defaults(handler=run_path)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def summary_line(card: dict) -> str:
+    """NAME  MODEL  clean  certified at each eps (full test set) and the strong suite's n."""
+    ev = card["evaluation"]
+    certified = "  ".join(f"{k}: {_pct(v)}" for k, v in ev["certified"].items())
+    strong = card["strong_suite"]
+    attacked = f"strong suite on {strong['n_examples']}" if strong else "no strong suite"
+    return (
+        f"{card['name']:16s} {card['model']:28s} clean {_pct(ev['clean_accuracy'])}  "
+        f"certified {certified}  ({ev['n_examples']} images; {attacked})"
+    )
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from rbfi.models.zoo import names, read_card, zoo_dir
+
+    cards = [read_card(name) for name in names()]
+    if args.json:
+        print(json.dumps(cards))
+        return 0
+    if not cards:
+        print(f"the model zoo {zoo_dir()} holds no nets")
+    for card in cards:
+        print(summary_line(card))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from rbfi.models.zoo import read_card, resolve
+
+    card = read_card(args.name)
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return 0
+    ev, training = card["evaluation"], card["training"]
+    strong = card["strong_suite"]
+    lines = [
+        f"{card['name']}: {card['model']}, {card['parameters']:,} parameters",
+        f"  {card['description']}",
+        f"checkpoint  {resolve(args.name)}  (load: rbfi.load('zoo:{card['name']}'))",
+        f"weights     {card['weights']['file']}  sha256 {card['weights']['sha256']}",
+        f"pixels      k / {card['pixel_scale']}",
+        f"trained by  {training['command']}",
+        f"            {training['epochs']} epochs, "
+        + (
+            f"{training['wall_seconds'] / 60:.1f} min"
+            if training["wall_seconds"] is not None
+            else "time not recorded"
+        )
+        + f" on {training['machine']['cpu']}, {training['machine']['threads'] or '?'} threads",
+        f"clean       {_pct(ev['clean_accuracy'])} % ({ev['n_examples']} test images)",
+        "certified   "
+        + ", ".join(f"eps {k}: {_pct(v)} %" for k, v in ev["certified"].items())
+        + " (interval bounds)",
+    ]
+    if strong:
+        lines.append(
+            "strong      "
+            + ", ".join(f"eps {k}: {_pct(v)} %" for k, v in strong["worst_case"].items())
+            + f" (worst case of the strong suite, first {strong['n_examples']} test images)"
+        )
+    else:
+        lines.append(f"strong      not measured: {card['strong_suite_note']}")
+    for note in card.get("notes", []):
+        lines.append(f"note        {note}")
+    print("\n".join(lines))
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    from rbfi.models.zoo import resolve
+
+    print(resolve(args.name))
+    return 0

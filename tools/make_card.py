@@ -1,0 +1,312 @@
+"""Put a trained net into the model zoo: copy its checkpoint to ``zoo/NAME/`` and measure its
+model card (``card.json``, :data:`rbfi.models.zoo.CARD_SCHEMA`). Every number of the card is
+measured or read from the run's own files here; nothing is typed by hand.
+
+    python -m tools.make_card runs/rbfi512 --name rbfi512 --trained-threads 2 \\
+        --description "the paper's normally trained RBFI net" \\
+        --strong-suite results/robustness/rbfi512/robustness.json
+
+What it does, in order (it refuses, before writing anything, a bad run, a taken name without
+``--overwrite``, or a strong-suite result of another net):
+
+1. copy the weights file byte for byte and ``checkpoint.json`` without the optimiser state
+   (the zoo holds weights, not resumable runs) and ``metrics.jsonl``; load the copy with every
+   check of a load;
+2. the training command, generated from the checkpoint's training settings and checked by
+   parsing it back with ``rbfi train``'s parser into the very same settings; the training wall
+   time (the sum of the epochs' train and eval seconds in the checkpoint's metrics);
+3. on the test set at the training pixel scale: clean accuracy, and the certified accuracy at
+   eps 0.1, 0.2, 0.3 (interval bounds, :func:`rbfi.bounds.certify`);
+4. the flags of the first 200 test images (clean correct, certified per eps), packed as hex,
+   and the smallest |margin| among them per eps (how far the closest one is from flipping);
+5. the strong suite's worst case from an ``rbfi attack`` result (``--strong-suite``), after
+   checking it was made on this net: its labels and clean predictions must be this net's on
+   the same images; or ``--no-strong-suite REASON``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import re
+import shlex
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from rbfi.bounds import certify
+from rbfi.data import load_mnist, trained_pixel_scale
+from rbfi.io import atomic_write_json, sha256_file, versions
+from rbfi.io.checkpoint import INDEX_NAME, read_index
+from rbfi.models import describe, load_model, model_config_of, predict
+from rbfi.models.zoo import (
+    CARD_EPS,
+    CARD_NAME,
+    CARD_SCHEMA,
+    NAME_PATTERN,
+    RECHECK_EXAMPLES,
+    pack_flags,
+)
+from rbfi.training import TrainConfig
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+METRICS_NAME = "metrics.jsonl"
+
+
+class CardError(ValueError):
+    """The run, the name or a result file cannot make a card."""
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --- the training command ----------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_text(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _option_args(config) -> list[tuple[object, list[str]]]:
+    """(default, args) per command-line field of ``config`` (nested configs included) whose
+    value differs from the field's declared default."""
+    out = []
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if dataclasses.is_dataclass(value):
+            out += _option_args(value)
+            continue
+        if "kind" not in meta or not meta["cli"] or value == f.default:
+            continue
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append((f.default, [flag]))  # the flag flips the default
+        elif value is None:
+            raise CardError(f"cannot write {f.name}=None on the command line")
+        else:
+            out.append((f.default, [flag, _text(value)]))
+    return out
+
+
+def _parse_train(args: list[str]) -> TrainConfig:
+    from rbfi.cli import build_parser
+    from rbfi.cli.options import config_from_args
+
+    namespace = build_parser().parse_args(["train", *args, "--out", "-"])
+    return config_from_args(TrainConfig, namespace)
+
+
+def training_command(config: TrainConfig, out: str, threads: int | None) -> str:
+    """``rbfi train ...`` that trains ``config``: every field off its default, less those that
+    a default of None resolves to anyway (e.g. the lr of the optimiser), checked by parsing the
+    command back into ``config``."""
+    pairs = _option_args(config)
+    for i in reversed(range(len(pairs))):
+        default, _ = pairs[i]
+        if default is None:  # resolved in __post_init__: keep only if it matters
+            trial = [a for k, (_, args) in enumerate(pairs) if k != i for a in args]
+            if _parse_train(trial) == config:
+                del pairs[i]
+    args = [a for _, arg_list in pairs for a in arg_list]
+    if _parse_train(args) != config:
+        raise CardError("the generated training command does not reproduce the settings")
+    tail = (["--threads", str(threads)] if threads else []) + ["--out", out]
+    return shlex.join(["rbfi", "train", *args, *tail])
+
+
+# --- the card ----------------------------------------------------------------------------------
+
+
+def copy_run(run: Path, dest: Path) -> dict:
+    """Copy the checkpoint of ``run`` (weights byte for byte, the index without the optimiser
+    state, the metrics) into ``dest``; returns the copied index, read back with its checks."""
+    index = read_index(run)
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = index["weights"]["file"]
+    for stale in dest.glob("weights-*.safetensors"):
+        if stale.name != weights:
+            stale.unlink()
+    shutil.copyfile(run / weights, dest / weights)
+    if sha256_file(dest / weights) != index["weights"]["sha256"]:
+        raise CardError(f"copying {run / weights} changed it (checksum mismatch)")
+    copied = {k: v for k, v in index.items() if k not in ("_dir", "state")}
+    atomic_write_json(dest / INDEX_NAME, copied)
+    if (run / METRICS_NAME).is_file():
+        shutil.copyfile(run / METRICS_NAME, dest / METRICS_NAME)
+    return read_index(dest)
+
+
+def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -> dict:
+    """The card's ``strong_suite`` from an ``rbfi attack`` result, checked to be of this net."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CardError(f"cannot read {path}: {exc}") from None
+    settings = result.get("settings", {})
+    if settings.get("suite") != "strong":
+        raise CardError(f"{path} is not a strong-suite result (suite {settings.get('suite')!r})")
+    if settings.get("pixel_scale", pixel_scale) != pixel_scale:
+        raise CardError(
+            f"{path} ran on pixels k / {settings['pixel_scale']}, not k / {pixel_scale}"
+        )
+    n = int(result["n_examples"])
+    if result["labels"] != y[:n].tolist():
+        raise CardError(f"{path} was not made on the first {n} test images")
+    if result["clean_predictions"] != predict(model, x[:n]).tolist():
+        raise CardError(f"{path} was made on another net (its clean predictions differ)")
+    missing = [e for e in CARD_EPS if e not in result["worst_case"]]
+    if missing:
+        raise CardError(f"{path} has no worst case at eps {', '.join(missing)}")
+    return {
+        "n_examples": n,
+        "worst_case": {e: result["worst_case"][e]["accuracy"] for e in CARD_EPS},
+        "certified_same_images": {e: sum(flags[e][:n]) / n for e in CARD_EPS},
+        "source": str(path),
+        "seconds": float(result["seconds"]),
+    }
+
+
+def make_card(args: argparse.Namespace) -> dict:
+    run, dest = Path(args.run), Path(args.zoo) / args.name
+    index = read_index(run)  # refuse a bad run before anything is written
+    load_model(run)
+    training = TrainConfig.from_json(index.get("training") or {})
+    if (dest / CARD_NAME).exists() and not args.overwrite:
+        raise CardError(f"{dest} already holds a card; use --overwrite to replace it")
+    command = training_command(training, args.train_out or str(run), args.trained_threads)
+    pixel_scale = trained_pixel_scale(index.get("training"))
+    metrics = index.get("metrics") or []
+    wall = (
+        sum(m.get("train_seconds", 0.0) + m.get("eval_seconds", 0.0) for m in metrics)
+        if metrics and all("train_seconds" in m for m in metrics)
+        else None
+    )
+    if args.strong_suite is None and not args.no_strong_suite:
+        raise CardError("give --strong-suite ROBUSTNESS_JSON or --no-strong-suite REASON")
+
+    torch.set_num_threads(args.threads)
+    model = load_model(run)
+    x, y = load_mnist("test", pixel_scale=pixel_scale)
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    start = time.perf_counter()
+    clean = predict(model, x, args.batch_size)
+    certificates = {e: certify(model, x, y, float(e), args.batch_size) for e in CARD_EPS}
+    seconds = time.perf_counter() - start
+    flags = {e: c.certified.tolist() for e, c in certificates.items()}
+    k = min(RECHECK_EXAMPLES, len(x))
+    strong = (
+        strong_suite_entry(Path(args.strong_suite), model, x, y, flags, pixel_scale)
+        if args.strong_suite
+        else None
+    )
+    copied = copy_run(run, dest)  # the first write
+    weights = dest / copied["weights"]["file"]
+    card = {
+        "format": "rbfi-model-card",
+        "format_version": 1,
+        "name": args.name,
+        "description": args.description,
+        "model": describe(model),
+        "architecture": model_config_of(copied).to_json(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weights": {
+            "file": weights.name,
+            "sha256": sha256_file(weights),
+            "bytes": weights.stat().st_size,
+        },
+        "pixel_scale": pixel_scale,
+        "training": {
+            "command": command,
+            "epochs": int(copied["epoch"]),
+            "wall_seconds": wall,
+            "machine": {"cpu": cpu_name(), "threads": args.trained_threads},
+            "versions": copied.get("versions", {}),
+            "source": str(run),
+        },
+        "evaluation": {
+            "n_examples": len(x),
+            "clean_accuracy": (clean == y).sum().item() / len(y),
+            "certified": {e: c.certified.sum().item() / len(y) for e, c in certificates.items()},
+            "seconds": seconds,
+            "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads()},
+            "versions": versions(),
+        },
+        "strong_suite": strong,
+        "recheck": {
+            "n_examples": k,
+            "clean_correct": pack_flags((clean[:k] == y[:k]).tolist()),
+            "certified": {e: pack_flags(flags[e][:k]) for e in CARD_EPS},
+            "closest_margin": {
+                e: c.margins[:k].abs().min().item() for e, c in certificates.items()
+            },
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if strong is None:
+        card["strong_suite_note"] = args.no_strong_suite
+    if args.note:
+        card["notes"] = list(args.note)
+    CARD_SCHEMA.check(card, CARD_NAME)  # never write what a reader refuses
+    atomic_write_json(dest / CARD_NAME, card)
+    return card
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="run directory of the trained net")
+    ap.add_argument("--name", required=True, help=f"zoo name ({NAME_PATTERN})")
+    ap.add_argument("--description", required=True, help="one sentence: what the net is")
+    ap.add_argument("--zoo", default=str(REPOSITORY / "zoo"), help="zoo folder (default: zoo/)")
+    strong = ap.add_mutually_exclusive_group()
+    strong.add_argument("--strong-suite", help="robustness.json of `rbfi attack` on this net")
+    strong.add_argument("--no-strong-suite", metavar="REASON", help="why there is none")
+    ap.add_argument("--trained-threads", type=int, default=None, help="threads it trained on")
+    ap.add_argument("--train-out", default=None, help="--out of the training command")
+    ap.add_argument("--note", action="append", help="a note for the card (repeatable)")
+    ap.add_argument("--limit", type=int, default=None, help="first N test images (tests only)")
+    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing card")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not re.fullmatch(NAME_PATTERN, args.name):
+        print(
+            f"make_card: error: bad name {args.name!r} (expected {NAME_PATTERN})", file=sys.stderr
+        )
+        return 2
+    try:
+        card = make_card(args)
+    except ValueError as exc:  # CardError, CheckpointError, DataError, SchemaError
+        print(f"make_card: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    ev = card["evaluation"]
+    print(
+        f"{card['name']}: clean {100 * ev['clean_accuracy']:.2f} %, certified "
+        + ", ".join(f"{e}: {100 * a:.2f} %" for e, a in ev["certified"].items())
+        + f" on {ev['n_examples']} test images -> {Path(args.zoo) / args.name / CARD_NAME}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
