@@ -66,6 +66,74 @@ def test_same_seed_same_run_other_seed_differs(idx_dir, tmp_path):
     assert not torch.equal(a["body.0.w"], c["body.0.w"])
 
 
+def _global_rng_states():
+    import random
+
+    import numpy as np
+
+    numpy_state = np.random.get_state()
+    return (
+        torch.get_rng_state(),
+        random.getstate(),
+        (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+    )
+
+
+def test_train_leaves_the_callers_global_rng_alone(idx_dir, tmp_path):
+    """The global generators are the same after train() as before it (also when it fails),
+    and the weights depend on the seed only, not on the caller's global RNG state."""
+    import random
+
+    import numpy as np
+
+    quiet = dict(progress=False, log=lambda m: None)
+    trained = []
+    for name, caller_seed in (("a", 11), ("b", 12)):
+        torch.manual_seed(caller_seed)
+        random.seed(caller_seed)
+        np.random.seed(caller_seed)
+        torch.rand(3)  # a state that is not a fresh seed's
+        before = _global_rng_states()
+        train(tiny(idx_dir, epochs=1), tmp_path / name, **quiet)
+        after = _global_rng_states()
+        assert torch.equal(before[0], after[0])
+        assert before[1:] == after[1:]
+        trained.append(weights(tmp_path / name))
+    assert trained[0].keys() == trained[1].keys()
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+
+    def fail_after_epoch_1(message):
+        if message.startswith("epoch 1:"):
+            raise KeyboardInterrupt
+
+    before = _global_rng_states()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(idx_dir), tmp_path / "c", progress=False, log=fail_after_epoch_1)
+    after = _global_rng_states()
+    assert torch.equal(before[0], after[0]) and before[1:] == after[1:]
+
+
+def test_cli_threads_apply_to_the_command_only(idx_dir, tmp_path, monkeypatch):
+    import rbfi.training as training
+    from rbfi.cli import main
+
+    real, seen = training.train, {}
+
+    def spy(*args, **kw):
+        seen["threads"] = torch.get_num_threads()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "train", spy)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(_train_argv(idx_dir, tmp_path / "run", 1)[3:]) == 0  # --threads 1
+        assert seen["threads"] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_refuses_to_overwrite_a_run(idx_dir, tmp_path):
     train(tiny(idx_dir, epochs=1), tmp_path, progress=False, log=lambda m: None)
     before = (tmp_path / "checkpoint.json").read_bytes()

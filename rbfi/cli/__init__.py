@@ -21,6 +21,7 @@ from rbfi.cli.errors import (
     UsageError,
     one_line,
 )
+from rbfi.io.threads import torch_threads
 
 SUBCOMMANDS = (train, evaluate, info, attack, certify, reproduce, zoo)
 
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        with torch_threads(getattr(args, "threads", None)):  # --threads: this command only
+            return handler(args)
     except KeyboardInterrupt:
         print("rbfi: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

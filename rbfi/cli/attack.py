@@ -39,8 +39,6 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    import torch
-
     from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.evaluation import SoundnessError, evaluate_robustness, to_markdown, write_results
     from rbfi.evaluation.report import refuse_overwrite
@@ -51,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or Path("results") / f"attack-{name}-{config.suite}")
     if not args.estimate_only:
         refuse_overwrite(out_dir, args.overwrite)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint, map_location=args.device)
     source = (
         load_model(args.transfer_source, map_location=args.device) if args.transfer_source else None

@@ -22,12 +22,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from rbfi.training import train
 
     config = config_from_args(TrainConfig, args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     train(config, args.out, resume=args.resume, progress=not args.no_progress)
     return 0

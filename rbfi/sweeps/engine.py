@@ -9,22 +9,10 @@ from __future__ import annotations
 
 import importlib
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
+from rbfi.io.threads import torch_threads
 
 
 def execute(fn: str, payload: dict, root: str, cpus: int) -> None:

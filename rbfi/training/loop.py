@@ -14,9 +14,11 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from rbfi.data import load_mnist
 from rbfi.io import Progress, atomic_write_bytes
@@ -31,9 +33,9 @@ from rbfi.models import (
 )
 from rbfi.nn import attach_projection
 from rbfi.training.config import TrainConfig
-from rbfi.training.objectives import make_objective
+from rbfi.training.objectives import Objective, make_objective
 from rbfi.training.schedule import learning_rate
-from rbfi.training.state import capture_state, restore_state, seed_everything
+from rbfi.training.state import capture_state, restore_state, seeded_rng_scope
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -76,6 +78,26 @@ def _resume_point(
     return saved, index
 
 
+@dataclass
+class TrainingRun:
+    """Everything one training run works with, set up by :func:`_set_up`."""
+
+    config: TrainConfig
+    out_dir: Path
+    data: tuple[Tensor, Tensor, Tensor, Tensor]  # x_train, y_train, x_test, y_test
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    objective: Objective
+    steps_per_epoch: int
+    metrics: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+
 def train(
     config: TrainConfig,
     out_dir: str | Path,
@@ -88,125 +110,164 @@ def train(
 
     ``resume=True`` continues from the checkpoint in ``out_dir`` (its saved settings win, except
     ``epochs``, which may be raised), or starts a new run there if it holds none. Returns the
-    last epoch's metrics.
+    last epoch's metrics. The global random generators are seeded for the run and given back
+    to the caller unchanged (:func:`seeded_rng_scope`).
     """
     out_dir = check_run_directory(out_dir)
     config, index = _resume_point(out_dir, config, resume, log)
+    with seeded_rng_scope(config.seed, config.device):
+        run = _set_up(config, out_dir, index, log)
+        if index is None:
+            _save_checkpoint(run, epoch=0)
+        _rewrite_metrics(out_dir, run.metrics)
+        for epoch in range(run.start_epoch + 1, config.epochs + 1):
+            record = _train_epoch(run, epoch, progress)
+            record.update(_evaluate_epoch(run, epoch))
+            run.metrics.append(record)
+            _save_checkpoint(run, epoch)
+            _append_metrics(out_dir, record)
+            log(_describe_epoch(record))
+    return run.metrics[-1] if run.metrics else {}
+
+
+def _set_up(config: TrainConfig, out_dir: Path, index: dict | None, log) -> TrainingRun:
+    """Data, model, optimiser and objective of the run; from the checkpoint ``index`` (weights,
+    optimiser and RNG states, metrics) when resuming, else freshly initialised (or from
+    ``config.init_from``). Model initialisation draws from the (seeded) global generator."""
     device = torch.device(config.device)
-    seed_everything(config.seed)
+    data = _load_data(config, device)
+    model = build_model(config.model, pseudogradient=config.pseudogradient).to(device)
+    steps_per_epoch = math.ceil(len(data[0]) / config.batch_size)
+    run = TrainingRun(
+        config=config,
+        out_dir=out_dir,
+        data=data,
+        model=model,
+        optimizer=make_optimizer(config, model),
+        shuffle=torch.Generator().manual_seed(config.seed),
+        objective=make_objective(config, steps_per_epoch * config.epochs),
+        steps_per_epoch=steps_per_epoch,
+    )
+    if index is not None:
+        load_checked_weights(model, index, config.model, str(out_dir))
+        state_tensors = load_tensors(index, "state")
+        restore_state(run.optimizer, run.shuffle, state_tensors, index["state"]["info"])
+        run.metrics = list(index.get("metrics", []))
+        run.start_epoch = int(index["epoch"])
+        log(f"resuming {model.describe()} from epoch {run.start_epoch} in {out_dir}")
+        return run
+    if config.init_from:
+        _load_initial_weights(model, config)
+    log(
+        f"training {model.describe()} ({run.objective.describe()}) on {len(data[0])} images, "
+        f"{config.epochs} epochs -> {out_dir}"
+        + (f", starting from {config.init_from}" if config.init_from else "")
+    )
+    return run
+
+
+def _load_data(config: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x_train, y_train, x_test, y_test) on ``device``, cut to the configured limits."""
     x_train, y_train = load_mnist("train", config.data_dir, config.pixel_scale)
     x_test, y_test = load_mnist("test", config.data_dir, config.pixel_scale)
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     if config.test_limit:
         x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    x_test, y_test = x_test.to(device), y_test.to(device)
+    return x_train.to(device), y_train.to(device), x_test.to(device), y_test.to(device)
 
-    model = build_model(config.model, pseudogradient=config.pseudogradient).to(device)
-    optimizer = make_optimizer(config, model)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    objective = make_objective(config, total_steps)
-    metrics: list[dict] = []
-    start_epoch = 0
 
-    if index is not None:
-        load_checked_weights(model, index, config.model, str(out_dir))
-        state_tensors = load_tensors(index, "state")
-        restore_state(optimizer, shuffle, state_tensors, index["state"]["info"])
-        metrics = list(index.get("metrics", []))
-        start_epoch = int(index["epoch"])
-        log(f"resuming {model.describe()} from epoch {start_epoch} in {out_dir}")
-    else:
-        if config.init_from:
-            _load_initial_weights(model, config)
-        log(
-            f"training {model.describe()} ({objective.describe()}) on {len(x_train)} images, "
-            f"{config.epochs} epochs -> {out_dir}"
-            + (f", starting from {config.init_from}" if config.init_from else "")
-        )
-
-    def save(epoch: int) -> None:
-        tensors, info = capture_state(optimizer, shuffle)
-        save_model(
-            out_dir,
-            model,
-            epoch=epoch,
-            training=config.to_json(),
-            metrics=metrics,
-            state=tensors,
-            state_info=info,
-        )
-
-    if index is None:
-        save(0)
-    _rewrite_metrics(out_dir, metrics)
-
+def _train_epoch(run: TrainingRun, epoch: int, progress: bool) -> dict:
+    """One pass over the shuffled training set, one optimiser step per batch; returns the
+    epoch's record so far (epoch, train loss and accuracy, lr of its last step, seconds)."""
+    config, model, optimizer = run.config, run.model, run.optimizer
+    x_train, y_train = run.data[0], run.data[1]
     n = len(x_train)
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=shuffle).to(device)
-        total_loss, correct, seen, lr = 0.0, 0, 0, config.lr
-        with Progress(
-            n, f"epoch {epoch}/{config.epochs}", unit="img", enabled=progress, final_line=False
-        ) as bar:
-            for step, start in enumerate(range(0, n, config.batch_size)):
-                idx = order[start : start + config.batch_size]
-                xb, yb = x_train[idx], y_train[idx]
-                loss, scores = objective(model, xb, yb, (epoch - 1) * steps_per_epoch + step)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch}, batch {step};"
-                        f" the last good checkpoint (epoch {epoch - 1}) is kept in {out_dir}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                lr = set_learning_rate(
-                    optimizer, config, (epoch - 1) * steps_per_epoch + step, total_steps
+    model.train()
+    t0 = time.perf_counter()
+    order = torch.randperm(n, generator=run.shuffle).to(x_train.device)
+    total_loss, correct, seen, lr = 0.0, 0, 0, config.lr
+    with Progress(
+        n, f"epoch {epoch}/{config.epochs}", unit="img", enabled=progress, final_line=False
+    ) as bar:
+        for step, start in enumerate(range(0, n, config.batch_size)):
+            global_step = (epoch - 1) * run.steps_per_epoch + step
+            idx = order[start : start + config.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            loss, scores = run.objective(model, xb, yb, global_step)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch}, batch {step};"
+                    f" the last good checkpoint (epoch {epoch - 1}) is kept in {run.out_dir}"
                 )
-                optimizer.step()  # the projection hook clamps u and w afterwards
-                total_loss += loss.item() * len(idx)
-                correct += (scores.argmax(dim=1) == yb).sum().item()
-                seen += len(idx)
-                bar.update(len(idx))
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
-        train_seconds = time.perf_counter() - t0
-        test = evaluate(model, x_test, y_test, config.loss)
-        extra = objective.epoch_metrics(model, x_test, y_test, epoch * steps_per_epoch)
-        if not math.isfinite(test["loss"]):
-            raise TrainingDiverged(
-                f"test loss became {test['loss']} after epoch {epoch}; the last good checkpoint "
-                f"(epoch {epoch - 1}) is kept in {out_dir}"
-            )
-        record = {
-            "epoch": epoch,
-            "train_loss": total_loss / seen,
-            "train_accuracy": correct / seen,
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            **extra,
-            "lr": lr,
-            "train_seconds": round(train_seconds, 3),
-            "eval_seconds": round(time.perf_counter() - t0 - train_seconds, 3),
-        }
-        metrics.append(record)
-        save(epoch)
-        with open(out_dir / METRICS_NAME, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        certified = "".join(
-            f" cert@{k.rsplit('_', 1)[1]} {v:.4f}"
-            for k, v in record.items()
-            if k.startswith("test_certified_")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = set_learning_rate(optimizer, config, global_step, run.total_steps)
+            optimizer.step()  # the projection hook clamps u and w afterwards
+            total_loss += loss.item() * len(idx)
+            correct += (scores.argmax(dim=1) == yb).sum().item()
+            seen += len(idx)
+            bar.update(len(idx))
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+    return {
+        "epoch": epoch,
+        "train_loss": total_loss / seen,
+        "train_accuracy": correct / seen,
+        "lr": lr,
+        "train_seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _evaluate_epoch(run: TrainingRun, epoch: int) -> dict:
+    """Test loss and accuracy, plus the objective's own metrics (e.g. certified accuracy);
+    TrainingDiverged if the test loss is not finite."""
+    t0 = time.perf_counter()
+    x_test, y_test = run.data[2], run.data[3]
+    test = evaluate(run.model, x_test, y_test, run.config.loss)
+    extra = run.objective.epoch_metrics(run.model, x_test, y_test, epoch * run.steps_per_epoch)
+    if not math.isfinite(test["loss"]):
+        raise TrainingDiverged(
+            f"test loss became {test['loss']} after epoch {epoch}; the last good checkpoint "
+            f"(epoch {epoch - 1}) is kept in {run.out_dir}"
         )
-        log(
-            f"epoch {epoch}: train loss {record['train_loss']:.4f} "
-            f"acc {record['train_accuracy']:.4f}"
-            f" | test acc {record['test_accuracy']:.4f}{certified} | {train_seconds:.1f} s"
-        )
-    return metrics[-1] if metrics else {}
+    return {
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        **extra,
+        "eval_seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _save_checkpoint(run: TrainingRun, epoch: int) -> None:
+    """Weights, settings, metrics and the training state (optimiser, RNGs), atomically."""
+    tensors, info = capture_state(run.optimizer, run.shuffle)
+    save_model(
+        run.out_dir,
+        run.model,
+        epoch=epoch,
+        training=run.config.to_json(),
+        metrics=run.metrics,
+        state=tensors,
+        state_info=info,
+    )
+
+
+def _append_metrics(out_dir: Path, record: dict) -> None:
+    with open(out_dir / METRICS_NAME, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _describe_epoch(record: dict) -> str:
+    certified = "".join(
+        f" cert@{k.rsplit('_', 1)[1]} {v:.4f}"
+        for k, v in record.items()
+        if k.startswith("test_certified_")
+    )
+    return (
+        f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} "
+        f"acc {record['train_accuracy']:.4f}"
+        f" | test acc {record['test_accuracy']:.4f}{certified} | {record['train_seconds']:.1f} s"
+    )
 
 
 def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:

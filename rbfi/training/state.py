@@ -4,11 +4,16 @@ JSON, captured after every epoch and restored on ``--resume``.
 Captured: the optimiser's per-parameter tensors and scalars, its param groups; the RNG states of
 torch (global), of the shuffling generator, of NumPy and of Python. Restoring them all makes a
 resumed run, on CPU, end with exactly the weights of an uninterrupted one.
+
+Training runs inside :func:`seeded_rng_scope`: the global generators are seeded for the run and
+the caller's states are put back afterwards, so ``train()`` leaves no trace on them.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import torch
@@ -24,6 +29,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def seeded_rng_scope(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Inside the block, Python's, NumPy's and torch's CPU generators (and the generator of a
+    CUDA ``device``) are seeded with ``seed``; after it (also on an exception) they hold again
+    the states they had before it. Other CUDA devices' generators are not touched."""
+    device = torch.device(device)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with ExitStack() as stack:
+        cuda = []
+        if device.type == "cuda":
+            cuda = [torch.cuda.current_device() if device.index is None else device.index]
+        stack.enter_context(torch.random.fork_rng(devices=cuda))
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def capture_state(
