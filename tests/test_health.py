@@ -1,0 +1,80 @@
+"""Training health on synthetic metric histories."""
+
+import json
+
+import pytest
+
+from rbfi.training import health
+from rbfi.training.health import CONVERGED, FAILED, UNDER_TRAINED, UNKNOWN, assess, run_health
+
+
+def history(*accuracies):
+    return [{"epoch": e + 1, "test_accuracy": a} for e, a in enumerate(accuracies)]
+
+
+def settings(arch="relu", layers=(512, 512, 512, 10), **kw):
+    return {"model": {"arch": arch, "layers": list(layers)}, "adversarial": "none", **kw}
+
+
+def test_flat_history_above_the_floor_converged():
+    h = assess(history(0.95, 0.975, 0.980, 0.981, 0.981, 0.982), settings())
+    assert h.status == CONVERGED and h.trained and h.reasons == () and h.problem("ReLU") == ""
+    assert h.gain == pytest.approx(0.002)  # 0.980 -> 0.982 over the last 3 epochs
+
+
+def test_still_rising_is_under_trained():
+    # +0.9 points over the last 3 epochs (> 0.3), although above the ReLU floor of 97
+    h = assess(history(0.94, 0.967, 0.969, 0.969, 0.976), settings())
+    assert h.status == UNDER_TRAINED and h.gain == pytest.approx(0.009)
+    assert "still rising: +0.9 points over the last 3 epoch(s)" in h.reasons[0]
+    # exactly the tolerance is not "more than" it
+    assert assess(history(0.97, 0.975, 0.976, 0.977, 0.978), settings()).status == CONVERGED
+
+
+def test_short_runs_use_the_epochs_they_have():
+    h = assess(history(0.874, 0.920, 0.928), settings("rbfi", (256, 256, 256, 10)))
+    assert h.status == UNDER_TRAINED and h.gain == pytest.approx(0.054)
+    assert "over the last 2 epoch(s)" in h.reasons[0]
+    assert assess(history(0.9), settings()).status == UNKNOWN
+    assert assess([], settings()).status == UNKNOWN
+
+
+def test_floor_of_the_paper_nets_only():
+    flat_low = history(0.780, 0.780, 0.780, 0.780)
+    h = assess(flat_low, settings("sigmoid"))
+    assert h.status == UNDER_TRAINED and h.floor == 0.95
+    assert h.problem("Sigmoid seed 0") == (
+        "Sigmoid seed 0 under-trained: clean 78.0 below the floor 95 for sigmoid 512^3 nets"
+    )
+    # no floor for other widths, depths, regimes
+    for other in (
+        settings("sigmoid", (256, 256, 256, 10)),
+        settings("sigmoid", (512,) * 5 + (10,)),
+        settings("sigmoid", adversarial="madry"),
+        settings("sigmoid", reg_lambda=1e-4),
+        settings("sigmoid", certified_eps=0.1),
+        settings("rbfi", pseudogradient=False),
+        settings("rbf"),
+    ):
+        assert health.floor_for(other) is None and assess(flat_low, other).status == CONVERGED
+    assert health.floor_for(settings("rbfi")) == 0.95 and health.floor_for(settings()) == 0.97
+
+
+def test_stuck_at_chance_failed():
+    h = assess(history(0.117, 0.117, 0.117), settings(adversarial="madry"))
+    assert h.status == FAILED and not h.trained and "near chance" in h.reasons[0]
+
+
+def test_written_at_the_end_and_read_back(tmp_path):
+    records = history(0.90, 0.95, 0.96, 0.97, 0.975)
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"metrics": [], "training": settings()}))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    computed = run_health(tmp_path)  # no health.json: from metrics.jsonl
+    assert computed == assess(records, settings()) and computed.status == UNDER_TRAINED
+    stored = health.write_health(tmp_path, records, settings())
+    assert json.loads((tmp_path / "health.json").read_text())["status"] == UNDER_TRAINED
+    assert run_health(tmp_path) == stored
+    # a run extended after health.json was written is assessed again
+    longer = records + history(0.975, 0.975, 0.976)
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in longer))
+    assert run_health(tmp_path).epochs == 8 and run_health(tmp_path).status == CONVERGED
