@@ -345,3 +345,53 @@ def test_soundness_check_reads_certified_flags_of_both_formats():
     for name in ("certified", "correct"):
         found = soundness_violations(outcomes, {"0.1": {name: "1100"}, "0.3": {name: "0001"}})
         assert [(v["certified_at"], v["examples"]) for v in found] == [("0.1", [0]), ("0.3", [3])]
+
+
+@pytest.mark.parametrize(
+    "eps, layout", [((0.1,), "one-eps"), ((0.0, 0.1), "one-eps"), ((0.0, 0.05, 0.1), "curves")]
+)
+def test_one_eps_gets_a_sorted_chart_instead_of_curves(tmp_path, eps, layout):
+    """A curve needs two points: with a single eps > 0 (eps 0 aside) robustness.png is the
+    sorted per-attack chart with the worst case and the certified floor marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rbfi.evaluation import report
+
+    model = tiny_rbfi(784)
+    x = torch.rand(8, 784)
+    config = EvalConfig(suite="paper", eps=eps, attacks=("fgsm", "noise"), options=TINY)
+    results = evaluate_robustness(
+        model, x, own_labels(model, x), config, progress=False, log=lambda m: None
+    )
+    assert report.plot(results, tmp_path / "figure.png") == layout
+    assert (tmp_path / "figure.png").read_bytes().startswith(b"\x89PNG")
+    if layout != "one-eps":
+        return
+    drawn = {}
+    savefig = plt.Figure.savefig
+
+    def spy(fig, *args, **kwargs):  # what the chart holds, read back from its axes
+        ax = fig.axes[0]
+        drawn["rows"] = [t.get_text().split()[0] for t in ax.get_yticklabels()]
+        drawn["legend"] = [t.get_text() for t in fig.legends[0].get_texts()]
+        drawn["title"] = ax.get_title()
+        return savefig(fig, *args, **kwargs)
+
+    plt.Figure.savefig = spy
+    try:
+        paths = write_results(results, tmp_path / "out")
+    finally:
+        plt.Figure.savefig = savefig
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+    accuracy = {name: results["results"][name]["0.1"]["accuracy"] for name in ("fgsm", "noise")}
+    assert sorted(drawn["rows"]) == ["fgsm", "noise"]
+    shown = [accuracy[name] for name in drawn["rows"]]  # rows from the bottom up
+    assert shown == sorted(shown, reverse=True)  # the strongest attack on top
+    worst = 100 * results["worst_case"]["0.1"]["accuracy"]
+    floor = 100 * results["certified"]["0.1"]["accuracy"]
+    assert f"worst case (attacks) {worst:.1f}" in drawn["legend"]
+    assert f"certified (IBP) {floor:.1f}" in drawn["legend"]
+    assert "eps 0.1" in drawn["title"] and "n = 8 images" in drawn["title"]

@@ -197,7 +197,68 @@ _FAMILY_STYLE = {
 }
 
 
-def plot(results: dict, path_or_buffer) -> None:
+def plot(results: dict, path_or_buffer) -> str:
+    """The figure of ``robustness.png``; returns the layout drawn: "one-eps" when the grid
+    has a single eps > 0 (:func:`plot_one_eps`: a curve needs two points), else "curves"
+    (:func:`plot_curves`)."""
+    if len([e for e in results["eps"] if e > 0]) == 1:
+        plot_one_eps(results, path_or_buffer)
+        return "one-eps"
+    plot_curves(results, path_or_buffer)
+    return "curves"
+
+
+def plot_one_eps(results: dict, path_or_buffer) -> None:
+    """One eps > 0: a sorted horizontal dot chart, one row per attack (the strongest on top,
+    coloured by family, its accuracy written beside it), with the worst case over the suite
+    (black) and the certified floor (red) as vertical lines, the band between them (where the
+    true robust accuracy lies) shaded, and the clean accuracy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps = next(e for e in results["eps"] if e > 0)
+    key = f"{eps:g}"
+    family = {a["name"]: a["family"] for a in results["attacks"]}
+    rows = sorted(
+        ((100 * results["results"][name][key]["accuracy"], name) for name in family),
+        reverse=True,  # barh draws the first row at the bottom: the strongest attack on top
+    )
+    worst = 100 * results["worst_case"][key]["accuracy"]
+    certified = results.get("certified")
+    floor = 100 * certified[key]["accuracy"] if certified else None
+    height = 1.9 + 0.34 * len(rows)
+    fig, ax = plt.subplots(figsize=(7.5, height))
+    positions = range(len(rows))
+    for y, (acc, name) in zip(positions, rows):
+        colour = plt.get_cmap(_FAMILY_STYLE[family[name]][0])(0.75)
+        ax.hlines(y, 0, acc, color=colour, alpha=0.5, linewidth=2)
+        ax.plot(acc, y, _FAMILY_STYLE[family[name]][2], color=colour, markersize=7)
+        ax.annotate(f"{acc:.1f}", (acc, y), textcoords="offset points", xytext=(6, -3), fontsize=8)
+    ax.set_yticks(list(positions), [f"{name}  ({family[name]})" for _, name in rows], fontsize=8)
+    ax.axvline(worst, color="black", linewidth=2.5, label=f"worst case (attacks) {worst:.1f}")
+    if floor is not None:
+        ax.axvline(floor, color="crimson", linewidth=2.5, label=f"certified (IBP) {floor:.1f}")
+        ax.axvspan(floor, worst, color="grey", alpha=0.15, linewidth=0)
+    clean = 100 * results["clean_accuracy"]
+    ax.axvline(clean, color="grey", linestyle="--", linewidth=1.2, label=f"clean {clean:.1f}")
+    ax.set_xlim(-2, 108)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"accuracy (%) at eps = {key} (l_inf)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(
+        f"{results['model']['description']}: suite {results['settings']['suite']}, "
+        f"eps {key}, n = {results['n_examples']} images",
+        fontsize=10,
+    )
+    fig.legend(fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.4 / height, 1, 1))  # room for the legend below the axis
+    fig.savefig(path_or_buffer, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(results: dict, path_or_buffer) -> None:
     """Accuracy vs eps: one panel per attack family (shades of the family's colour, its own
     line style and marker), the worst case over the suite in bold black and the certified
     lower bound in bold red on every panel (like the paper's Fig. 2, with the floor)."""
