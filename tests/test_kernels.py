@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -361,7 +362,9 @@ def test_fallback_without_compiler(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("broken", ["missing", "unreadable"])
-def test_missing_or_unreadable_source_falls_back_with_one_warning(monkeypatch, tmp_path, broken):
+def test_missing_or_unreadable_source_falls_back_with_one_warning(
+    monkeypatch, tmp_path, caplog, broken
+):
     """A broken install (the kernel source left out of a wheel, or not readable): "auto" runs on
     the chunked backend and says so in exactly one warning, whatever the number of calls."""
     source = tmp_path / "rbfi_cpu.c"
@@ -378,6 +381,7 @@ def test_missing_or_unreadable_source_falls_back_with_one_warning(monkeypatch, t
         info = K.kernel_info()
     fallbacks = [m for m in caught if "falling back" in str(m.message)]
     assert len(fallbacks) == 1 and fallbacks[0].category is RuntimeWarning, caught
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # no second message
     assert "kernel source unreadable" in str(fallbacks[0].message)
     assert str(source) in str(fallbacks[0].message)
     assert info["auto"] == "chunked" and info["cpu"]["available"] is False

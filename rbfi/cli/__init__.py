@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rbfi._version import __version__
-from rbfi.cli import attack, certify, evaluate, info, reproduce, train, zoo
+from rbfi.cli import attack, certify, doctor, evaluate, info, reproduce, train, zoo
 from rbfi.cli.errors import (
     BAD_INPUT,
     EXIT_FAILED,
@@ -23,7 +23,7 @@ from rbfi.cli.errors import (
 )
 from rbfi.io.threads import torch_threads
 
-SUBCOMMANDS = (train, evaluate, info, attack, certify, reproduce, zoo)
+SUBCOMMANDS = (train, evaluate, info, attack, certify, reproduce, zoo, doctor)
 
 __all__ = ["EXIT_FAILED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 

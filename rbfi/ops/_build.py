@@ -255,8 +255,7 @@ def _warn_fallback(result: BuildResult) -> None:
         "rbfi.ops: could not build the CPU kernel, falling back to the chunked torch backend "
         "(slower). " + " | ".join(e.splitlines()[0] for e in result.errors if e)
     )
-    logger.warning(msg)
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)  # the one message (no log record too)
 
 
 def load_library() -> BuildResult:
