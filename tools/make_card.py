@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--overwrite", action="store_true", help="replace an existing card")
+    ap.add_argument("--readme", default=None, help="then regenerate this README's sections")
     return ap
 
 
@@ -305,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{e}: {100 * a:.2f} %" for e, a in ev["certified"].items())
         + f" on {ev['n_examples']} test images -> {Path(args.zoo) / args.name / CARD_NAME}"
     )
+    if args.readme:
+        from rbfi.experiments.readme import update_readme
+
+        changed = update_readme(Path(args.readme))
+        print(f"{args.readme}: {'regenerated' if changed else 'unchanged'}")
     return 0
 
 
