@@ -316,26 +316,29 @@ def greater(
     names: tuple[str, str] = ("A", "B"),
     flags: tuple[Sequence[bool], Sequence[bool]] | None = None,
     level: float = LEVEL,
+    margin: float = 0.0,
 ) -> Verdict:
-    """The claim "a is more accurate than b". With per-example ``flags`` of both nets on the
-    same images: McNemar's exact test at 1 - ``level``; without: decided only when the two 95%
-    intervals do not overlap (conservative)."""
+    """The claim "a is more accurate than b" (by more than ``margin``). With per-example
+    ``flags`` of both nets on the same images (and no margin): McNemar's exact test at
+    1 - ``level``; otherwise decided only when the intervals are apart: a.low - b.high >
+    margin holds, a.high - b.low < margin does not (conservative: two 95% intervals)."""
     first, second = names
-    if flags is not None:
+    if flags is not None and margin == 0.0:
         a_only, b_only, p = mcnemar(*flags)
         why = (
-            f"paired on n = {len(flags[0])}: {first} alone right on {a_only}, {second} alone "
-            f"on {b_only}, McNemar p = {p:.2g}"
+            f"{first} {a.text()} vs {second} {b.text()}, paired on n = {len(flags[0])}: "
+            f"{first} alone right on {a_only}, {second} alone on {b_only}, McNemar p = {p:.2g}"
         )
         if p < 1 - level:
             return Verdict(HOLDS if a_only > b_only else FAILS, why)
         return Verdict(UNDECIDED, why + f" (not below {1 - level:.2g})")
+    by = f" by more than {_pct(margin)} points" if margin else ""
     why = f"{first} {a.text()} vs {second} {b.text()}"
-    if a.low > b.high:
-        return Verdict(HOLDS, why + ": 95% CIs apart")
-    if a.high < b.low:
-        return Verdict(FAILS, why + ": 95% CIs apart")
-    return Verdict(UNDECIDED, why + ": 95% CIs overlap")
+    if a.low - b.high > margin:
+        return Verdict(HOLDS, why + f": 95% CIs apart{by}")
+    if a.high - b.low < margin:
+        return Verdict(FAILS, why + (": 95% CIs apart" if not margin else f": not{by}"))
+    return Verdict(UNDECIDED, why + (": 95% CIs overlap" if not margin else f": maybe{by}"))
 
 
 def within(a: Estimate, b: Estimate, margin: float, names: tuple[str, str] = ("A", "B")) -> Verdict:
@@ -364,11 +367,16 @@ def all_of(verdicts: Iterable[Verdict]) -> Verdict:
     return Verdict(HOLDS, "; ".join(v.reason for v in verdicts))
 
 
-def premise(verdict: Verdict, problems: Sequence[str]) -> Verdict:
-    """``verdict`` unless its premise is in doubt: any ``problems`` (e.g. "Sigmoid 512^3 seed 0
-    under-trained: ...") make it undecided, naming them."""
-    if not problems:
+def premise(verdict: Verdict, problems: Sequence[str], unless: str | None = None) -> Verdict:
+    """``verdict`` unless its premise is in doubt: any ``problems`` (e.g. "Sigmoid seed 0
+    under-trained: ...") make it undecided, naming them. ``unless``: a status that more
+    training cannot overturn (e.g. "holds" for "clean accuracy above 90%": an under-trained
+    net only gets better), kept as it is."""
+    problems = [p for p in problems if p]
+    if not problems or verdict.status == unless:
         return verdict
     return Verdict(
-        UNDECIDED, "rests on " + "; ".join(problems) + f" (the numbers alone: {verdict.status})"
+        UNDECIDED,
+        "rests on " + "; ".join(problems) + f" (the numbers alone: {verdict.status}, "
+        f"{verdict.reason})",
     )

@@ -128,3 +128,13 @@ def test_conjunction_and_premise():
     v = stats.premise(f, ["Sigmoid seed 0 under-trained: clean 78.0 below the floor 95"])
     assert v.status == UNDECIDED and "Sigmoid seed 0 under-trained" in v.reason
     assert stats.premise(f, []) is f
+    assert stats.premise(h, ["RBFI under-trained: still rising"], unless=HOLDS) is h
+    assert stats.premise(f, ["RBFI under-trained"], unless=HOLDS).status == UNDECIDED
+
+
+def test_comparison_by_a_margin():
+    pseudo, true = stats.proportion(940, 1000), stats.proportion(700, 1000)
+    assert stats.greater(pseudo, true, margin=0.02).status == HOLDS
+    close = stats.proportion(9400, 10_000), stats.proportion(9390, 10_000)
+    assert stats.greater(*close, margin=0.02).status == FAILS  # 94.5 - 93.4 < 2 points
+    assert stats.greater(pseudo, stats.proportion(915, 1000), margin=0.02).status == UNDECIDED
