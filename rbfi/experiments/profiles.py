@@ -1,5 +1,6 @@
-"""How big a reproduction is: the paper's settings ("paper"), a 2-core budget ("quick", 49
-minutes measured) and a check that every item runs end to end ("smoke", minutes)."""
+"""How big a reproduction is: the paper's settings ("paper"), the paper's training settings with
+evaluations sized for a 2-core CPU ("standard"), a 2-core preview ("quick", 49 minutes
+measured) and a check that every item runs end to end ("smoke", minutes)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ class Profile:
     # adversarial training (Sec. 6.4)
     adv_pgd_steps: int = 100
     madry_steps: int = 40
+    # baselines (docs/baselines.md): ReLU nets trained with Madry PGD and TRADES at eps 0.3
+    # (eps ramped from 0 over half the steps, Adam with cosine decay), and with IBP
+    baseline_epochs: int = 30
+    baseline_steps: int = 40  # PGD steps of the training attack (Madry et al.: 40)
+    baseline_batch: int = 100
+    ibp_epochs: int = 60
     # regularisation (Sec. 6.7)
     relu_lambdas: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4)
     rbfi_lambda: float = 0.01
@@ -79,6 +86,10 @@ QUICK = replace(
     ),
     adv_pgd_steps=20,
     madry_steps=20,
+    baseline_epochs=6,
+    baseline_steps=10,
+    baseline_batch=250,
+    ibp_epochs=15,
     train_limit=None,
     threads=2,
 )
@@ -118,8 +129,39 @@ SMOKE = replace(
     ),
     adv_pgd_steps=2,
     madry_steps=2,
+    baseline_epochs=1,
+    baseline_steps=2,
+    ibp_epochs=1,
     relu_lambdas=(0.0, 1e-4),
     threads=1,
 )
 
-PROFILES = {p.name: p for p in (SMOKE, QUICK, PAPER)}
+# The paper's training settings (30 epochs, 10 for Figure 3, all 60,000 training images) for
+# every net, fewer seeds, cheap attacks on the whole test set, the paper's PGD and the strong
+# suite (AutoAttack's APGD, reduced PGD and Square budgets) with certificates on 1,000 images.
+# `rbfi reproduce --profile standard --estimate-only` gives its cost per item.
+STANDARD = replace(
+    PAPER,
+    name="standard",
+    seeds_baseline=2,
+    seeds_rbfi=2,
+    seeds_small=1,
+    table2_sizes=(64, 256, 512),
+    table3_sizes=(64, 512),
+    eps_grid=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    pgd_limit=1000,
+    pgd_steps=100,
+    pgd_restarts=5,
+    strong_limit=1000,
+    strong=SuiteOptions(
+        paper_pgd_restarts=2, pgd_steps=100, pgd_restarts=2, square_queries=1000, autoattack="apgd"
+    ),
+    adv_pgd_steps=20,
+    madry_steps=10,
+    baseline_epochs=10,
+    baseline_steps=10,
+    baseline_batch=250,
+    ibp_epochs=30,
+)
+
+PROFILES = {p.name: p for p in (SMOKE, QUICK, STANDARD, PAPER)}

@@ -1,0 +1,84 @@
+"""The baselines item: its nets and recipes, and its verdicts on hand-worked binomial cases."""
+
+from __future__ import annotations
+
+from rbfi import stats
+from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.paper.baselines import ITEM
+from rbfi.experiments.paper.table1 import ITEM as TABLE1
+from rbfi.experiments.profiles import PROFILES
+from rbfi.training import TrainConfig
+
+
+def test_nets_share_table1_jobs_and_follow_the_recipes():
+    assert ITEMS["baselines"] is ITEM
+    profile = PROFILES["standard"]
+    nets = ITEM.nets(profile)
+    table1 = {j.id for j in TABLE1.jobs(profile)}
+    assert nets["RBFI"].id in table1 and nets["ReLU"].id in table1
+    madry = TrainConfig.from_json(nets["ReLU (Madry PGD)"].payload["train"])
+    assert (madry.adversarial, madry.adv_eps, madry.adv_eps_ramp) == ("madry", 0.3, 0.5)
+    assert (madry.optimizer, madry.lr_schedule, madry.adv_steps) == ("adam", "cosine", 10)
+    assert madry.epochs == profile.baseline_epochs and madry.train_limit is None
+    trades = TrainConfig.from_json(nets["ReLU (TRADES)"].payload["train"])
+    assert (trades.adversarial, trades.trades_beta) == ("trades", 6.0)
+    ibp = TrainConfig.from_json(nets["ReLU (IBP)"].payload["train"])
+    assert (ibp.certified_eps, ibp.certified_weight, ibp.certified_scale) == (0.4, 0.5, 1.0)
+    assert ibp.lr_schedule == "step" and tuple(ibp.lr_decay_at) == (0.75, 0.9)
+    # every net has one evaluation on the same images
+    _, evals = ITEM.evals(profile)
+    assert {e.payload["limit"] for e in evals.values()} == {profile.strong_limit} == {1000}
+
+
+def flags(k: int, n: int = 1000) -> list[bool]:
+    return [True] * k + [False] * (n - k)
+
+
+def entry(clean: int, worst: dict, certified: dict, healthy: bool = True) -> dict:
+    n = 1000
+    return {
+        "n": n,
+        "clean": stats.proportion(clean, n).to_json(),
+        "worst": {e: stats.proportion(k, n).to_json() for e, k in worst.items()},
+        "certified": {e: stats.proportion(k, n).to_json() for e, k in certified.items()},
+        "healthy": healthy,
+    }
+
+
+def test_verdicts_on_hand_worked_cases():
+    eps = {"0.1": 0, "0.3": 0}
+    data = {
+        "eps": [0.1, 0.3],
+        "nets": {
+            # Clopper-Pearson 95%: 900/1000 -> [87.9, 91.8] (above 85); 850/1000 -> [82.7,
+            # 87.1] (contains 85); 800/1000 -> [77.4, 82.4] (below 90)
+            "ReLU (Madry PGD)": entry(980, {"0.1": 900, "0.3": 100}, eps),
+            "ReLU (TRADES)": entry(980, {"0.1": 850, "0.3": 100}, eps),
+            "ReLU (IBP)": entry(950, {"0.1": 700, "0.3": 100}, {"0.1": 800, "0.3": 0}),
+            "RBFI": entry(970, {"0.1": 900, "0.3": 130}, eps),
+        },
+    }
+    low, high = stats.clopper_pearson(900, 1000)
+    assert 0.878 < low < 0.880 and 0.917 < high < 0.919
+    per_example = {name: {"worst": {}} for name in data["nets"]}
+    for name, net in data["nets"].items():
+        for key in ("0.1", "0.3"):
+            per_example[name]["worst"][key] = flags(round(net["worst"][key]["value"] * 1000))
+    claims = {c.text: c for c in ITEM.claims(data, per_example, {})}
+    madry = claims["target: ReLU (Madry PGD) reaches 85% worst case at eps 0.1"]
+    assert madry.holds is True and "n = 1000" in madry.evidence
+    assert claims["target: ReLU (TRADES) reaches 85% worst case at eps 0.1"].holds is None
+    ibp = claims["target: ReLU (IBP) reaches 90% certified accuracy at eps 0.1"]
+    assert ibp.holds is False
+    # paired: RBFI right on 130 images at 0.3, Madry on the first 100 of them: 30 vs 0
+    # discordant, McNemar p = 2 / 2^30
+    beats = claims["RBFI trained normally beats ReLU (Madry PGD) in worst-case accuracy at eps 0.3"]
+    assert beats.holds is True and "McNemar" in beats.evidence
+    # 0.1: the same 900 images right: no discordant pairs, undecided
+    tie = claims["RBFI trained normally beats ReLU (Madry PGD) in worst-case accuracy at eps 0.1"]
+    assert tie.holds is None
+    # an under-trained premise makes a decided verdict undecided and names the net
+    problems = {"ReLU (Madry PGD)": "ReLU (Madry PGD) under-trained: still rising"}
+    claims = {c.text: c for c in ITEM.claims(data, per_example, problems)}
+    madry = claims["target: ReLU (Madry PGD) reaches 85% worst case at eps 0.1"]
+    assert madry.holds is None and "ReLU (Madry PGD) under-trained" in madry.evidence
