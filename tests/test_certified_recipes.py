@@ -3,6 +3,7 @@ on certified margins, the decaying clean cross-entropy, a fixed training eps, u 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -128,3 +129,44 @@ def test_u_fixed_at_one_is_an_l_inf_distance_neuron_and_stays_fixed():
     loss.backward()
     optimizer.step()
     assert all(torch.equal(layer.u, torch.ones_like(layer.u)) for layer in model.body)
+
+
+def test_recipe_table_reads_the_runs_files(tmp_path):
+    from tools.recipe_table import BEGIN, END, load_run, markdown, replace_section, summarise
+
+    run = tmp_path / "hinge"
+    run.mkdir()
+    settings = config(
+        certified_eps=0.45,
+        certified_warmup=0.0,
+        certified_ramp=0.0,
+        certified_loss="clipped_hinge",
+        certified_ce=0.05,
+        certified_ce_end=0.0002,
+        test_limit=1000,
+    ).to_json()
+    (run / "checkpoint.json").write_text(json.dumps({"training": settings}))
+    records = [
+        {
+            "epoch": e,
+            "test_accuracy": a,
+            "test_certified_0.1": c1,
+            "test_certified_0.3": c3,
+            "train_seconds": 10.0 * e,
+        }
+        for e, a, c1, c3 in [(1, 0.5, 0.4, 0.1), (2, 0.8, 0.7, 0.35), (3, 0.9, 0.8, 0.3)]
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    row = summarise(load_run(run))
+    assert row["epochs"] == 3 and row["test_images"] == 1000
+    assert row["clean"] == pytest.approx(90.0) and row["certified_0.3"] == pytest.approx(30.0)
+    assert row["best_certified_0.3"] == pytest.approx(35.0) and row["best_epoch"] == 2
+    assert row["rising_at_end"] is True  # 30 > 10 two epochs earlier
+    assert row["seconds_per_epoch"] == pytest.approx(20.0)
+    assert "eps 0.45 fixed" in row["recipe"] and "clean CE 0.05 -> 0.0002" in row["recipe"]
+    table = markdown([row])
+    assert "| hinge |" in table and "| 90.0 | 80.0 | 30.0 | 35.0 (2) | 20 |" in table
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# title\n{BEGIN}\nold\n{END}\nafter\n")
+    replace_section(doc, table)
+    assert doc.read_text() == f"# title\n{BEGIN}\n{table}{END}\nafter\n"
