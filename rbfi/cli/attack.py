@@ -26,13 +26,13 @@ def add_parser(sub) -> None:
         "data_dir",
         "threads",
         "no_progress",
+        "estimate_only",
         limit={"default": 1000, "help": "first N test images (default: 1000)"},
         out={"default": None, "help": "results directory (default: results/attack-RUN-SUITE)"},
     )
     p.add_argument(
         "--transfer-source", default=None, help="checkpoint of a separately trained ReLU net"
     )
-    p.add_argument("--estimate-only", action="store_true", help="print the cost estimate, exit")
     p.set_defaults(handler=run)
 
 

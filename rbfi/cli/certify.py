@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from rbfi.cli.options import _argparse_type, add_common
-from rbfi.options import FloatList, PositiveInt
+from rbfi.cli.options import add_common, add_config_options, config_from_args
+from rbfi.evaluation.config import CertifyConfig
 
 HELP = "certified accuracy over a grid of eps (interval bound propagation)"
 
@@ -17,14 +17,7 @@ HELP = "certified accuracy over a grid of eps (interval bound propagation)"
 def add_parser(sub) -> None:
     p = sub.add_parser("certify", help=HELP, description=HELP)
     p.add_argument("checkpoint", help="run directory")
-    p.add_argument(
-        "--eps",
-        type=_argparse_type(FloatList()),
-        default=(0.1, 0.2, 0.3),
-        metavar="X,X,...",
-        help="l_inf radii in [0, 1] (default: 0.1,0.2,0.3)",
-    )
-    p.add_argument("--batch-size", type=_argparse_type(PositiveInt()), default=1000)
+    add_config_options(p, CertifyConfig)
     add_common(
         p,
         "limit",
@@ -33,7 +26,6 @@ def add_parser(sub) -> None:
         "json",
         "device",
         "data_dir",
-        "pixel_scale",
         "threads",
         out={"default": None, "help": "results directory (default: results/certify-RUN)"},
         json={"help": 'print {"clean": ACC, "certified": {EPS: ACC}} (accuracies in %%) on stdout'},
@@ -53,15 +45,16 @@ def run(args: argparse.Namespace) -> int:
     from rbfi.evaluation.report import refuse_overwrite
     from rbfi.models import load_model
 
+    config = config_from_args(CertifyConfig, args)
     name = Path(args.checkpoint).resolve().name
     out_dir = Path(args.out or Path("results") / f"certify-{name}")
     refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
     model = load_model(args.checkpoint, map_location=args.device)
-    pixel_scale = checkpoint_pixel_scale(args.checkpoint, args.pixel_scale)
+    pixel_scale = checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
     x, y = load_mnist("test", args.data_dir, pixel_scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    results = certify_grid(model, x, y, args.eps, args.batch_size, pixel_scale)
+    results = certify_grid(model, x, y, config.eps, config.batch_size, pixel_scale)
     results["model"]["checkpoint"] = str(args.checkpoint)
     paths = write_certify_results(results, out_dir, overwrite=args.overwrite)
     print(json.dumps(summary(results)) if args.json else to_markdown(results))

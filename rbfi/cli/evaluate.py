@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rbfi.cli.options import _argparse_type, add_common
-from rbfi.options import PositiveInt
+from rbfi.cli.options import add_common, add_config_options, config_from_args
+from rbfi.evaluation.config import AccuracyConfig
 
 HELP = "clean test accuracy of a checkpoint"
 
@@ -14,8 +14,8 @@ HELP = "clean test accuracy of a checkpoint"
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP)
     p.add_argument("checkpoint", help="run directory")
-    add_common(p, "limit", "data_dir", "pixel_scale", "device", "json")
-    p.add_argument("--batch-size", type=_argparse_type(PositiveInt()), default=1000)
+    add_config_options(p, AccuracyConfig)
+    add_common(p, "limit", "data_dir", "device", "json")
     p.set_defaults(handler=run)
 
 
@@ -23,12 +23,13 @@ def run(args: argparse.Namespace) -> int:
     from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.models import evaluate, load_model
 
+    config = config_from_args(AccuracyConfig, args)
     model = load_model(args.checkpoint, map_location=args.device)
-    pixel_scale = checkpoint_pixel_scale(args.checkpoint, args.pixel_scale)
+    pixel_scale = checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
     x, y = load_mnist("test", args.data_dir, pixel_scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    result = evaluate(model, x.to(args.device), y.to(args.device), None, args.batch_size)
+    result = evaluate(model, x.to(args.device), y.to(args.device), None, config.batch_size)
     result = {
         "checkpoint": str(args.checkpoint),
         "images": len(x),

@@ -15,7 +15,7 @@ import dataclasses
 import typing
 from collections.abc import Iterable
 
-from rbfi.options import Device, Int, Kind, PositiveInt, Text, option_fields
+from rbfi.options import Device, Kind, PositiveInt, Text, option_fields
 
 
 def _argparse_type(kind: Kind):
@@ -122,16 +122,6 @@ COMMON = {
             "help": "directory of MNIST IDX files (default: the data wheel)",
         },
     ),
-    "pixel_scale": (
-        "--pixel-scale",
-        {
-            "type": _argparse_type(Int(255, 256)),
-            "default": None,
-            "metavar": "{255,256}",
-            "help": "test pixels k / 255 or k / 256 (default: the scale the net was trained on; "
-            "k / 256 for checkpoints saved without the setting)",
-        },
-    ),
     "threads": (
         "--threads",
         {
@@ -156,6 +146,10 @@ COMMON = {
     "overwrite": (
         "--overwrite",
         {"action": "store_true", "help": "replace results already in --out"},
+    ),
+    "estimate_only": (
+        "--estimate-only",
+        {"action": "store_true", "help": "print the cost estimate and exit"},
     ),
 }
 

@@ -1,5 +1,6 @@
-"""What a robustness evaluation runs (recorded with its results; the ``rbfi attack`` options
-are generated from these fields)."""
+"""What an evaluation runs (recorded with its results; the options of ``rbfi attack``
+(:class:`EvalConfig`), ``rbfi certify`` (:class:`CertifyConfig`) and ``rbfi eval``
+(:class:`AccuracyConfig`) are generated from these fields)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ from rbfi.options import (
 DEFAULT_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
+def pixel_scale_option():
+    """The ``--pixel-scale`` field of every command that tests a checkpoint."""
+    kind = Int(255, 256)
+    kind.metavar = "{255,256}"
+    return option(
+        None,
+        "test pixels k / 255 or k / 256 (default: the scale the net was trained on; k / 256 for "
+        "checkpoints saved without the setting)",
+        kind=kind,
+    )
+
+
 @dataclass
 class EvalConfig:
     """A suite of attacks over a grid of eps, on the first test images."""
@@ -39,12 +52,7 @@ class EvalConfig:
     certify: bool = option(
         True, "skip the certified lower bound (interval bounds)", flag="--no-certify", invert=True
     )
-    pixel_scale: int | None = option(
-        None,
-        "test pixels k / 255 or k / 256 (default: the scale the net was trained on; k / 256 for "
-        "checkpoints saved without the setting)",
-        kind=Int(255, 256),
-    )
+    pixel_scale: int | None = pixel_scale_option()
     options: SuiteOptions = field(default_factory=SuiteOptions)
 
     def __post_init__(self) -> None:
@@ -59,3 +67,26 @@ class EvalConfig:
 def attack_seed(seed: int, name: str, eps: float) -> int:
     """A stable seed per (run seed, attack, eps)."""
     return zlib.crc32(f"{seed}/{name}/{eps:g}".encode())
+
+
+@dataclass
+class CertifyConfig:
+    """What ``rbfi certify`` computes: certified accuracy over a grid of eps."""
+
+    eps: tuple[float, ...] = option((0.1, 0.2, 0.3), "l_inf radii, in [0, 1]", kind=FloatList())
+    batch_size: int = option(1000, "examples per bound computation", kind=PositiveInt())
+    pixel_scale: int | None = pixel_scale_option()
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass
+class AccuracyConfig:
+    """What ``rbfi eval`` measures: the clean test accuracy."""
+
+    batch_size: int = option(1000, "examples per forward pass", kind=PositiveInt())
+    pixel_scale: int | None = pixel_scale_option()
+
+    def __post_init__(self) -> None:
+        check_fields(self)

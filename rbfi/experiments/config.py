@@ -1,0 +1,58 @@
+"""What a reproduction runs (the ``rbfi reproduce`` options are generated from these fields,
+like every command's: :mod:`rbfi.cli.options`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.profiles import PROFILES
+from rbfi.options import (
+    Choice,
+    Int,
+    Kind,
+    Names,
+    NonNegativeInt,
+    PositiveInt,
+    Text,
+    check_fields,
+    option,
+)
+
+
+def _shown_as(kind: Kind, metavar: str) -> Kind:
+    """``kind`` with the placeholder the help shows for its value."""
+    kind.metavar = metavar
+    return kind
+
+
+@dataclass
+class ReproduceConfig:
+    """The paper's experiment section under a profile, in this process or on Ray."""
+
+    profile: str = option("quick", "how big", kind=Choice(tuple(PROFILES)))
+    only: tuple[str, ...] | None = option(
+        None, f"only these items ({', '.join(ITEMS)})", kind=Names()
+    )
+    ray: bool = option(False, "run the jobs as tasks of a local Ray instance started on the fly")
+    ray_address: str | None = option(
+        None, "run the jobs on an existing Ray cluster", kind=_shown_as(Text(), "ADDR")
+    )
+    ray_cpus: int | None = option(
+        None, "CPUs of the local Ray instance (default: all)", kind=PositiveInt()
+    )
+    retries: int = option(1, "retries of a failed job", kind=NonNegativeInt())
+    pixel_scale: int | None = option(
+        None,
+        "train and test on pixels k / 255 or k / 256 (default: the profile's, 255; "
+        "results/paper-quick was made with 256)",
+        kind=_shown_as(Int(255, 256), "{255,256}"),
+    )
+    readme: str | None = option(
+        None,
+        "also regenerate the results section of this README",
+        kind=_shown_as(Text(), "PATH"),
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
