@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from rbfi import stats
+import json
+
+import rbfi.stats as stats
+from rbfi.experiments.baseline_runs import main, summarise_run
 from rbfi.experiments.paper import ITEMS
 from rbfi.experiments.paper.baselines import ITEM
 from rbfi.experiments.paper.table1 import ITEM as TABLE1
 from rbfi.experiments.profiles import PROFILES
+from rbfi.models import ModelConfig
 from rbfi.training import TrainConfig
 
 
@@ -82,3 +86,65 @@ def test_verdicts_on_hand_worked_cases():
     claims = {c.text: c for c in ITEM.claims(data, per_example, problems)}
     madry = claims["target: ReLU (Madry PGD) reaches 85% worst case at eps 0.1"]
     assert madry.holds is None and "ReLU (Madry PGD) under-trained" in madry.evidence
+
+
+def write_run(root, name, pgd_flags, apgd_flags, certified, clean_right):
+    """A hand-made run directory: 3 epochs of records, PGD on len(pgd_flags) images and APGD on
+    len(apgd_flags)."""
+    run = root / name
+    (run / "attack-pgd").mkdir(parents=True)
+    (run / "attack-apgd").mkdir()
+    training = TrainConfig(model=ModelConfig("relu", (16, 10)), adversarial="madry").to_json()
+    (run / "checkpoint.json").write_text(json.dumps({"training": training}))
+    records = [{"epoch": e, "test_accuracy": 0.9, "train_seconds": 60.0} for e in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def bits(flags):
+        return "".join("1" if f else "0" for f in flags)
+
+    n1, n2 = len(pgd_flags), len(apgd_flags)
+    labels = [i % 10 for i in range(n1)]
+    predictions = [y if right else (y + 1) % 10 for y, right in zip(labels, clean_right)]
+    pgd = {
+        "n_examples": n1,
+        "labels": labels,
+        "clean_predictions": predictions,
+        "settings": {"options": {"pgd_steps": 100, "pgd_restarts": 1}},
+        "results": {"pgd-ce": {}, "pgd-margin": {}},
+        "worst_case": {e: {"correct": bits(pgd_flags)} for e in ("0.1", "0.2", "0.3")},
+        "certified": {e: {"certified": bits(certified)} for e in ("0.1", "0.2", "0.3")},
+    }
+    apgd = {
+        "n_examples": n2,
+        "labels": labels[:n2],
+        "worst_case": {e: {"correct": bits(apgd_flags)} for e in ("0.1", "0.2", "0.3")},
+    }
+    (run / "attack-pgd" / "robustness.json").write_text(json.dumps(pgd))
+    (run / "attack-apgd" / "robustness.json").write_text(json.dumps(apgd))
+    return run
+
+
+def test_hand_run_summary_takes_the_worst_case_per_example(tmp_path):
+    # 10 images under PGD (7 survive: the first 7), APGD on the first 4 breaks image 1 and
+    # image 3; image 0 survives both; on those 4 images PGD leaves 4, APGD 2, together 2
+    run = write_run(
+        tmp_path,
+        "madry",
+        pgd_flags=[True] * 7 + [False] * 3,
+        apgd_flags=[True, False, True, False],
+        certified=[True, True] + [False] * 8,
+        clean_right=[True] * 9 + [False],
+    )
+    out = summarise_run(run)
+    assert out["clean"]["value"] == 0.9 and out["clean"]["n"] == 10
+    assert out["pgd"]["0.1"]["value"] == 0.7 and out["pgd"]["0.1"]["n"] == 10
+    assert out["worst"]["0.3"]["value"] == 0.5 and out["worst"]["0.3"]["n"] == 4
+    assert out["pgd_on_worst_images"]["0.3"]["value"] == 1.0
+    assert out["certified"]["0.2"]["value"] == 0.2
+    low, high = stats.clopper_pearson(7, 10)
+    assert (out["pgd"]["0.1"]["low"], out["pgd"]["0.1"]["high"]) == (low, high)
+    assert out["train_seconds"] == 180.0 and out["health"]["status"] == "converged"
+    main([f"Madry={run}", "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "| Madry | 90.0 [55.5-99.7] | yes | 70.0 [34.8-93.3]" in text
+    assert "100 steps x 1 restart(s)" in text and "first 4" in text

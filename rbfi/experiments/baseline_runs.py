@@ -1,0 +1,173 @@
+"""The baselines' numbers from run directories trained and evaluated by hand (docs/baselines.md):
+a Markdown table, its JSON and the learning curves, every accuracy with n and its 95%
+Clopper-Pearson interval.
+
+Each run directory holds the training run (``checkpoint.json``, ``metrics.jsonl``) and
+
+- ``attack-pgd/robustness.json``: ``rbfi attack`` with sign PGD (CE and margin losses) and the
+  certificates on the first n_1 test images;
+- ``attack-apgd/robustness.json`` (optional): ``rbfi attack --attacks autoattack`` on the first
+  n_2 <= n_1 images. The worst case over PGD and APGD is taken per example on those n_2.
+
+    python -m rbfi.experiments.baseline_runs NAME=RUN_DIR ... --out results/baselines
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import rbfi.stats as stats
+from rbfi.evaluation.curves import learning_curves_png, load_metrics
+from rbfi.experiments.render import table
+from rbfi.io import atomic_write_bytes, atomic_write_json
+from rbfi.training.health import assess
+
+EPS = ("0.1", "0.2", "0.3")
+RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "lr_schedule",
+    "lr_decay_at",
+    "adversarial",
+    "adv_eps",
+    "adv_eps_ramp",
+    "adv_steps",
+    "adv_alpha",
+    "trades_beta",
+    "certified_eps",
+    "certified_warmup",
+    "certified_ramp",
+    "certified_weight",
+    "certified_loss",
+    "certified_scale",
+    "pixel_scale",
+)
+
+
+def flags_of(record: dict) -> list[bool]:
+    """Per-example flags of a result entry ("correct", or "certified" for certificates)."""
+    text = record.get("correct", record.get("certified"))
+    if text is None:
+        raise ValueError("a result entry without per-example flags")
+    return [c == "1" for c in text]
+
+
+def estimate(flags: Sequence[bool]) -> dict:
+    return stats.proportion(sum(flags), len(flags)).to_json()
+
+
+def summarise_run(run_dir: str | Path) -> dict:
+    """One run's recipe, training time and health, and its accuracies (estimates' JSON)."""
+    run_dir = Path(run_dir)
+    index = json.loads((run_dir / "checkpoint.json").read_text())
+    training = index.get("training") or {}
+    metrics = load_metrics(run_dir)
+    health = assess(metrics, training)
+    pgd = json.loads((run_dir / "attack-pgd" / "robustness.json").read_text())
+    n1 = int(pgd["n_examples"])
+    clean = [p == y for p, y in zip(pgd["clean_predictions"], pgd["labels"])]
+    out = {
+        "run": str(run_dir),
+        "model": index["model"] if "model" in index else training.get("model"),
+        "recipe": {k: training[k] for k in RECIPE_KEYS if training.get(k) is not None},
+        "epochs": len(metrics),
+        "train_seconds": sum(m.get("train_seconds", 0.0) for m in metrics),
+        "final_test_accuracy": metrics[-1]["test_accuracy"],
+        "health": health.to_json(),
+        "clean": estimate(clean),
+        "pgd": {e: estimate(flags_of(pgd["worst_case"][e])) for e in EPS},
+        "certified": {e: estimate(flags_of(pgd["certified"][e])) for e in EPS}
+        if pgd.get("certified")
+        else {},
+        "pgd_attacks": sorted(pgd["results"]),
+        "pgd_budget": "{pgd_steps} steps x {pgd_restarts} restart(s)".format(
+            **pgd["settings"]["options"]
+        ),
+        "n_pgd": n1,
+    }
+    apgd_file = run_dir / "attack-apgd" / "robustness.json"
+    if apgd_file.is_file():
+        apgd = json.loads(apgd_file.read_text())
+        n2 = int(apgd["n_examples"])
+        if n2 > n1 or apgd["labels"] != pgd["labels"][:n2]:
+            raise ValueError(f"{apgd_file}: not the first {n2} images of the PGD evaluation")
+        out["n_worst"] = n2
+        out["apgd"] = {e: estimate(flags_of(apgd["worst_case"][e])) for e in EPS}
+        pgd_flags = {e: flags_of(pgd["worst_case"][e])[:n2] for e in EPS}
+        apgd_flags = {e: flags_of(apgd["worst_case"][e]) for e in EPS}
+        out["worst"] = {
+            e: estimate([a and b for a, b in zip(pgd_flags[e], apgd_flags[e])]) for e in EPS
+        }
+        out["pgd_on_worst_images"] = {e: estimate(flags_of(pgd["worst_case"][e])[:n2]) for e in EPS}
+    return out
+
+
+def text(data: dict) -> str:
+    return stats.Estimate(
+        data["value"], data["low"], data["high"], data["n"], data["runs"], data["sd"]
+    ).text()
+
+
+def markdown(nets: dict[str, dict]) -> str:
+    headers = ["network", "clean", "trained?"]
+    headers += [f"PGD {e}" for e in EPS] + [f"PGD+APGD {e}" for e in EPS]
+    headers += [f"certified {e}" for e in EPS] + ["epochs", "training (min)"]
+    rows = []
+    for name, net in nets.items():
+        health = net["health"]
+        trained = "yes" if health["status"] == "converged" else f"**{health['status']}**"
+        worst = net.get("worst", {})
+        rows.append(
+            [name, text(net["clean"]), trained]
+            + [text(net["pgd"][e]) for e in EPS]
+            + [text(worst[e]) if e in worst else "–" for e in EPS]
+            + [text(net["certified"][e]) if e in net["certified"] else "–" for e in EPS]
+            + [str(net["epochs"]), f"{net['train_seconds'] / 60:.1f}"]
+        )
+    n_pgd = sorted({n["n_pgd"] for n in nets.values()})
+    n_worst = sorted({n["n_worst"] for n in nets.values() if "n_worst" in n})
+    budgets = "/".join(sorted({n["pgd_budget"] for n in nets.values()}))
+    notes = [
+        f"Accuracy in % [95% Clopper-Pearson interval]. Clean, PGD (worst of sign PGD-CE and "
+        f"PGD-margin, {budgets}) and certified (interval bounds) on the first "
+        f"{'/'.join(map(str, n_pgd))} test images; PGD+APGD: the worst case per example over "
+        f"those and AutoAttack's APGD-CE + APGD-T on the first "
+        f"{'/'.join(map(str, n_worst)) or '–'}. Health: rbfi.training.health.",
+    ]
+    for name, net in nets.items():
+        health = net["health"]
+        if health["status"] != "converged":
+            notes.append(f"- {name}: {health['status']}: " + "; ".join(health["reasons"]))
+    return "\n\n".join([table(headers, rows), "\n".join(notes)])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m rbfi.experiments.baseline_runs",
+        description="tables and learning curves of hand-trained baseline runs",
+    )
+    parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--title", default="ReLU 512^3 baselines: learning curves")
+    args = parser.parse_args(argv)
+    runs = dict(item.split("=", 1) for item in args.runs)
+    nets = {name: summarise_run(path) for name, path in runs.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "summary.json", nets)
+    atomic_write_bytes(out / "summary.md", (markdown(nets) + "\n").encode())
+    curves = {name: load_metrics(path) for name, path in runs.items()}
+    atomic_write_bytes(
+        out / "learning-curves.png",
+        learning_curves_png(curves, title=args.title),
+    )
+    print(f"wrote {out}/summary.md, summary.json, learning-curves.png")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
