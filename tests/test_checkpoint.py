@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,3 +96,54 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
     rbfi.load(tmp_path)
+
+
+def _snapshot(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_a_failed_write_keeps_the_old_file_and_reads_as_one_line(tmp_path, monkeypatch):
+    import rbfi.io.atomic as atomic
+
+    target = tmp_path / "out.json"
+    atomic.atomic_write_bytes(target, b"old")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(atomic.WriteError) as caught:
+        atomic.atomic_write_bytes(target, b"new")
+    assert str(caught.value) == f"cannot write {target}: [Errno 28] No space left on device"
+    assert caught.value.cause_errno == 28
+    assert _snapshot(tmp_path) == {"out.json": b"old"}  # no temporary file left
+
+
+def test_a_checkpoint_save_that_fails_leaves_the_previous_one(tmp_path, monkeypatch):
+    """safetensors raises SafetensorError (not an OSError) for an I/O failure; the save becomes
+    a CheckpointWriteError: an OSError (exit 1 in the CLI), not a bad-input error (exit 2)."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from rbfi.io.checkpoint import CheckpointWriteError
+
+    model = saved(tmp_path)
+    before = _snapshot(tmp_path)
+    written = []
+
+    def state_fails(tensors, path):  # the weights file is written, the state file is not
+        if "state-" in Path(path).name:
+            raise SafetensorError("Error while serializing: I/O error: No space left on device")
+        written.append(path)
+        return real(tensors, path)
+
+    real = safetensors.torch.save_file
+    monkeypatch.setattr(safetensors.torch, "save_file", state_fails)
+    with pytest.raises(CheckpointWriteError) as caught:
+        save_model(tmp_path, model, epoch=4, state={"x": torch.zeros(3)}, state_info={})
+    assert written, "the weights file should have been written before the failure"
+    assert isinstance(caught.value, OSError)
+    assert not isinstance(caught.value, (PermissionError, ValueError))
+    message = str(caught.value)
+    assert "\n" not in message and "epoch 4" in message and "No space left" in message
+    assert _snapshot(tmp_path) == before

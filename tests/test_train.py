@@ -271,3 +271,80 @@ def test_log_file_gets_a_few_progress_lines_per_epoch(idx_dir, tmp_path):
     assert all("ETA" in line for line in progress)
     epochs = [line for line in lines if line.startswith("epoch 1:") or line.startswith("epoch 2:")]
     assert len(epochs) == 2
+
+
+def _snapshot(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def _file_size_limit(limit):
+    """preexec_fn: writes past ``limit`` bytes fail with EFBIG (SIGXFSZ ignored, as a full disk
+    fails with ENOSPC) instead of killing the process."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("failing", ["weights", "state"])
+def test_save_failing_under_a_file_size_limit_is_one_line_and_keeps_the_checkpoint(
+    idx_dir, tmp_path, failing
+):
+    """``rbfi train --resume`` whose next checkpoint cannot be written (the weights file, or the
+    state file after the weights file was written): exit 1, one line on stderr, and the run
+    directory byte for byte as it was (nothing half-written left behind)."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    run = tmp_path / "run"
+    subprocess.run(_train_argv(idx_dir, run, 1), env=env, check=True, capture_output=True)
+    index = checkpoint.read_index(run)
+    weights_size = (run / index["weights"]["file"]).stat().st_size
+    state_size = (run / index["state"]["file"]).stat().st_size
+    assert state_size > weights_size > 10_000  # Adadelta keeps two tensors per parameter
+    limit = weights_size // 2 if failing == "weights" else (weights_size + state_size) // 2
+    before = _snapshot(run)
+    out = subprocess.run(
+        _train_argv(idx_dir, run, 2) + ["--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=_file_size_limit(limit),
+    )
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rbfi: failed: saving the checkpoint of epoch 2")
+    assert "File too large" in lines[0]
+    assert _snapshot(run) == before
+    assert checkpoint.read_index(run)["epoch"] == 1
+
+
+def test_permission_lost_while_saving_is_exit_1_and_keeps_the_checkpoint(
+    idx_dir, tmp_path, monkeypatch, capsys
+):
+    """The index write is refused (as when the directory's permissions change mid-run) after
+    the new tensor files were written: exit 1 (a failure of the run, not of the input), one
+    line, the new files removed, the previous checkpoint unchanged."""
+    import rbfi.io.atomic as atomic
+    from rbfi.cli import main
+
+    run = tmp_path / "run"
+    argv = _train_argv(idx_dir, run, 1)[3:]
+    assert main(argv) == 0
+    before = _snapshot(run)
+    real_replace = atomic.os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == checkpoint.INDEX_NAME:
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    capsys.readouterr()
+    assert main(_train_argv(idx_dir, run, 2)[3:] + ["--resume"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rbfi: failed: saving the checkpoint of epoch 2")
+    assert "Permission denied" in lines[0]
+    monkeypatch.undo()
+    assert _snapshot(run) == before

@@ -14,7 +14,8 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 # errors that mean "the input is bad"; ValueError covers CheckpointError, DataError,
-# SchemaError and every config check
+# SchemaError and every config check. A failed write (rbfi.io.atomic.WriteError: disk full,
+# permission lost mid-run, ...) is an OSError but none of these: the run failed, exit 1.
 BAD_INPUT = (
     ValueError,
     FileNotFoundError,

@@ -1,8 +1,14 @@
 """Atomic writes: every file goes to a temporary name in its directory, then is renamed into
-place, so a reader (or a crash) sees the old file or the new one, never half of one."""
+place, so a reader (or a crash) sees the old file or the new one, never half of one.
+
+A write that fails (disk full, file too large, permission lost, safetensors' own
+``SafetensorError``) raises :class:`WriteError`, an ``OSError`` with a one-line message, and
+leaves what was at the path before untouched.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,6 +20,18 @@ from typing import Any
 from torch import Tensor
 
 
+class WriteError(OSError):
+    """Writing a file failed; the file that was there before is unchanged. The message is one
+    line: ``cannot write PATH: REASON``; ``cause_errno`` is the failing call's errno, if any."""
+
+    def __init__(self, path: str | os.PathLike, cause: BaseException) -> None:
+        text = str(cause).strip()
+        reason = text.splitlines()[0] if text else type(cause).__name__
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = str(path)
+        self.cause_errno: int | None = getattr(cause, "errno", None)
+
+
 def _readable_by_all(path: str) -> None:
     """mkstemp creates files 0600; give them the permissions a plain open() would."""
     umask = os.umask(0)
@@ -22,18 +40,25 @@ def _readable_by_all(path: str) -> None:
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it to ``path``."""
+    """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it to ``path``;
+    :class:`WriteError` if any of it fails (the temporary file is removed)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         _readable_by_all(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from exc
         raise
 
 
@@ -54,16 +79,30 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, Tensor]) -> str:
     """Save ``tensors`` as a safetensors file, atomically; returns the file's SHA-256."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     digest: list[str] = []
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
 
     def write(tmp: str) -> None:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        try:
+            save_file(plain, tmp)
+        except SafetensorError as exc:  # an I/O failure, but not an OSError
+            raise WriteError(path, exc) from exc
         digest.append(sha256_file(tmp))
 
     _atomic(Path(path), write)
     return digest[0]
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` to ``path`` (not atomic: for logs); :class:`WriteError` on failure."""
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
 
 
 def sha256_file(path: str | os.PathLike) -> str:

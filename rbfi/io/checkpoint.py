@@ -10,7 +10,9 @@ A checkpoint is a directory::
 
 Tensor files get a new name at every save and are written (temp file + rename) *before*
 ``checkpoint.json`` is atomically replaced; files no longer referenced are removed last. A
-crash at any point therefore leaves the previous checkpoint loadable.
+crash at any point therefore leaves the previous checkpoint loadable. A save that fails (disk
+full, permission lost, ...) raises :class:`CheckpointWriteError` (an ``OSError`` with a one-line
+message), removes what it had written, and leaves the previous checkpoint byte for byte.
 
 This module knows the file format only. What the ``model`` and ``training`` entries mean, and
 whether the tensors fit them, is checked by :mod:`rbfi.models.load` and :mod:`rbfi.training`.
@@ -18,6 +20,7 @@ whether the tensors fit them, is checked by :mod:`rbfi.models.load` and :mod:`rb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -25,7 +28,7 @@ from typing import Any
 
 from torch import Tensor
 
-from rbfi.io.atomic import atomic_save_tensors, atomic_write_json, sha256_file
+from rbfi.io.atomic import WriteError, atomic_save_tensors, atomic_write_json, sha256_file
 from rbfi.io.provenance import versions
 from rbfi.io.schema import AnyValue, Const, Int, List, Map, Obj, SchemaError, Str
 
@@ -61,6 +64,21 @@ class CheckpointError(ValueError):
     """A missing, corrupt, contradictory or incompatible checkpoint."""
 
 
+class CheckpointWriteError(WriteError):
+    """Saving a checkpoint failed part-way; the checkpoint saved before it is unchanged."""
+
+    def __init__(self, directory: Path, epoch: int, cause: BaseException) -> None:
+        text = str(cause).strip()
+        reason = text.splitlines()[0] if text else type(cause).__name__
+        OSError.__init__(
+            self,
+            f"saving the checkpoint of epoch {epoch} in {directory} failed ({reason}); "
+            f"the checkpoint that was there is unchanged",
+        )
+        self.path = str(directory)
+        self.cause_errno = getattr(cause, "errno", None)
+
+
 def save(
     directory: str | os.PathLike,
     *,
@@ -72,9 +90,9 @@ def save(
     state: dict[str, Tensor] | None = None,
     state_info: dict | None = None,
 ) -> Path:
-    """Write a checkpoint into ``directory`` (created if needed); see the module docstring."""
+    """Write a checkpoint into ``directory`` (created if needed); see the module docstring.
+    :class:`CheckpointWriteError` if a file cannot be written."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tag = f"e{epoch:04d}"
     index: dict[str, Any] = {
         "format": FORMAT,
@@ -84,28 +102,42 @@ def save(
         "training": training or {},
         "metrics": metrics or [],
         "versions": versions(),
+        "weights": {"file": f"weights-{tag}.safetensors"},
     }
-    weights_name = f"weights-{tag}.safetensors"
-    index["weights"] = {
-        "file": weights_name,
-        "sha256": atomic_save_tensors(directory / weights_name, weights),
-    }
+    tensor_files = {"weights": weights}
     if state is not None:
-        state_name = f"state-{tag}.safetensors"
-        index["state"] = {
-            "file": state_name,
-            "sha256": atomic_save_tensors(directory / state_name, state),
-            "info": state_info or {},
-        }
-    INDEX_SCHEMA.check(json.loads(json.dumps(index)), INDEX_NAME)  # never write what we refuse
-    atomic_write_json(directory / INDEX_NAME, index)
-    keep = {weights_name, index.get("state", {}).get("file")}
-    for stale in list(directory.glob("weights-*.safetensors")) + list(
-        directory.glob("state-*.safetensors")
-    ):
-        if stale.name not in keep:
-            stale.unlink(missing_ok=True)
+        index["state"] = {"file": f"state-{tag}.safetensors", "info": state_info or {}}
+        tensor_files["state"] = state
+    previous = _referenced_files(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for key, tensors in tensor_files.items():
+            index[key]["sha256"] = atomic_save_tensors(directory / index[key]["file"], tensors)
+        INDEX_SCHEMA.check(json.loads(json.dumps(index)), INDEX_NAME)  # never write what we refuse
+        atomic_write_json(directory / INDEX_NAME, index)
+    except OSError as exc:
+        _remove(directory, {index[key]["file"] for key in tensor_files} - previous)
+        raise CheckpointWriteError(directory, epoch, exc) from exc
+    stale = {p.name for p in directory.glob("weights-*.safetensors")}
+    stale |= {p.name for p in directory.glob("state-*.safetensors")}
+    _remove(directory, stale - {index[key]["file"] for key in tensor_files})
     return directory
+
+
+def _referenced_files(directory: Path) -> set[str]:
+    """Names of the tensor files the checkpoint now in ``directory`` refers to (maybe none)."""
+    try:
+        index = json.loads((directory / INDEX_NAME).read_text())
+        return {index[key]["file"] for key in ("weights", "state") if key in index}
+    except (OSError, ValueError, TypeError, KeyError):
+        return set()
+
+
+def _remove(directory: Path, names: set[str]) -> None:
+    """Delete these files of ``directory`` where possible (what is left is never referenced)."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            (directory / name).unlink(missing_ok=True)
 
 
 def index_path(path: str | os.PathLike) -> Path:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rbfi.data import load_mnist
 from rbfi.io import Progress, atomic_write_bytes
+from rbfi.io.atomic import append_text
 from rbfi.io.checkpoint import INDEX_NAME, CheckpointError, check_run_directory, load_tensors
 from rbfi.io.checkpoint import read_index as read_checkpoint_index
 from rbfi.models import (
@@ -253,8 +254,7 @@ def _save_checkpoint(run: TrainingRun, epoch: int) -> None:
 
 
 def _append_metrics(out_dir: Path, record: dict) -> None:
-    with open(out_dir / METRICS_NAME, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_text(out_dir / METRICS_NAME, json.dumps(record) + "\n")
 
 
 def _describe_epoch(record: dict) -> str:
