@@ -132,3 +132,40 @@ def test_every_subcommand_help_renders(capsys, command):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: rbfi {command}")
     assert "--help" in out
+
+
+@pytest.mark.parametrize(
+    "command, positional, config",
+    [
+        ("certify", ["RUN"], "rbfi.evaluation.config:CertifyConfig"),
+        ("eval", ["RUN"], "rbfi.evaluation.config:AccuracyConfig"),
+        ("attack", ["RUN"], "rbfi.evaluation.config:EvalConfig"),
+        ("reproduce", [], "rbfi.experiments.config:ReproduceConfig"),
+        ("train", ["--out", "RUN"], "rbfi.training:TrainConfig"),
+    ],
+)
+def test_command_options_come_from_the_config_fields(command, positional, config):
+    """Each option field of the command's config dataclass is on its command line with the
+    field's default, and a value given on the command line reaches the config checked."""
+    import importlib
+
+    from rbfi.cli import UsageError, build_parser
+    from rbfi.cli.options import config_from_args
+    from rbfi.options import option_fields
+
+    module, name = config.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    parser = build_parser()
+    args = parser.parse_args([command, *positional])
+    assert config_from_args(cls, args) == cls()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    flags = {flag for action in sub._actions for flag in action.option_strings}
+    for f in option_fields(cls):
+        if f.metadata["cli"]:
+            assert (f.metadata["flag"] or "--" + f.name.replace("_", "-")) in flags, f.name
+    field = next(f for f in option_fields(cls) if f.name in ("batch_size", "retries"))
+    flag = "--" + field.name.replace("_", "-")
+    args = parser.parse_args([command, *positional, flag, "7"])
+    assert getattr(config_from_args(cls, args), field.name) == 7
+    with pytest.raises(UsageError, match="expected a"):  # the field's own check
+        parser.parse_args([command, *positional, flag, "-1"])
