@@ -17,23 +17,22 @@ clipped to [0, 1] (``rbfi.bounds.input_box``). Variants, per batch size:
 
 Timings: medians of ``--reps`` calls after warm-up, the four main variants interleaved call by
 call so that load from other processes hits them alike; ratios come from the same run. The Markdown
-table is printed and, with the raw numbers as JSON, written to ``benchmarks/results/``.
+table is printed and, with the raw numbers and the machine (CPU model, cores, torch threads, the
+C kernel's SIMD width and flags, versions, date, command) as JSON, written to
+``benchmarks/results/interval-cpu.{md,json}`` (``--name``; ``--no-save`` writes nothing).
 
-    python benchmarks/bench_interval.py                 # batches 100 and 1000, 9 reps
+    python benchmarks/bench_interval.py --threads 2     # batches 100 and 1000, 9 reps
     python benchmarks/bench_interval.py --quick         # 3 reps, no chunked variant
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+import machine
 import torch
 
 import rbfi
@@ -44,7 +43,6 @@ from rbfi.nn.losses import square_error
 LAYERS = "512,512,512,10"
 GEOMETRY = "^v^v"
 IN_FEATURES = 784
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_BOUNDS_RATIO = 2.5
 LABELS = {
     "forward": "plain forward `model(x)`, no grad",
@@ -53,17 +51,6 @@ LABELS = {
     "train": "plain training step (fwd + bwd)",
     "certified": "certified training step (interval fwd + bwd, pseudogradients)",
 }
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_model(backend: str = "auto") -> torch.nn.Module:
@@ -171,21 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="3 reps, no chunked variant")
     ap.add_argument("--chunked-reps", type=int, default=3, help="calls of the chunked pass")
     ap.add_argument("--no-chunked", action="store_true", help="skip the chunked bound pass")
-    ap.add_argument("--no-save", action="store_true", help="print only, write no results")
-    ap.add_argument("--name", default="interval-cpu", help="results file stem")
+    machine.add_arguments(ap, "interval-cpu")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     reps = 3 if args.quick else args.reps
     chunked = not (args.quick or args.no_chunked)
 
-    info = rbfi.ops.kernel_info()
-    load_before = os.getloadavg()
     results: dict = {
-        "cpu": cpu_name(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "simd_width": info["cpu"]["simd_width"],
-        "cpu_kernel_flags": info["cpu"]["flags"],
-        "interval_kernel": info["cpu"]["interval"],
+        "machine": machine.describe(),
         "network": f"784-{LAYERS.replace(',', '-')} ({GEOMETRY})",
         "eps": args.eps,
         "reps": reps,
@@ -207,17 +188,12 @@ def main(argv: list[str] | None = None) -> None:
             "certified_over_train": med["certified"] / med["train"],
             "max_abs_gap_fused_vs_chunked": check_bounds(min(batch, 100), args.eps),
         }
-    results["loadavg_before"] = list(load_before)
-    results["loadavg_after"] = list(os.getloadavg())
-
     header = (
-        f"{results['cpu']}, {results['threads']} threads, torch {results['torch']}; CPU kernel "
-        f"SIMD width {results['simd_width']}, flags '{results['cpu_kernel_flags']}'\n"
+        f"{machine.header(results['machine'])}\n"
         f"Paper network {results['network']}, eps = {args.eps} box, median of {reps} calls "
         f"(variants interleaved; chunked: {results['chunked_reps'] or 'not run'}, separately)\n"
-        f"1-min load average "
-        f"before {load_before[0]:.2f} (other work), after {results['loadavg_after'][0]:.2f} "
-        f"(includes this run)"
+        f"1-min load average before the run {results['machine']['loadavg_before'][0]:.2f} "
+        f"(other work)"
     )
     verdict = ", ".join(
         f"B={b}: {r['bounds_over_forward']:.2f}x"
@@ -232,10 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(text)
     if not args.no_save:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{args.name}.md").write_text(text)
-        (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {RESULTS / args.name}.md and .json")
+        paths = machine.save(args.name, results, text)
+        print(f"wrote {paths[0]} and {paths[1].name}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,13 @@ this process so that load from other processes hits them alike. Peak memory: eac
 own subprocess: peak RSS (VmHWM, i.e. ru_maxrss without what Linux carries over from the
 parent at fork) after the steps minus the same after imports, model and batch.
 
+The report is printed and written, with the machine (CPU model, cores, torch threads, the C
+kernel's SIMD width and flags, versions, date, command) and the raw numbers, to
+``benchmarks/results/kernels-cpu.{md,json}`` (``--name``; ``--no-save`` writes nothing). The
+README's kernel numbers are generated from that JSON.
+
     python benchmarks/bench_kernels.py             # batch 100, 7 reps (naive: 3)
-    python benchmarks/bench_kernels.py --quick     # fewer reps, smaller memory-scaling batch
+    python benchmarks/bench_kernels.py --quick --threads 2  # 3 reps, smaller scaling batch
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import time
 
+import machine
 import torch
 
 from rbfi.models import build_model
@@ -127,7 +133,7 @@ def worker(variant: str, batch: int, steps: int) -> None:
     print(json.dumps({"peak_mb": (peak - base) / 1024.0}))
 
 
-def peak_memory_mb(variant: str, batch: int, steps: int = 2) -> float:
+def peak_memory_mb(variant: str, batch: int, steps: int = 2, threads: int | None = None) -> float:
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -137,7 +143,8 @@ def peak_memory_mb(variant: str, batch: int, steps: int = 2) -> float:
         str(batch),
         "--steps",
         str(steps),
-    ]
+        "--no-save",
+    ] + (["--threads", str(threads)] if threads else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
@@ -220,71 +227,93 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer reps, smaller scaling batch")
     ap.add_argument("--worker", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=2, help=argparse.SUPPRESS)
+    machine.add_arguments(ap, "kernels-cpu")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         worker(args.worker, args.batch, args.steps)
         return
 
-    from rbfi.ops import kernel_info
-
     reps = 3 if args.quick else args.reps
     naive_reps = max(1, min(3, reps))
     compile_s = fresh_compile_seconds()
-    info = kernel_info()
-    cpu = info["cpu"]
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU kernel: "
-        f"available={cpu['available']}, SIMD width {cpu['simd_width']}, flags '{cpu['flags']}'"
-        f"; first-use compile (fresh cache) {compile_s and round(compile_s, 2)} s"
+    results: dict = {
+        "machine": machine.describe(),
+        "first_use_compile_seconds": compile_s,
+        "network": "784-512-512-512-10 (^v^v)",
+        "batch": args.batch,
+        "reps": {"naive": naive_reps, "fused": reps, "relu": reps},
+    }
+    lines = [machine.header(results["machine"])]
+    lines.append(
+        f"First-use compile of the C kernel (fresh cache): {compile_s and round(compile_s, 2)} s"
     )
     B = args.batch
-    t = time_variants(list(VARIANTS), B, {"naive": naive_reps, "fused": reps, "relu": reps})
-    mem = {v: peak_memory_mb(v, B) for v in VARIANTS}
+    t = time_variants(list(VARIANTS), B, results["reps"])
+    mem = {v: peak_memory_mb(v, B, threads=args.threads) for v in VARIANTS}
     elems = B * elements_per_sample()
-    print()
-    print(
+    results["median_ms"] = {v: t[v] * 1e3 for v in VARIANTS}
+    results["naive_over_fused"] = t["naive"] / t["fused"]
+    results["fused_over_relu"] = t["fused"] / t["relu"]
+    results["epoch_seconds"] = {v: t[v] * EPOCH / B for v in VARIANTS}
+    results["peak_extra_rss_mb"] = {str(B): mem}
+    lines += [
+        "",
         f"Paper network 784-512-512-512-10 (^v^v), batch {B}, forward + backward "
-        f"(all params, not x), median of {reps} steps (naive: {naive_reps})"
-    )
-    print()
-    print("| variant | ms / batch | G elem/s | s / 60k epoch | peak extra RSS (MB) |")
-    print("|---|---:|---:|---:|---:|")
+        f"(all params, not x), median of {reps} steps (naive: {naive_reps})",
+        "",
+        "| variant | ms / batch | G elem/s | s / 60k epoch | peak extra RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for v, label in VARIANTS.items():
         rate = f"{elems / t[v] / 1e9:.2f}" if v != "relu" else "–"
-        print(f"| {label} | {t[v] * 1e3:.1f} | {rate} | {t[v] * EPOCH / B:.1f} | {mem[v]:.0f} |")
-    print()
-    print(
-        f"naive / fused = {t['naive'] / t['fused']:.0f}x;  fused / ReLU = "
-        f"{t['fused'] / t['relu']:.1f}x"
-    )
+        lines.append(
+            f"| {label} | {t[v] * 1e3:.1f} | {rate} | {t[v] * EPOCH / B:.1f} | {mem[v]:.0f} |"
+        )
+    lines += [
+        "",
+        f"naive / fused = {results['naive_over_fused']:.0f}x;  fused / ReLU = "
+        f"{results['fused_over_relu']:.1f}x",
+    ]
 
     big = 200 if args.quick else 400
-    print()
-    print("Peak extra RSS vs batch (each in its own subprocess):")
-    print()
-    print(f"| variant | B={B} (MB) | B={big} (MB) | growth per extra sample (kB) |")
-    print("|---|---:|---:|---:|")
+    lines += [
+        "",
+        "Peak extra RSS vs batch (each in its own subprocess):",
+        "",
+        f"| variant | B={B} (MB) | B={big} (MB) | growth per extra sample (kB) |",
+        "|---|---:|---:|---:|",
+    ]
+    results["peak_extra_rss_mb"][str(big)] = {}
     for v in ("naive", "fused"):
-        m_big = peak_memory_mb(v, big, steps=1 if v == "naive" else 2)
+        m_big = peak_memory_mb(v, big, steps=1 if v == "naive" else 2, threads=args.threads)
+        results["peak_extra_rss_mb"][str(big)][v] = m_big
         slope_kb = (m_big - mem[v]) * 1024 / (big - B)
-        print(f"| {VARIANTS[v]} | {mem[v]:.0f} | {m_big:.0f} | {slope_kb:.0f} |")
+        lines.append(f"| {VARIANTS[v]} | {mem[v]:.0f} | {m_big:.0f} | {slope_kb:.0f} |")
     sizes = (IN_FEATURES, *LAYERS)
-    print()
-    print(
+    lines += [
+        "",
         f"(per sample, B·M·N is {elements_per_sample():,} scaled distances, i.e. "
         f"{elements_per_sample() * 4 / 1024:.0f} kB per float32 copy; B·(N+M) summed over the "
         f"layers is {sum(a + b for a, b in zip(sizes, sizes[1:])):,} values, "
-        f"{sum(a + b for a, b in zip(sizes, sizes[1:])) * 4 / 1024:.0f} kB per copy)"
-    )
+        f"{sum(a + b for a, b in zip(sizes, sizes[1:])) * 4 / 1024:.0f} kB per copy)",
+    ]
 
     f_ms, fb_ms = first_layer_ms(B, reps)
-    print()
-    print(
+    results["first_layer_ms"] = {"forward": f_ms, "forward_backward": fb_ms}
+    lines += [
+        "",
         f"First layer 784->512 alone, fused, batch {B}: forward {f_ms:.2f} ms, forward + "
-        f"backward {fb_ms:.2f} ms ({B * 784 * 512 / (fb_ms / 1e3) / 1e9:.1f} G elem/s)"
-    )
+        f"backward {fb_ms:.2f} ms ({B * 784 * 512 / (fb_ms / 1e3) / 1e9:.1f} G elem/s)",
+    ]
     if torch.cuda.is_available():
-        print("\n".join(cuda_report(B, reps)))
+        lines += cuda_report(B, reps)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_save:
+        paths = machine.save(args.name, results, text)
+        print(f"wrote {paths[0]} and {paths[1].name}")
 
 
 if __name__ == "__main__":

@@ -151,7 +151,7 @@ def test_readme_results_sections_match_the_results():
 
     text = (ROOT / "README.md").read_text()
     names = {m.group("name") for m in MARKER.finditer(text)}
-    assert names == {"paper-quick", "robustness"}
+    assert {"paper-quick", "robustness", "kernels"} <= names
     assert rewrite(text, ROOT / "results") == text
 
 

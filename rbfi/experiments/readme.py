@@ -14,7 +14,9 @@ Sections:
 - ``zoo``: the nets of the model zoo from their cards (``zoo/*/card.json``);
 - ``robustness``: per model, clean accuracy, the strong suite's worst case and the certified
   accuracy on the same images (``results/robustness/*/robustness.json``), and the certified
-  accuracy on the full test set (``results/certify/*/certify.json``).
+  accuracy on the full test set (``results/certify/*/certify.json``);
+- ``kernels``: the kernel speed ratios and the machine they were measured on
+  (``benchmarks/results/kernels-cpu.json`` and ``interval-cpu.json``).
 """
 
 from __future__ import annotations
@@ -153,7 +155,55 @@ def _zoo(results: Path) -> str:
     )
 
 
-SECTIONS = {"paper-quick": _paper_quick, "robustness": _robustness, "zoo": _zoo}
+def _machine(m: dict) -> str:
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, C kernel SIMD width "
+        f"{m['simd_width']}, torch {m['torch']}, {m['date'][:10]}"
+    )
+
+
+def _kernels(results: Path) -> str:
+    """The kernel speed ratios, from ``benchmarks/results/{kernels,interval}-cpu.json`` (beside
+    ``results/``), with the machine and the command that measured them."""
+    bench = results.parent / "benchmarks" / "results"
+    kernels = _read_json(bench / "kernels-cpu.json")
+    interval = _read_json(bench / "interval-cpu.json")
+    if not (kernels and interval and "machine" in kernels and "machine" in interval):
+        return (
+            "(not measured yet: `python benchmarks/bench_kernels.py --quick --threads 2` and "
+            "`python benchmarks/bench_interval.py --threads 2` write benchmarks/results/)\n"
+        )
+    km, im = kernels["machine"], interval["machine"]
+    ms = kernels["median_ms"]
+    per_batch = {b: r["median_ms"] for b, r in interval["batches"].items()}
+    ratios = " and ".join(
+        f"**{t['bounds'] / t['forward']:.1f}×** at batch {b}" for b, t in per_batch.items()
+    )
+    certified = " and ".join(
+        f"{t['certified'] / t['train']:.1f}× at batch {b}" for b, t in per_batch.items()
+    )
+    same = _machine(km) == _machine(im)
+    return (
+        f"Measured by `{km['command']}` ({_machine(km)}): one training step of the paper "
+        f"network ({kernels['network']}, batch {kernels['batch']}, forward + pseudogradient "
+        f"backward) takes {ms['fused']:.1f} ms with the fused kernels, "
+        f"**{ms['naive'] / ms['fused']:.0f}× faster** than the naive layer "
+        f"({ms['naive']:.0f} ms) and **{ms['fused'] / ms['relu']:.1f}×** the time of a "
+        f"same-size ReLU MLP ({ms['relu']:.1f} ms). Measured by `{im['command']}`"
+        + (" on the same machine" if same else f" ({_machine(im)})")
+        + f": the whole interval bound pass costs {ratios} the plain forward; a certified "
+        f"training step costs {certified} a plain one. Tables: "
+        "[kernels-cpu.md](benchmarks/results/kernels-cpu.md), "
+        "[interval-cpu.md](benchmarks/results/interval-cpu.md).\n"
+    )
+
+
+SECTIONS = {
+    "paper-quick": _paper_quick,
+    "robustness": _robustness,
+    "zoo": _zoo,
+    "kernels": _kernels,
+}
 
 
 def sections(results: Path) -> dict[str, str]:
