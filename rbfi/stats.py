@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 LEVEL = 0.95
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+SHOWN_PROBLEMS = 3  # a premise's problems named in a reason (the rest counted)
 _BISECTIONS = 60  # interval width 2^-60: below float resolution
 
 
@@ -327,7 +328,8 @@ def greater(
         a_only, b_only, p = mcnemar(*flags)
         why = (
             f"{first} {a.text()} vs {second} {b.text()}, paired on n = {len(flags[0])}: "
-            f"{first} alone right on {a_only}, {second} alone on {b_only}, McNemar p = {p:.2g}"
+            f"{first} alone right on {a_only}, {second} alone on {b_only}, McNemar p "
+            + (f"= {p:.2g}" if p > 1e-300 else "< 1e-300")
         )
         if p < 1 - level:
             return Verdict(HOLDS if a_only > b_only else FAILS, why)
@@ -375,8 +377,9 @@ def premise(verdict: Verdict, problems: Sequence[str], unless: str | None = None
     problems = [p for p in problems if p]
     if not problems or verdict.status == unless:
         return verdict
+    shown = "; ".join(problems[:SHOWN_PROBLEMS])
+    if len(problems) > SHOWN_PROBLEMS:
+        shown += f"; and {len(problems) - SHOWN_PROBLEMS} more"
     return Verdict(
-        UNDECIDED,
-        "rests on " + "; ".join(problems) + f" (the numbers alone: {verdict.status}, "
-        f"{verdict.reason})",
+        UNDECIDED, f"rests on {shown} (the numbers alone: {verdict.status}, {verdict.reason})"
     )

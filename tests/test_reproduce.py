@@ -195,3 +195,37 @@ def test_readme_robustness_section_pairs_attacks_and_certificates(tmp_path):
     assert cells == ["95.00", "11.2", "5.6", "–", "–", "–"]
     assert "first 10,000 test images" in body
     assert "(results/certify/net_b/certify.md)" in rows["net_b"]
+
+
+def test_table1_verdicts_need_intervals_and_trained_nets():
+    """Hand-made numbers: the quick profile's "keeps above 90% under corrected PGD" rests on
+    84/100 (95% CI 75.3-90.6 contains 90): undecided; the same rate on 10,000 images does not
+    hold; a claim resting on an under-trained sigmoid net is undecided and names it."""
+    from rbfi.experiments.paper.table1 import COLUMNS, Table1
+    from rbfi.stats import proportion
+
+    def estimates(rbfi_pgd, n):
+        out = {}
+        for arch, rate in (("relu", 0), ("sigmoid", 0), ("rbfi", rbfi_pgd)):
+            out[arch] = {key: proportion(round(rate * n), n) for key, _ in COLUMNS}
+            out[arch]["clean"] = proportion(
+                round({"relu": 0.974, "sigmoid": 0.78}.get(arch, 0.946) * n), n
+            )
+        return out
+
+    healthy = {"all runs": [], "first runs": []}
+    pgd_claim = (
+        "under PGD, projection corrected, where ReLU and sigmoid fall below 2%, RBFI keeps "
+        "above 90%"
+    )
+    claims = {c.text: c for c in Table1.claims(estimates(0.84, 100), healthy)}
+    pgd = claims[pgd_claim]
+    assert pgd.holds is None and "n = 100: 95% CI 75.3-90.6 contains 90" in pgd.reason
+    claims = {c.text: c for c in Table1.claims(estimates(0.84, 10_000), healthy)}
+    pgd = claims[pgd_claim]
+    assert pgd.holds is False
+    clean = claims["RBFI matches sigmoid in clean accuracy and is slightly below ReLU"]
+    assert clean.holds is False  # 94.6 vs 78.0 on 10,000 images: more than 1 point apart
+    doubts = {"all runs": ["Sigmoid under-trained (clean 78.0 < floor 95)"], "first runs": []}
+    clean = {c.text: c for c in Table1.claims(estimates(0.84, 10_000), doubts)}[clean.text]
+    assert clean.holds is None and "Sigmoid under-trained" in clean.reason

@@ -1,5 +1,5 @@
-"""What every item's rendering shares: mean ± sd cells, Markdown tables, curves as PNG, and the
-paper's claims beside our numbers."""
+"""What every item's rendering shares: cells with their 95% intervals, Markdown tables, curves
+as PNG, and the paper's claims beside our numbers with their verdicts (:mod:`rbfi.stats`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Sequence
 
 from rbfi.experiments.spec import Claim
+from rbfi.stats import Estimate, Verdict, over_runs
 
 
 def pct(value: float | None) -> str:
@@ -23,14 +24,29 @@ def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), sd
 
 
-def cell(values: Sequence[float]) -> str:
-    """'97.1 ± 0.2' (in %) over runs; a single run without the ± part."""
-    mean, sd = mean_sd(values)
-    if mean is None:
+def cell(values: Sequence[float], n: int) -> str:
+    """'97.1 ± 0.2 [96.5-97.7]' (in %): the mean ± sd over runs measured on n images each and
+    its 95% interval (:func:`rbfi.stats.over_runs`); one run: '84.0 [75.3-90.6]'."""
+    values = [v for v in values if v is not None]
+    if not values:
         return "–"
-    if len(values) < 2:
-        return pct(mean)
-    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
+    return over_runs(values, n).text()
+
+
+def estimate_cell(estimate: Estimate | None) -> str:
+    """'84.0 [75.3-90.6]' (in %), '–' for None."""
+    return "–" if estimate is None else estimate.text()
+
+
+def claim(text: str, verdict: Verdict, evidence: str) -> Claim:
+    """A paper's claim with our verdict (:mod:`rbfi.stats`) and the numbers behind it."""
+    return Claim(text, verdict.holds, evidence, verdict.reason)
+
+
+INTERVALS_NOTE = (
+    "Cells: accuracy in % [its 95% interval]; one run on n images: Clopper-Pearson; mean ± sd "
+    "of several runs: the wider of the t-interval over runs and the binomial interval on n."
+)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
@@ -41,14 +57,28 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | No
     return "\n".join(lines)
 
 
+VERDICTS = {True: "**holds**", False: "**does not hold**", None: "undecided"}
+
+
 def claims_markdown(claims: Sequence[Claim]) -> str:
     if not claims:
         return ""
-    verdict = {True: "**holds**", False: "**does not hold**", None: "undecided"}
-    rows = [(c.text, verdict[c.holds], c.evidence) for c in claims]
-    return "### The paper's claims beside our numbers\n\n" + table(
-        ["claim (paper)", "here", "our numbers"], rows, "lll"
+    rows = [(c.text, VERDICTS[c.holds], c.evidence, c.reason or "–") for c in claims]
+    return (
+        "### The paper's claims beside our numbers\n\n"
+        + table(["claim (paper)", "here", "our numbers [95% CI]", "why"], rows, "llll")
+        + "\n\n"
+        + VERDICT_NOTE
     )
+
+
+VERDICT_NOTE = (
+    "A claim holds or does not hold only when the 95% intervals exclude the threshold (or the "
+    "other side of a comparison: McNemar's exact test on the same images where per-example "
+    "results exist, else intervals apart); otherwise it is undecided. A claim resting on a net "
+    "that was still learning or fell below the floor of its kind (rbfi.training.health) is "
+    "undecided and names it."
+)
 
 
 def curves_png(

@@ -18,9 +18,10 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.experiments.paper import ITEMS
 from rbfi.experiments.profiles import PROFILES, Profile
-from rbfi.experiments.render import claims_markdown, table
+from rbfi.experiments.render import VERDICT_NOTE, VERDICTS, claims_markdown, table
 from rbfi.experiments.spec import Item, Job, Rendered, Results
 from rbfi.io import atomic_write_bytes, atomic_write_json, versions
 from rbfi.sweeps import Engine, LocalEngine, Task, run_tasks
@@ -210,7 +211,8 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
         f"Profile `{profile['name']}`: {profile['epochs']} epochs, width {profile['width']}, "
         f"{profile['seeds_baseline']}/{profile['seeds_rbfi']} runs (ReLU, sigmoid / RBFI), "
         f"{profile['test_limit'] or 10000} test images, the paper's PGD on "
-        f"{profile['pgd_limit']} and the strong suite on {profile['strong_limit']}; wall time "
+        f"{profile['pgd_limit']} and the strong suite on {profile['strong_limit']}; pixels "
+        f"k/{profile.get('pixel_scale', LEGACY_PIXEL_SCALE)}; wall time "
         f"{total / 60:.0f} min over {len(index.get('runs', []))} invocation(s) "
         f"(`{index['runs'][-1]['command'] if index.get('runs') else ''}`).",
         "",
@@ -228,12 +230,15 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
             else f"{item['title']} (incomplete)"
         )
         for claim in item.get("claims", []):
-            verdict = {True: "holds", False: "**fails**", None: "n/a"}[claim["holds"]]
-            rows.append([link, claim["text"], verdict, claim["evidence"]])
+            verdict = VERDICTS[claim["holds"]]
+            rows.append([link, claim["text"], verdict, claim["evidence"], claim.get("reason", "")])
             link = "〃"
         if not item.get("claims"):
-            rows.append([link, "–", "–", "–"])
-    lines.append(table(["item", "the paper's claim", "here", "our numbers"], rows, "llll"))
+            rows.append([link, "–", "–", "–", "–"])
+    lines.append(
+        table(["item", "the paper's claim", "here", "our numbers [95% CI]", "why"], rows, "lllll")
+    )
+    lines += ["", VERDICT_NOTE]
     if timing:
         lines += [
             "",

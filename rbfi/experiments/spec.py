@@ -146,11 +146,13 @@ def evaluate_job(
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper and whether our numbers bear it out (None: not decidable)."""
+    """A claim of the paper and whether our numbers bear it out (None: undecided), with the
+    reason (:class:`rbfi.stats.Verdict`)."""
 
     text: str
     holds: bool | None
     evidence: str
+    reason: str = ""
 
 
 @dataclass

@@ -64,6 +64,22 @@ class Health:
             return ""
         return f"{name} {self.status}: " + "; ".join(self.reasons)
 
+    def short(self) -> str:
+        """The reasons in a few words: 'clean 75.9 < floor 95, +64.2 points in the last 3
+        epochs' ('' when converged)."""
+        parts = []
+        if self.status == FAILED and self.final_accuracy is not None:
+            parts.append(f"clean {100 * self.final_accuracy:.1f}, near chance")
+        elif self.floor is not None and self.final_accuracy is not None:
+            if self.final_accuracy < self.floor:
+                parts.append(f"clean {100 * self.final_accuracy:.1f} < floor {100 * self.floor:g}")
+        if self.gain is not None and self.gain > self.tolerance + 1e-9:
+            span = min(self.window, self.epochs - 1)
+            parts.append(f"+{100 * self.gain:.1f} points in the last {span} epochs")
+        if self.status == UNKNOWN:
+            parts.append(self.reasons[0] if self.reasons else "unknown")
+        return ", ".join(parts)
+
     def to_json(self) -> dict:
         out = asdict(self)
         out["reasons"] = list(self.reasons)

@@ -9,7 +9,9 @@ from rbfi.evaluation import EvalConfig
 from rbfi.experiments.profiles import Profile
 from rbfi.experiments.spec import Job, Results, evaluate_job, train_job
 from rbfi.models import ModelConfig
+from rbfi.stats import Estimate, accuracy_estimate, over_runs, proportion
 from rbfi.training import TrainConfig
+from rbfi.training.health import Health, assess
 
 NAMES = {"relu": "ReLU", "sigmoid": "Sigmoid", "rbfi": "RBFI", "rbf": "RBF"}
 CHEAP_ATTACKS = ("fgsm", "ifgsm", "noise")
@@ -172,3 +174,78 @@ def curve(results: Results, jobs: list[Job], attack: str, eps_grid) -> tuple:
         means.append(mean)
         sds.append(sd if len(jobs) > 1 else None)
     return list(eps_grid), means, sds if len(jobs) > 1 else None
+
+
+# -- numbers with their intervals, and the health of the nets behind them ----------------------
+
+
+def test_images(job: Job) -> int:
+    """How many test images a training job's clean accuracy was measured on."""
+    return job.payload["train"].get("test_limit") or 10000
+
+
+def clean(results: Results, job: Job) -> Estimate:
+    """The final clean test accuracy of a training job, with its exact 95% interval."""
+    return accuracy_estimate(results.final(job)["test_accuracy"], test_images(job))
+
+
+def clean_runs(results: Results, jobs: list[Job]) -> Estimate:
+    """The mean clean accuracy of several runs, with its 95% interval (one run: exact)."""
+    values = [results.final(j)["test_accuracy"] for j in jobs]
+    return over_runs(values, test_images(jobs[0]))
+
+
+def flags(results: Results, job: Job, attack: str, eps: float) -> list[bool]:
+    """Per-example outcome (right under the attack / certified) of an evaluate job."""
+    data = results.evaluation(job)
+    key = f"{eps:g}"
+    if attack == "worst":
+        row = data["worst_case"][key]
+    elif attack == "certified":
+        row = data["certified"][key]
+    else:
+        row = data["results"][attack][key]
+    bits = row.get("certified", row.get("correct"))
+    if not isinstance(bits, str):
+        raise ValueError(f"{job.label}: no per-example flags for {attack} at eps {key}")
+    return [b == "1" for b in bits]
+
+
+def measured(results: Results, job: Job, attack: str, eps: float) -> Estimate:
+    """An evaluate job's accuracy under ``attack`` at ``eps`` as k of n, with its interval."""
+    right = flags(results, job, attack, eps)
+    return proportion(sum(right), len(right))
+
+
+def measured_runs(results: Results, jobs: list[Job], attack: str, eps: float) -> Estimate:
+    """The mean over runs (each on the same n images) with its 95% interval."""
+    if len(jobs) == 1:
+        return measured(results, jobs[0], attack, eps)
+    n = len(flags(results, jobs[0], attack, eps))
+    return over_runs([accuracy(results, j, attack, eps) for j in jobs], n)
+
+
+def health(results: Results, job: Job) -> Health:
+    """Whether a training job's net finished learning (:mod:`rbfi.training.health`)."""
+    index = results.train(job)
+    return assess(index.get("metrics") or [], index.get("training") or {})
+
+
+def problems(results: Results, nets: dict[str, Job | list[Job]], ignore=()) -> list[str]:
+    """What makes a claim resting on ``nets`` ({name: job or runs}) doubtful: one line per net
+    with runs not converged (statuses in ``ignore`` excepted, e.g. "failed" for a claim that a
+    net fails to learn), e.g. 'Sigmoid under-trained (seed 0: clean 75.9 < floor 95, +64.2
+    points in the last 3 epochs; seed 1: ...)'."""
+    out = []
+    for name, jobs in nets.items():
+        runs = jobs if isinstance(jobs, list) else [jobs]
+        bad = []
+        for job in runs:
+            h = health(results, job)
+            if not h.trained and h.status not in ignore:
+                seed = job.payload["train"]["seed"]
+                bad.append((h.status, f"seed {seed}: {h.short()}" if len(runs) > 1 else h.short()))
+        if bad:
+            statuses = "/".join(sorted({status for status, _ in bad}))
+            out.append(f"{name} {statuses} ({'; '.join(text for _, text in bad)})")
+    return out

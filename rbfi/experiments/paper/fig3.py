@@ -4,9 +4,21 @@ trained normally, under the paper's attacks, corrected PGD and the strong suite.
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import accuracy, cheap_eval, curve, net, pgd_eval, strong_eval
-from rbfi.experiments.render import claims_markdown, curves_png, pct, table
-from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.experiments.paper.common import (
+    accuracy,
+    cheap_eval,
+    clean,
+    curve,
+    flags,
+    measured,
+    net,
+    pgd_eval,
+    problems,
+    strong_eval,
+)
+from rbfi.experiments.render import claim, claims_markdown, curves_png, table
+from rbfi.experiments.spec import Item, Rendered, Results
+from rbfi.stats import all_of, greater, premise
 
 REGIMES = (
     ("none", "ReLU"),
@@ -79,11 +91,20 @@ class Figure3(Item):
         data = {
             label: {"clean": results.final(job)["test_accuracy"]} for label, job in nets.items()
         }
+        estimates = {label: {"clean": clean(results, job)} for label, job in nets.items()}
+        per_example = {}
         for label in nets:
             for attack, _ in ATTACKS:
-                data[label][attack] = accuracy(results, job_for(label, attack), attack, eps)
+                job = job_for(label, attack)
+                data[label][attack] = accuracy(results, job, attack, eps)
+                estimates[label][attack] = measured(results, job, attack, eps)
+                per_example[label, attack] = flags(results, job, attack, eps)
+        data["intervals"] = {
+            label: {k: e.to_json() for k, e in row.items()} for label, row in estimates.items()
+        }
         rows = [
-            [label, pct(data[label]["clean"])] + [pct(data[label][a]) for a, _ in ATTACKS]
+            [label, estimates[label]["clean"].text()]
+            + [estimates[label][a].text() for a, _ in ATTACKS]
             for label in nets
         ]
         panels = []
@@ -98,30 +119,37 @@ class Figure3(Item):
                     },
                 )
             )
+        doubts = problems(results, nets)
         claims = []
         for attack, title in ATTACKS[:6]:
-            better = [
-                label
+            rbfi = estimates["RBFI"][attack]
+            verdicts = [
+                greater(
+                    rbfi,
+                    estimates[label][attack],
+                    ("RBFI", label),
+                    flags=(per_example["RBFI", attack], per_example[label, attack]),
+                )
                 for label in nets
-                if label != "RBFI" and data[label][attack] > data["RBFI"][attack]
+                if label != "RBFI"
             ]
             claims.append(
-                Claim(
+                claim(
                     f"under {title}, RBFI trained normally beats the adversarially trained "
                     "ReLU nets",
-                    not better,
-                    f"RBFI {pct(data['RBFI'][attack])}; "
-                    + (
-                        f"beaten by {', '.join(f'{b} {pct(data[b][attack])}' for b in better)}"
-                        if better
-                        else "no ReLU net higher"
-                    ),
+                    premise(all_of(verdicts), doubts),
+                    f"RBFI {rbfi.text()}; "
+                    + ", ".join(f"{b} {estimates[b][attack].text()}" for b in nets if b != "RBFI"),
                 )
             )
         markdown = "\n\n".join(
             [
                 f"## {self.title}",
-                f"Accuracy in % at eps = {eps:g}. ReLU nets trained {profile.adv_epochs} epochs "
+                f"Accuracy in % at eps = {eps:g} [95% interval]: clean on n = "
+                f"{profile.test_limit or 10000}, FGSM, I-FGSM and noise on the same n, the "
+                f"paper's PGD on the first n = {profile.pgd_limit}, the strong suite and "
+                f"certificates on the first n = {profile.strong_limit}; comparisons on the same "
+                f"images by McNemar's exact test. ReLU nets trained {profile.adv_epochs} epochs "
                 f"(training attacks at eps 0.3: the paper's PGD with {profile.adv_pgd_steps} "
                 f"AdaDelta steps, Madry's sign PGD with {profile.madry_steps} steps); RBFI "
                 f"trained normally for {profile.epochs} epochs.",

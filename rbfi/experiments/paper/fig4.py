@@ -5,14 +5,18 @@ from __future__ import annotations
 from rbfi.experiments.paper.common import (
     accuracy,
     cheap_eval,
+    clean,
     curve,
     layers,
+    measured,
     net,
     pgd_eval,
+    problems,
     sensitivity_eval,
 )
-from rbfi.experiments.render import claims_markdown, curves_png, pct, table
-from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.experiments.render import claim, claims_markdown, curves_png, table
+from rbfi.experiments.spec import Item, Rendered, Results
+from rbfi.stats import UNDECIDED, Verdict, all_of, at_least, at_most, premise
 
 ATTACKS = (
     ("fgsm", "FGSM"),
@@ -43,7 +47,7 @@ class Figure4(Item):
     def render(self, results: Results, profile) -> Rendered:
         runs = self.runs(profile)
         eps = profile.table_eps
-        data, rows = {}, []
+        data, rows, estimates = {}, [], {}
         for lam, job in runs.items():
             cheap, pgd = cheap_eval(profile, job), pgd_eval(profile, job)
             row = {
@@ -55,9 +59,14 @@ class Figure4(Item):
                     results, pgd if attack.startswith("pgd") else cheap, attack, eps
                 )
             data[f"{lam:g}"] = row
+            estimates[f"{lam:g}"] = {"clean": clean(results, job)} | {
+                attack: measured(results, pgd if attack.startswith("pgd") else cheap, attack, eps)
+                for attack, _ in ATTACKS
+            }
             rows.append(
-                [f"{lam:g}", pct(row["clean"]), f"{row['sensitivity_bound']:.4g}"]
-                + [pct(row[a]) for a, _ in ATTACKS]
+                [f"{lam:g}", estimates[f"{lam:g}"]["clean"].text()]
+                + [f"{row['sensitivity_bound']:.4g}"]
+                + [estimates[f"{lam:g}"][a].text() for a, _ in ATTACKS]
             )
         panels = []
         for attack, title in ATTACKS:
@@ -68,21 +77,33 @@ class Figure4(Item):
                 )
                 panel[f"lambda {lam:g}"] = curve(results, [source], attack, profile.eps_grid)
             panels.append((title, panel))
-        learned = {lam: row["clean"] > 0.5 for lam, row in data.items()}
-        robust = [lam for lam, row in data.items() if row["clean"] > 0.5 and row["fgsm"] > 0.5]
+        data["intervals"] = {
+            k: {name: e.to_json() for name, e in row.items()} for k, row in estimates.items()
+        }
+        names = {f"{lam:g}": f"ReLU lambda {lam:g}" for lam in runs}
+        learned = [k for k, row in estimates.items() if at_least(row["clean"], 0.5).holds]
+        fragile = all_of([at_most(estimates[k]["fgsm"], 0.5) for k in learned])
+        largest = f"{max(runs):g}"
+        stops = at_most(estimates[largest]["clean"], 0.5)
         claims = [
-            Claim(
+            claim(
                 "regularisation does not make ReLU nets robust (FGSM at eps 0.3)",
-                not robust,
+                premise(fragile, problems(results, {names[k]: runs[float(k)] for k in learned})),
                 "; ".join(
-                    f"lambda {k}: clean {pct(r['clean'])}, FGSM {pct(r['fgsm'])}"
-                    for k, r in data.items()
+                    f"lambda {k}: clean {r['clean'].text()}, FGSM {r['fgsm'].text()}"
+                    for k, r in estimates.items()
                 ),
             ),
-            Claim(
+            claim(
                 "large lambda stops the ReLU net from learning",
-                not learned[f"{max(runs):g}"] if len(runs) > 1 else None,
-                f"largest lambda {max(runs):g}: clean {pct(data[f'{max(runs):g}']['clean'])}",
+                premise(
+                    stops,
+                    problems(results, {names[largest]: runs[max(runs)]}, ignore=("failed",)),
+                    unless="does not hold",  # a net that learnt does not unlearn with training
+                )
+                if len(runs) > 1
+                else Verdict(UNDECIDED, "one lambda only"),
+                f"largest lambda {largest}: clean {estimates[largest]['clean'].text()}",
             ),
         ]
         markdown = "\n\n".join(
@@ -90,7 +111,9 @@ class Figure4(Item):
                 f"## {self.title}",
                 f"ReLU {'-'.join(map(str, layers(profile)))} ({profile.epochs} epochs) "
                 f"trained with loss + lambda x its "
-                f"sensitivity bound (eq. 7); accuracy in % at eps = {eps:g}.",
+                f"sensitivity bound (eq. 7); accuracy in % at eps = {eps:g} [95% interval]: clean, "
+                f"FGSM, I-FGSM and noise on n = {profile.test_limit or 10000} test images, PGD "
+                f"on the first n = {profile.pgd_limit}.",
                 table(["lambda", "clean", "sensitivity bound"] + [t for _, t in ATTACKS], rows),
                 claims_markdown(claims),
                 "![Figure 4](figure4.png)",

@@ -3,9 +3,20 @@ lambda x the sensitivity bound (eq. 8), under the paper's PGD and the strong sui
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import accuracy, curve, net, pgd_eval, strong_eval
-from rbfi.experiments.render import claims_markdown, curves_png, pct, table
-from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.experiments.paper.common import (
+    accuracy,
+    clean,
+    curve,
+    flags,
+    measured,
+    net,
+    pgd_eval,
+    problems,
+    strong_eval,
+)
+from rbfi.experiments.render import claim, claims_markdown, curves_png, table
+from rbfi.experiments.spec import Item, Rendered, Results
+from rbfi.stats import FAILS, HOLDS, UNDECIDED, Estimate, Verdict, greater, premise
 
 ATTACKS = (
     ("pgd-paper-legacy", "PGD as the author ran it"),
@@ -31,6 +42,21 @@ def variants(profile) -> dict:
     }
 
 
+def recovers_half(base: Estimate, loose: Estimate, reg: Estimate, lost: Verdict) -> Verdict:
+    """ "reg recovers at least half of what loose lost against base", i.e. reg >= (base +
+    loose) / 2, given that loose lost something (``lost``: base better than loose). Decided
+    only when reg's interval lies wholly above (below) the midpoint of the two others'
+    intervals' ends: reg.low > (base.high + loose.high) / 2 (reg.high < (base.low + loose.low)
+    / 2)."""
+    if lost.status != HOLDS:
+        return Verdict(UNDECIDED, f"not applicable: no loss established ({lost.reason})")
+    if reg.low > (base.high + loose.high) / 2:
+        return Verdict(HOLDS, f"u10+reg above the midpoint of u3 and u10 ({lost.reason})")
+    if reg.high < (base.low + loose.low) / 2:
+        return Verdict(FAILS, f"u10+reg below the midpoint of u3 and u10 ({lost.reason})")
+    return Verdict(UNDECIDED, "the intervals allow recovering more or less than half")
+
+
 class Figure5(Item):
     name = "fig5"
     title = "Figure 5: RBFI nets with u-bound 3 vs 10, with and without regularisation"
@@ -45,7 +71,7 @@ class Figure5(Item):
     def render(self, results: Results, profile) -> Rendered:
         runs = variants(profile)
         eps = profile.table_eps
-        data, rows, panels = {}, [], []
+        data, rows, panels, estimates, per_example = {}, [], [], {}, {}
         for label, job in runs.items():
             pgd, strong = pgd_eval(profile, job), strong_eval(profile, job)
             row = {"clean": results.final(job)["test_accuracy"]}
@@ -54,7 +80,15 @@ class Figure5(Item):
                     results, pgd if attack.startswith("pgd") else strong, attack, eps
                 )
             data[label] = row
-            rows.append([label, pct(row["clean"])] + [pct(row[a]) for a, _ in ATTACKS])
+            estimates[label] = {"clean": clean(results, job)}
+            for attack, _ in ATTACKS:
+                source = pgd if attack.startswith("pgd") else strong
+                estimates[label][attack] = measured(results, source, attack, eps)
+                per_example[label, attack] = flags(results, source, attack, eps)
+            rows.append(
+                [label, estimates[label]["clean"].text()]
+                + [estimates[label][a].text() for a, _ in ATTACKS]
+            )
         for attack, title in ATTACKS:
             grid = profile.eps_grid if attack.startswith("pgd") else profile.strong_eps
             panels.append(
@@ -75,18 +109,26 @@ class Figure5(Item):
                     },
                 )
             )
+        data["intervals"] = {
+            k: {name: e.to_json() for name, e in row.items()} for k, row in estimates.items()
+        }
         labels = list(runs)
-        base, loose, reg = (data[k] for k in labels)
+        doubts = problems(results, {f"RBFI {label}": job for label, job in runs.items()})
         claims = []
         for attack, title in ATTACKS[:3]:
-            lost = base[attack] - loose[attack]
-            recovered = reg[attack] - loose[attack]
+            base, loose, reg = (estimates[k][attack] for k in labels)
+            lost = greater(
+                base,
+                loose,
+                ("u3", "u10"),
+                flags=(per_example[labels[0], attack], per_example[labels[1], attack]),
+            )
             claims.append(
-                Claim(
+                claim(
                     f"under {title}, a small regularisation recovers most of the robustness the "
                     "u-bound 10 net lost",
-                    recovered >= 0.5 * lost if lost > 0.02 else None,
-                    f"u3 {pct(base[attack])}, u10 {pct(loose[attack])}, u10+reg {pct(reg[attack])}",
+                    premise(recovers_half(base, loose, reg, lost), doubts),
+                    f"u3 {base.text()}, u10 {loose.text()}, u10+reg {reg.text()}",
                 )
             )
         markdown = "\n\n".join(
@@ -94,7 +136,8 @@ class Figure5(Item):
                 f"## {self.title}",
                 f"{runs['u-bound 3'].label[6:].rsplit(' seed', 1)[0]}, {profile.epochs} "
                 f"epochs; accuracy in % at eps = "
-                f"{eps:g} (PGD on {profile.pgd_limit} images, strong suite on "
+                f"{eps:g} [95% interval] (clean on n = {profile.test_limit or 10000} images, PGD "
+                f"on the first n = {profile.pgd_limit}, strong suite on the first n = "
                 f"{profile.strong_limit}).",
                 table(["network", "clean"] + [t for _, t in ATTACKS], rows),
                 claims_markdown(claims),

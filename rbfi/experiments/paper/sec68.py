@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import NAMES, accuracy, cheap_eval, net
-from rbfi.experiments.render import claims_markdown, pct, table
-from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.experiments.paper.common import NAMES, cheap_eval, clean, measured, net, problems
+from rbfi.experiments.render import claim, claims_markdown, table
+from rbfi.experiments.spec import Item, Rendered, Results
+from rbfi.stats import all_of, at_least, at_most, premise
 
 ARCHS = ("relu", "sigmoid", "rbfi")
 
@@ -25,33 +26,41 @@ class Section68(Item):
     def render(self, results: Results, profile) -> Rendered:
         runs = deep_nets(profile)
         eps = profile.table_eps
-        data = {}
+        data, estimates = {}, {}
         for arch, job in runs.items():
             cheap = cheap_eval(profile, job)
-            data[arch] = {
-                "clean": results.final(job)["test_accuracy"],
-                "fgsm": accuracy(results, cheap, "fgsm", eps),
-                "certified": accuracy(results, cheap, "certified", eps),
+            estimates[arch] = {
+                "clean": clean(results, job),
+                "fgsm": measured(results, cheap, "fgsm", eps),
+                "certified": measured(results, cheap, "certified", eps),
             }
+            data[arch] = {k: e.value for k, e in estimates[arch].items()}
+            data[arch]["intervals"] = {k: e.to_json() for k, e in estimates[arch].items()}
         rows = [
             [
                 runs[a].label[6:].rsplit(" seed", 1)[0],
-                pct(v["clean"]),
-                pct(v["fgsm"]),
-                pct(v["certified"]),
+                *(estimates[a][k].text() for k in ("clean", "fgsm", "certified")),
             ]
-            for a, v in data.items()
+            for a in runs
         ]
+        relu, rbfi, sigmoid = (estimates[a]["clean"] for a in ("relu", "rbfi", "sigmoid"))
         claims = [
-            Claim(
+            claim(
                 "ReLU and RBFI deep nets train well",
-                min(data["relu"]["clean"], data["rbfi"]["clean"]) > 0.9,
-                f"ReLU {pct(data['relu']['clean'])}, RBFI {pct(data['rbfi']['clean'])}",
+                premise(
+                    all_of([at_least(relu, 0.9), at_least(rbfi, 0.9)]),
+                    problems(results, {"deep ReLU": runs["relu"], "deep RBFI": runs["rbfi"]}),
+                    unless="holds",  # more training would not make them worse
+                ),
+                f"ReLU {relu.text()}, RBFI {rbfi.text()} (train well: above 90%)",
             ),
-            Claim(
+            claim(
                 "the deep sigmoid net barely beats chance",
-                data["sigmoid"]["clean"] < 0.3,
-                f"sigmoid {pct(data['sigmoid']['clean'])}",
+                premise(
+                    at_most(sigmoid, 0.3),
+                    problems(results, {"deep sigmoid": runs["sigmoid"]}, ignore=("failed",)),
+                ),
+                f"sigmoid {sigmoid.text()} (barely beats chance: below 30%)",
             ),
         ]
         markdown = "\n\n".join(
@@ -60,7 +69,8 @@ class Section68(Item):
                 f"{profile.deep_layers} hidden layers of {profile.deep_width} units, "
                 f"{profile.deep_epochs} epochs, square-error loss and AdaDelta for sigmoid and "
                 f"RBFI (alternating ^v), cross-entropy for ReLU; accuracy in %, FGSM and "
-                f"certified at eps {eps:g} on {profile.test_limit or 10000} images.",
+                f"certified at eps {eps:g} [95% interval] on n = {profile.test_limit or 10000} "
+                "images.",
                 table(["network", "clean", "FGSM", "certified"], rows),
                 claims_markdown(claims),
             ]

@@ -8,13 +8,27 @@ from rbfi.experiments.paper.common import (
     NAMES,
     accuracy,
     cheap_eval,
+    clean_runs,
     curve,
+    measured_runs,
     net,
     pgd_eval,
+    problems,
     strong_eval,
 )
-from rbfi.experiments.render import cell, claims_markdown, curves_png, pct, table
+from rbfi.experiments.render import INTERVALS_NOTE, claim, claims_markdown, curves_png, table
 from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.stats import (
+    FAILS,
+    UNDECIDED,
+    Verdict,
+    all_of,
+    at_least,
+    at_most,
+    greater,
+    premise,
+    within,
+)
 
 ARCHS = ("relu", "sigmoid", "rbfi")
 COLUMNS = [
@@ -61,12 +75,12 @@ class Table1(Item):
     def render(self, results: Results, profile) -> Rendered:
         runs, cheap, pgd, strong = self.evals(profile)
         eps = profile.table_eps
-        data: dict = {"eps": eps, "nets": {}}
+        data: dict = {"eps": eps, "nets": {}, "intervals": {}}
+        estimates: dict = {}
         rows = []
         for arch in ARCHS:
-            clean = [results.final(r)["test_accuracy"] for r in runs[arch]]
             values = {
-                "clean": clean,
+                "clean": [results.final(r)["test_accuracy"] for r in runs[arch]],
                 "fgsm": [accuracy(results, j, "fgsm", eps) for j in cheap[arch]],
                 "ifgsm": [accuracy(results, j, "ifgsm", eps) for j in cheap[arch]],
                 "noise": [accuracy(results, j, "noise", eps) for j in cheap[arch]],
@@ -75,10 +89,19 @@ class Table1(Item):
                 "worst": [accuracy(results, strong[arch], "worst", eps)],
                 "certified": [accuracy(results, strong[arch], "certified", eps)],
             }
+            estimates[arch] = {"clean": clean_runs(results, runs[arch])}
+            for key, _ in COLUMNS:
+                jobs = (
+                    cheap[arch]
+                    if key in ("fgsm", "ifgsm", "noise")
+                    else [pgd[arch] if key.startswith("pgd") else strong[arch]]
+                )
+                estimates[arch][key] = measured_runs(results, jobs, key, eps)
             data["nets"][arch] = values
+            data["intervals"][arch] = {k: e.to_json() for k, e in estimates[arch].items()}
             rows.append(
-                [f"{NAMES[arch]} ({len(runs[arch])} runs)", cell(clean)]
-                + [cell(values[key]) for key, _ in COLUMNS]
+                [f"{NAMES[arch]} ({len(runs[arch])} runs)", estimates[arch]["clean"].text()]
+                + [estimates[arch][key].text() for key, _ in COLUMNS]
             )
         headers = ["network", "clean"] + [f"{title}" for _, title in COLUMNS]
         figure_panels = []
@@ -104,15 +127,23 @@ class Table1(Item):
             )
         figure_panels.append(("strong suite: worst case and certified floor", panel))
         figure = curves_png(figure_panels, suptitle=f"Figure 2 ({profile.name} profile)")
-        claims = self.claims(data)
+        health = {
+            "all runs": {NAMES[a]: runs[a] for a in ARCHS},
+            "first runs": {NAMES[a]: runs[a][0] for a in ARCHS},
+        }
+        claims = self.claims(
+            estimates,
+            {k: problems(results, nets) for k, nets in health.items()},
+        )
         n_pgd, n_strong = profile.pgd_limit, profile.strong_limit
         markdown = "\n\n".join(
             [
                 f"## {self.title}",
-                f"Accuracy in % at eps = {eps:g} (mean ± sd over runs where there are several). "
-                f"Clean, FGSM, I-FGSM and noise on {profile.test_limit or 10000} test images for "
-                f"every run; PGD on the first {n_pgd} images and the strong suite and certificates "
-                f"on the first {n_strong}, for the first run of each kind (as the paper ran PGD).",
+                f"Accuracy in % at eps = {eps:g} [95% interval] (mean ± sd over runs where there "
+                f"are several). Clean, FGSM, I-FGSM and noise on n = {profile.test_limit or 10000} "
+                f"test images for every run; PGD on the first n = {n_pgd} images and the strong "
+                f"suite and certificates on the first n = {n_strong}, for the first run of each "
+                f"kind (as the paper ran PGD). {INTERVALS_NOTE}",
                 table(headers, rows),
                 claims_markdown(claims),
                 "![Figure 2](figure2.png)",
@@ -121,38 +152,56 @@ class Table1(Item):
         return Rendered(markdown, data, {"figure2.png": figure}, claims)
 
     @staticmethod
-    def claims(data: dict) -> list[Claim]:
-        def mean(arch, key):
-            values = data["nets"][arch][key]
-            return sum(values) / len(values)
+    def claims(estimates: dict, doubts: dict[str, list[str]]) -> list[Claim]:
+        """``estimates``: arch -> column -> Estimate; ``doubts``: the health problems of "all
+        runs" (clean, FGSM, I-FGSM, noise) and of the "first runs" (PGD, strong suite)."""
 
-        clean = {a: mean(a, "clean") for a in ARCHS}
+        def e(arch, key):
+            return estimates[arch][key]
+
+        clean_verdict = all_of(
+            [
+                within(e("rbfi", "clean"), e("sigmoid", "clean"), 0.01, ("RBFI", "Sigmoid")),
+                greater(e("relu", "clean"), e("rbfi", "clean"), ("ReLU", "RBFI")),
+            ]
+        )
         out = [
-            Claim(
+            claim(
                 "RBFI matches sigmoid in clean accuracy and is slightly below ReLU",
-                abs(clean["rbfi"] - clean["sigmoid"]) <= 0.01 and clean["relu"] > clean["rbfi"],
-                ", ".join(f"{NAMES[a]} {pct(clean[a])}" for a in ARCHS),
+                premise(clean_verdict, doubts["all runs"]),
+                ", ".join(f"{NAMES[a]} {e(a, 'clean').text()}" for a in ARCHS),
             )
         ]
         for key, title in COLUMNS[:6]:
-            weak = max(mean("relu", key), mean("sigmoid", key))
-            rbfi = mean("rbfi", key)
-            holds = rbfi > 0.9 if weak < 0.02 else None
+            weak = all_of([at_most(e("relu", key), 0.02), at_most(e("sigmoid", key), 0.02)])
+            keeps = at_least(e("rbfi", key), 0.9)
+            if weak.status == FAILS:
+                verdict = Verdict(
+                    UNDECIDED, f"not applicable: ReLU/sigmoid not below 2% ({weak.reason})"
+                )
+            else:
+                verdict = all_of([weak, keeps])
+            cheap = key in ("fgsm", "ifgsm", "noise")
             out.append(
-                Claim(
+                claim(
                     f"under {title}, where ReLU and sigmoid fall below 2%, RBFI keeps above 90%",
-                    holds,
-                    f"RBFI {pct(rbfi)}, ReLU {pct(mean('relu', key))}, "
-                    f"sigmoid {pct(mean('sigmoid', key))}"
-                    + ("" if holds is not None else " (ReLU/sigmoid not below 2%: not applicable)"),
+                    premise(verdict, doubts["all runs" if cheap else "first runs"]),
+                    f"RBFI {e('rbfi', key).text()}, ReLU {e('relu', key).text()}, "
+                    f"sigmoid {e('sigmoid', key).text()}",
                 )
             )
+        barely = all_of(
+            [
+                greater(e("rbfi", "fgsm"), e("rbfi", "noise"), ("FGSM", "noise")),
+                greater(e("rbfi", "ifgsm"), e("rbfi", "noise"), ("I-FGSM", "noise")),
+            ]
+        )
         out.append(
-            Claim(
+            claim(
                 "FGSM and I-FGSM barely affect RBFI; even noise is a stronger attack on it",
-                min(mean("rbfi", "fgsm"), mean("rbfi", "ifgsm")) > mean("rbfi", "noise"),
-                f"RBFI: FGSM {pct(mean('rbfi', 'fgsm'))}, I-FGSM {pct(mean('rbfi', 'ifgsm'))}, "
-                f"noise {pct(mean('rbfi', 'noise'))}",
+                premise(barely, [p for p in doubts["all runs"] if p.startswith("RBFI")]),
+                f"RBFI: FGSM {e('rbfi', 'fgsm').text()}, I-FGSM {e('rbfi', 'ifgsm').text()}, "
+                f"noise {e('rbfi', 'noise').text()}",
             )
         )
         return out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import net
-from rbfi.experiments.render import cell, claims_markdown, mean_sd, table
-from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.experiments.paper.common import net, problems, test_images
+from rbfi.experiments.render import INTERVALS_NOTE, claim, claims_markdown, table
+from rbfi.experiments.spec import Item, Rendered, Results
+from rbfi.stats import all_of, greater, over_runs, premise, within
+
+MARGIN = 0.01  # "within the sd": the paper's sds are about 0.1-1 point
 
 GEOMETRIES = (
     ("^^^^", "all And"),
@@ -46,48 +49,55 @@ class Table2(Item):
             f"{size} {geometry}": [results.final(r)["test_accuracy"] for r in runs]
             for (size, geometry), runs in grid.items()
         }
+        n = test_images(next(iter(grid.values()))[0])
+        estimates = {key: over_runs(values, n) for key, values in data.items()}
+        data["intervals"] = {key: e.to_json() for key, e in estimates.items()}
         headers = ["layers"] + [f"{size} units" for size in profile.table2_sizes]
         rows = [
             [f"{name} ({geometry})"]
-            + [cell(data[f"{size} {geometry}"]) for size in profile.table2_sizes]
+            + [estimates[f"{size} {geometry}"].text() for size in profile.table2_sizes]
             for geometry, name in GEOMETRIES
         ]
+        largest = max(profile.table2_sizes)
+        names = {f"{size} {g}": f"RBFI {size} {g}" for size, g in grid}
+        doubts = problems(results, {names[f"{size} {g}"]: runs for (size, g), runs in grid.items()})
         claims = []
         if profile.seeds_small > 1:
-            largest, smallest = max(profile.table2_sizes), min(profile.table2_sizes)
-
-            def spread(size):
-                means = [mean_sd(data[f"{size} {g}"])[0] for g, _ in GEOMETRIES]
-                sds = [mean_sd(data[f"{size} {g}"])[1] for g, _ in GEOMETRIES]
-                return max(means) - min(means), max(sds)
-
-            big_spread, big_sd = spread(largest)
-            small_spread, _ = spread(smallest)
+            at_largest = [f"{largest} {g}" for g, _ in GEOMETRIES]
+            pairs = [
+                within(estimates[a], estimates[b], MARGIN, (a, b))
+                for i, a in enumerate(at_largest)
+                for b in at_largest[i + 1 :]
+            ]
             claims.append(
-                Claim(
+                claim(
                     "differences between layer kinds shrink as nets grow, to within the sd",
-                    big_spread <= max(2 * big_sd, small_spread),
-                    f"spread of the means: {100 * small_spread:.2f} points at {smallest} units, "
-                    f"{100 * big_spread:.2f} at {largest} (largest sd {100 * big_sd:.2f})",
+                    premise(all_of(pairs), doubts),
+                    f"{largest} units: "
+                    + ", ".join(f"{k.split()[1]} {estimates[k].text()}" for k in at_largest)
+                    + f" (every pair within {100 * MARGIN:g} point?)",
                 )
             )
-        alternating = mean_sd(data[f"{max(profile.table2_sizes)} ^v^v"])[0]
-        best_other = max(
-            mean_sd(data[f"{max(profile.table2_sizes)} {g}"])[0] for g in ("^^^^", "vvvv", "****")
-        )
+        others = [f"{largest} {g}" for g in ("^^^^", "vvvv", "****")]
+        best_other = max(others, key=lambda k: estimates[k].value)
+        alternating = f"{largest} ^v^v"
         claims.append(
-            Claim(
+            claim(
                 "alternating And/Or layers give marginally better accuracy",
-                alternating >= best_other,
-                f"{max(profile.table2_sizes)} units: ^v^v {100 * alternating:.2f}, best of "
-                f"^^^^/vvvv/**** {100 * best_other:.2f}",
+                premise(
+                    greater(estimates[alternating], estimates[best_other], ("^v^v", best_other)),
+                    [d for d in doubts if d.startswith(f"RBFI {largest} ")],
+                ),
+                f"{largest} units: ^v^v {estimates[alternating].text()}, best of ^^^^/vvvv/**** "
+                f"{best_other.split()[1]} {estimates[best_other].text()}",
             )
         )
         markdown = "\n\n".join(
             [
                 f"## {self.title}",
                 f"Clean test accuracy in % of n-n-n-10 RBFI nets, {profile.table2_epochs} epochs, "
-                f"{profile.seeds_small} run(s) each (mean ± sd).",
+                f"{profile.seeds_small} run(s) each (mean ± sd) on n = {n} test images. "
+                + INTERVALS_NOTE,
                 table(headers, rows),
                 claims_markdown(claims),
             ]
