@@ -61,9 +61,12 @@ def _float32_on(device_type: str, tensors: tuple[Tensor, ...]) -> str | None:
 
 
 def _cpu_unusable(tensors: tuple[Tensor, ...]) -> str | None:
-    if not cpu_kernel_available():
-        return "the C kernel could not be built (see rbfi.ops.kernel_info())"
-    return _float32_on("cpu", tensors)
+    """Why the C kernel cannot run ``tensors`` (checked before building it, so float64 or
+    CUDA work never compiles it)."""
+    reason = _float32_on("cpu", tensors)
+    if reason is None and not cpu_kernel_available():
+        reason = "the C kernel could not be built (`rbfi doctor` says why)"
+    return reason
 
 
 def _triton_unusable(tensors: tuple[Tensor, ...]) -> str | None:
