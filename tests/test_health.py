@@ -78,3 +78,18 @@ def test_written_at_the_end_and_read_back(tmp_path):
     longer = records + history(0.975, 0.975, 0.976)
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in longer))
     assert run_health(tmp_path).epochs == 8 and run_health(tmp_path).status == CONVERGED
+
+
+def test_training_writes_its_health(idx_dir, tmp_path):
+    from rbfi.models import ModelConfig
+    from rbfi.training import TrainConfig, train
+
+    model = ModelConfig(arch="relu", layers=(8, 10))
+    config = TrainConfig(model=model, epochs=2, batch_size=10, data_dir=str(idx_dir))
+    lines = []
+    train(config, tmp_path, progress=False, log=lines.append)
+    stored = json.loads((tmp_path / "health.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert stored == assess(records, config.to_json()).to_json() and stored["epochs"] == 2
+    assert run_health(tmp_path).status == stored["status"]
+    assert (stored["status"] == CONVERGED) != any(line.startswith("health:") for line in lines)

@@ -34,6 +34,7 @@ from rbfi.models import (
 )
 from rbfi.nn import attach_projection
 from rbfi.training.config import TrainConfig
+from rbfi.training.health import write_health
 from rbfi.training.objectives import Objective, make_objective
 from rbfi.training.schedule import learning_rate
 from rbfi.training.state import capture_state, restore_state, seeded_rng_scope
@@ -111,8 +112,9 @@ def train(
 
     ``resume=True`` continues from the checkpoint in ``out_dir`` (its saved settings win, except
     ``epochs``, which may be raised), or starts a new run there if it holds none. Returns the
-    last epoch's metrics. The global random generators are seeded for the run and given back
-    to the caller unchanged (:func:`seeded_rng_scope`).
+    last epoch's metrics; ``health.json`` says whether the run converged
+    (:mod:`rbfi.training.health`). The global random generators are seeded for the run and
+    given back to the caller unchanged (:func:`seeded_rng_scope`).
     """
     out_dir = check_run_directory(out_dir)
     config, index = _resume_point(out_dir, config, resume, log)
@@ -128,6 +130,9 @@ def train(
             _save_checkpoint(run, epoch)
             _append_metrics(out_dir, record)
             log(_describe_epoch(record))
+    health = write_health(out_dir, run.metrics, config.to_json())
+    if not health.trained:
+        log(f"health: {health.problem('this run')}")
     return run.metrics[-1] if run.metrics else {}
 
 
