@@ -289,34 +289,39 @@ def _file_size_limit(limit):
     return apply
 
 
-@pytest.mark.parametrize("failing", ["weights", "state"])
 def test_save_failing_under_a_file_size_limit_is_one_line_and_keeps_the_checkpoint(
-    idx_dir, tmp_path, failing
+    idx_dir, tmp_path
 ):
-    """``rbfi train --resume`` whose next checkpoint cannot be written (the weights file, or the
-    state file after the weights file was written): exit 1, one line on stderr, and the run
-    directory byte for byte as it was (nothing half-written left behind)."""
+    """``rbfi train --resume`` whose next checkpoint cannot be written (the weights file; then
+    the state file, after the weights file was written): exit 1, one line on stderr, and the
+    run directory byte for byte as it was (nothing half-written left behind)."""
+    from rbfi.cli import main
+
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     run = tmp_path / "run"
-    subprocess.run(_train_argv(idx_dir, run, 1), env=env, check=True, capture_output=True)
+    argv = _train_argv(idx_dir, run, 2)
+    argv[argv.index("--batch-size") + 1] = "10"
+    epochs = argv.index("--epochs") + 1
+    assert main(argv[3:epochs] + ["1"] + argv[epochs + 1 :]) == 0  # epoch 1, in this process
     index = checkpoint.read_index(run)
     weights_size = (run / index["weights"]["file"]).stat().st_size
     state_size = (run / index["state"]["file"]).stat().st_size
     assert state_size > weights_size > 10_000  # Adadelta keeps two tensors per parameter
-    limit = weights_size // 2 if failing == "weights" else (weights_size + state_size) // 2
     before = _snapshot(run)
-    out = subprocess.run(
-        _train_argv(idx_dir, run, 2) + ["--resume"],
-        env=env,
-        capture_output=True,
-        text=True,
-        preexec_fn=_file_size_limit(limit),
-    )
-    assert out.returncode == 1, out.stderr
-    lines = out.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rbfi: failed: saving the checkpoint of epoch 2")
-    assert "File too large" in lines[0]
-    assert _snapshot(run) == before
+    for limit in (weights_size // 2, (weights_size + state_size) // 2):
+        out = subprocess.run(
+            argv + ["--resume"],
+            env=env,
+            capture_output=True,
+            text=True,
+            preexec_fn=_file_size_limit(limit),
+        )
+        assert out.returncode == 1, out.stderr
+        lines = out.stderr.splitlines()
+        assert len(lines) == 1, out.stderr
+        assert lines[0].startswith("rbfi: failed: saving the checkpoint of epoch 2")
+        assert "File too large" in lines[0]
+        assert _snapshot(run) == before
     assert checkpoint.read_index(run)["epoch"] == 1
 
 
