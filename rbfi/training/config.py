@@ -62,7 +62,7 @@ class TrainConfig:
     )
     lr_warmup: float = option(
         0.0,
-        "fraction of the steps with a linear warm-up from lr/W to lr",
+        "fraction of the steps, W of them, over which the lr rises linearly (lr (t+1)/W at step t)",
         kind=Float(0.0, 1.0, open_max=True),
         group=LR,
     )
