@@ -9,9 +9,11 @@ import argparse
 import json
 import os
 import warnings
+from pathlib import Path
 
 from rbfi.cli.options import add_common
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed rbfi package
 HELP = "describe this installation (paste its output into bug reports)"
 WIDTH = 100  # long values (compiler errors, paths) are cut to keep one screen
 
@@ -24,15 +26,14 @@ def add_parser(sub) -> None:
 
 def data_report() -> dict:
     """Where the MNIST pickle of the data wheel is and whether its MD5 is the known one."""
-    from rbfi import data
+    from rbfi.data import PICKLE_MD5, DataError, file_md5, find_mnist_pickle
 
     report: dict = {"RBFI_MNIST_DIR": os.environ.get("RBFI_MNIST_DIR")}
     try:
-        path = data.find_mnist_pickle()
-    except data.DataError as err:
+        path = find_mnist_pickle()
+    except DataError as err:
         return {**report, "found": False, "path": None, "md5_ok": None, "error": str(err)}
-    md5_ok = data.file_md5(path) == data.PICKLE_MD5
-    return {**report, "found": True, "path": str(path), "md5_ok": md5_ok}
+    return {**report, "found": True, "path": str(path), "md5_ok": file_md5(path) == PICKLE_MD5}
 
 
 def cuda_report() -> dict:
@@ -45,7 +46,7 @@ def cuda_report() -> dict:
 
 def gather() -> dict:
     """Everything ``rbfi doctor`` reports, as plain JSON-able values."""
-    import rbfi
+    from rbfi._version import __version__
     from rbfi.io import provenance
     from rbfi.ops import kernel_info
 
@@ -66,7 +67,7 @@ def gather() -> dict:
     }
     triton = dict(kernels["triton"], TRITON_INTERPRET=os.environ.get("TRITON_INTERPRET"))
     return {
-        "rbfi": {"version": rbfi.__version__, "location": os.path.dirname(rbfi.__file__)},
+        "rbfi": {"version": __version__, "location": str(PACKAGE_DIR)},
         "python": provenance.python_info(),
         "torch": provenance.torch_build(),
         "threads": provenance.thread_settings(),
