@@ -192,14 +192,20 @@ class Estimate:
     def contains(self, x: float) -> bool:
         return self.low <= x <= self.high
 
+    @property
+    def digits(self) -> int:
+        """Decimals of the percentages: 2 when the interval is narrower than 1 point."""
+        return 2 if self.high - self.low < 0.01 else 1
+
     def interval_text(self) -> str:
         """'75.3-90.6' (in %)."""
-        return f"{100 * self.low:.1f}-{100 * self.high:.1f}"
+        return f"{100 * self.low:.{self.digits}f}-{100 * self.high:.{self.digits}f}"
 
     def text(self) -> str:
-        """'84.0 [75.3-90.6]' for one run, '94.6 ± 0.2 [92.1-97.0]' over runs (in %)."""
-        spread = f" ± {100 * self.sd:.1f}" if self.sd is not None else ""
-        return f"{100 * self.value:.1f}{spread} [{self.interval_text()}]"
+        """'84.0 [75.3-90.6]' for one run, '94.6 ± 0.2 [92.1-97.0]' over runs (in %); two
+        decimals for intervals under a point wide ('0.00 [0.00-0.04]' for 0 of 10,000)."""
+        spread = f" ± {100 * self.sd:.{self.digits}f}" if self.sd is not None else ""
+        return f"{100 * self.value:.{self.digits}f}{spread} [{self.interval_text()}]"
 
     def describe(self) -> str:
         """'n = 100: 95% CI 75.3-90.6' (over runs: 'mean of 2 runs on n = 2000 each: ...')."""

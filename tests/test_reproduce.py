@@ -189,10 +189,23 @@ def test_readme_robustness_section_pairs_attacks_and_certificates(tmp_path):
         )
     body = sections(tmp_path)["robustness"]
     rows = {line.split("|")[2].strip(): line for line in body.splitlines() if "](results/" in line}
+    from rbfi.stats import proportion
+
+    def on(n, *counts):  # each cell: k of n with its 95% interval
+        return " / ".join(proportion(k, n).text() for k in counts)
+
     cells = [c.strip() for c in rows["net_a"].split("|")[3:-1]]
-    assert cells == ["95.00", "65.4", "32.7", "300", "80.0 / 70.0", "50.0 / 25.0"]
+    assert cells == [
+        on(10000, 9500),
+        on(10000, 6540),
+        on(10000, 3270),
+        "300",
+        on(300, 240, 210),
+        on(300, 150, 75),
+    ]
+    assert cells[0] == "95.00 [94.55-95.42]" and cells[4].startswith("80.0 [75.0-84.4] / ")
     cells = [c.strip() for c in rows["net_b"].split("|")[3:-1]]
-    assert cells == ["95.00", "11.2", "5.6", "–", "–", "–"]
+    assert cells == [on(10000, 9500), on(10000, 1120), on(10000, 560), "–", "–", "–"]
     assert "first 10,000 test images" in body
     assert "(results/certify/net_b/certify.md)" in rows["net_b"]
 

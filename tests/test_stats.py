@@ -95,6 +95,8 @@ def test_verdict_against_a_threshold():
     assert stats.at_most(e, 0.91).status == HOLDS and stats.at_most(e, 0.9).status == UNDECIDED
     # the same 84% on 10,000 images decides it: 95% CI 83.3-84.7
     assert stats.at_least(stats.proportion(8400, 10_000), 0.85).status == FAILS
+    assert e.text() == "84.0 [75.3-90.6]"
+    assert stats.proportion(0, 10_000).text() == "0.00 [0.00-0.04]"  # 1 - 0.025^(1/10000)
 
 
 def test_mcnemar_by_hand():

@@ -29,6 +29,7 @@ from rbfi.experiments.render import pct, table
 from rbfi.experiments.reproduce import summary_markdown
 from rbfi.io import atomic_write_bytes
 from rbfi.models import zoo
+from rbfi.stats import Estimate, accuracy_estimate, proportion
 
 MARKER = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
@@ -49,10 +50,28 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _accuracy(data: dict | None, section: str, eps: str) -> float | None:
-    """``data[section][eps]["accuracy"]``, or None where the file, section or eps is missing."""
+def _accuracy(data: dict | None, section: str, eps: str) -> Estimate | None:
+    """``data[section][eps]`` as k of n with its 95% interval (k from the per-example flags,
+    else from the accuracy), or None where the file, section or eps is missing."""
     entry = ((data or {}).get(section) or {}).get(eps)
-    return entry["accuracy"] if entry else None
+    if not entry:
+        return None
+    bits = entry.get("certified", entry.get("correct"))
+    if isinstance(bits, str) and bits:
+        return proportion(bits.count("1"), len(bits))
+    return accuracy_estimate(entry["accuracy"], data["n_examples"])
+
+
+def _clean(data: dict) -> Estimate:
+    """Clean accuracy as k of n (from the predictions where the file holds them)."""
+    if "clean_predictions" in data and "labels" in data:
+        right = sum(p == y for p, y in zip(data["clean_predictions"], data["labels"]))
+        return proportion(right, len(data["labels"]))
+    return accuracy_estimate(data["clean_accuracy"], data["n_examples"])
+
+
+def _cell(estimate: Estimate | None) -> str:
+    return "–" if estimate is None else estimate.text()
 
 
 def _robustness(results: Path) -> str:
@@ -84,11 +103,12 @@ def _robustness(results: Path) -> str:
             else f"results/certify/{name}/certify.md"
         )
         row = [f"[{model}]({link})", name]
-        row.append(f"{100 * cert['clean_accuracy']:.2f}" if cert else "–")
-        row += [pct(_accuracy(cert, "certified", k)) for k in eps_keys]
+        row.append(_clean(cert).text() if cert else "–")
+        row += [_cell(_accuracy(cert, "certified", k)) for k in eps_keys]
         row.append(str(attack["n_examples"]) if attack else "–")
         row += [
-            f"{pct(_accuracy(attack, 'worst_case', k))} / {pct(_accuracy(attack, 'certified', k))}"
+            f"{_cell(_accuracy(attack, 'worst_case', k))} / "
+            f"{_cell(_accuracy(attack, 'certified', k))}"
             if attack and k in attack["worst_case"]
             else "–"
             for k in eps_keys
@@ -104,7 +124,8 @@ def _robustness(results: Path) -> str:
         sorted({f"{cert['n_examples']:,}" for _, cert in runs.values() if cert})
     )
     return (
-        f"Accuracy in %. *clean* and *certified EPS*: the first {certified_on} test images, "
+        f"Accuracy in % [95% Clopper-Pearson interval]. *clean* and *certified EPS*: the "
+        f"first {certified_on} test images, "
         "certified by interval bounds (a lower bound on the robust accuracy; `rbfi certify`). "
         "*EPS: attacks / certified*: on the first *images attacked* test images, the worst case "
         "over the strong attack suite (an upper bound; `rbfi attack`) beside the certified "
