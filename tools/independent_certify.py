@@ -14,7 +14,8 @@ set itself, and propagates intervals with NumPy in float64, straight from the fo
   difference (W_y - W_c) h + b_y - b_c is bounded directly over the box of h.
 
 Certified at eps: every margin > 0 over the ball B_eps(x) intersected with [0, 1]^784. Prints
-one JSON line: {"clean": %, "certified": {eps: %}, "n": N}. Used to check `rbfi certify`.
+one JSON line: {"clean": %, "certified": {eps: %}, "n": N, "pixel_scale": 255 or 256}. Used to
+check `rbfi certify`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ import numpy as np
 from safetensors.numpy import load_file
 
 
-def load_test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+def load_test_set(
+    data_dir: str | None, pixel_scale: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x float64 (n, 784), y) of the MNIST test set: grey levels k / ``pixel_scale`` (None: as
+    stored, k / 255 for IDX files and k / 256 for the wheel's pickle)."""
     if data_dir:
         root = Path(data_dir)
 
@@ -42,13 +47,16 @@ def load_test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
             shape = [int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
             return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
-        images = read("t10k-images-idx3-ubyte").reshape(-1, 784) / 255.0
-        return images.astype(np.float64), read("t10k-labels-idx1-ubyte").astype(np.int64)
+        levels = read("t10k-images-idx3-ubyte").reshape(-1, 784).astype(np.float64)
+        return levels / (pixel_scale or 255), read("t10k-labels-idx1-ubyte").astype(np.int64)
     spec = importlib.util.find_spec("mnist")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
     with gzip.open(path, "rb") as f:
         _, _, (images, labels) = pickle.load(f, encoding="latin1")
-    return images.astype(np.float64), labels.astype(np.int64)
+    images = images.astype(np.float64)
+    if pixel_scale is not None:
+        images = np.rint(images * 256) / pixel_scale  # the stored floats are exactly k / 256
+    return images, labels.astype(np.int64)
 
 
 def rbfi_layer(lo, hi, w, u, is_or, norm, chunk=16):
@@ -111,10 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eps", default="0.1,0.2,0.3")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--pixel-scale",
+        type=int,
+        choices=(255, 256),
+        default=None,
+        help="pixels k / 255 or k / 256 (default: the checkpoint's training setting; 256 "
+        "when it has none)",
+    )
     args = parser.parse_args(argv)
     index = json.loads((Path(args.run) / "checkpoint.json").read_text())
     weights = load_file(str(Path(args.run) / index["weights"]["file"]))
-    x, y = load_test_set(args.data_dir)
+    scale = args.pixel_scale or (index.get("training") or {}).get("pixel_scale", 256)
+    x, y = load_test_set(args.data_dir, scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     out = {"clean": 100 * float(np.mean(margins(index["model"], weights, x, y, 0.0) > 0))}
@@ -122,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{float(e):g}": 100 * float(np.mean(margins(index["model"], weights, x, y, float(e)) > 0))
         for e in args.eps.split(",")
     }
-    out["n"] = len(y)
+    out["n"], out["pixel_scale"] = len(y), scale
     print(json.dumps(out))
     return 0
 
