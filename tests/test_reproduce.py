@@ -242,3 +242,33 @@ def test_table1_verdicts_need_intervals_and_trained_nets():
     doubts = {"all runs": ["Sigmoid under-trained (clean 78.0 < floor 95)"], "first runs": []}
     clean = {c.text: c for c in Table1.claims(estimates(0.84, 10_000), doubts)}[clean.text]
     assert clean.holds is None and "Sigmoid under-trained" in clean.reason
+
+
+def test_committed_quick_verdicts_are_what_the_code_decides():
+    """results/paper-quick re-rendered from its committed JSON (pixels k/256, as it was made)
+    gives the committed claims, and no decided claim rests on an interval that contains its
+    threshold or on an under-trained net."""
+    from dataclasses import asdict, replace
+
+    from rbfi.experiments.paper import ITEMS
+    from rbfi.experiments.profiles import QUICK
+    from rbfi.experiments.spec import Results
+
+    root = ROOT / "results" / "paper-quick"
+    index = json.loads((root / "index.json").read_text())
+    profile = replace(QUICK, pixel_scale=index["profile"]["pixel_scale"])
+    assert profile.pixel_scale == 256
+    for name, item in index["items"].items():
+        if not item.get("complete"):
+            continue
+        claims = [asdict(c) for c in ITEMS[name].render(Results(root), profile).claims]
+        assert claims == item["claims"], name
+        for c in claims:
+            if c["holds"] is not None:
+                assert " contains " not in c["reason"] and "rests on" not in c["reason"]
+    pgd, clean = (
+        next(c for c in index["items"]["table1"]["claims"] if c["text"].startswith(start))
+        for start in ("under PGD, projection corrected", "RBFI matches sigmoid")
+    )
+    assert pgd["holds"] is None and "n = 100: 95% CI 75.3-90.6 contains 90" in pgd["reason"]
+    assert clean["holds"] is None and "Sigmoid under-trained (seed 0: clean 75.9" in clean["reason"]
