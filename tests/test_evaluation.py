@@ -239,7 +239,7 @@ def test_rbfi_attack_end_to_end_through_main(tmp_path, capsys):
 
     index = json.loads((run / "checkpoint.json").read_text())
     weights = load_file(str(run / index["weights"]["file"]))
-    x_np, y_np = (a[:20] for a in load_test_set(None))
+    x_np, y_np = (a[:20] for a in load_test_set(None, 256))
     assert saved["labels"] == y_np.tolist()
     for key in ("0", "0.05", "0.2"):
         theirs = numpy_margins(index["model"], weights, x_np, y_np, float(key))
