@@ -18,7 +18,14 @@ from pathlib import Path
 
 CERT = "test_certified_{:g}"
 MONITORED = (0.1, 0.3)
-BEGIN, END = "<!-- recipe-table: tools/recipe_table.py -->", "<!-- /recipe-table -->"
+
+
+def markers(section: str = "recipe-table") -> tuple[str, str]:
+    """The lines that enclose a generated table in a Markdown file."""
+    return f"<!-- {section}: tools/recipe_table.py -->", f"<!-- /{section} -->"
+
+
+BEGIN, END = markers()
 
 
 def load_run(run_dir: Path) -> dict:
@@ -165,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         "--doc",
         type=Path,
         help="also write the table into this Markdown file, between the lines "
-        f"{BEGIN!r} and {END!r}",
+        f"{BEGIN!r} and {END!r} (with the name of --section)",
     )
+    parser.add_argument("--section", default="recipe-table", help="the markers' name")
     args = parser.parse_args(argv)
     rows = [summarise(load_run(run)) for run in args.runs]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -181,19 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         panels = {run.name: load_run(run)["metrics"] for run in args.runs}
         (args.out / "panels.png").write_bytes(learning_curves_png(panels, title=args.title))
     if args.doc:
-        replace_section(args.doc, markdown(rows))
+        replace_section(args.doc, markdown(rows), args.section)
     print(markdown(rows))
     return 0
 
 
-def replace_section(doc: Path, table: str) -> None:
-    """Put ``table`` between the BEGIN and END marker lines of ``doc`` (both must be there)."""
+def replace_section(doc: Path, table: str, section: str = "recipe-table") -> None:
+    """Put ``table`` between the marker lines of ``section`` in ``doc`` (both must be there)."""
+    begin, end = markers(section)
     text = doc.read_text()
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise SystemExit(f"{doc}: needs exactly one {BEGIN!r} and one {END!r} line")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise SystemExit(f"{doc}: needs exactly one {begin!r} and one {end!r} line")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{table}{end}{tail}")
 
 
 if __name__ == "__main__":
