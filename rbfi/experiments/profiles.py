@@ -86,7 +86,7 @@ QUICK = replace(
     ),
     adv_pgd_steps=20,
     madry_steps=20,
-    baseline_epochs=6,
+    baseline_epochs=5,
     baseline_steps=10,
     baseline_batch=250,
     ibp_epochs=15,
