@@ -57,6 +57,8 @@ from rbfi.training import TrainConfig
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 METRICS_NAME = "metrics.jsonl"
+# written even at their default value: what a command must say to stay exact if defaults change
+ALWAYS_WRITTEN = ("arch", "layers", "geometry", "epochs", "pixel_scale")
 
 
 class CardError(ValueError):
@@ -83,24 +85,24 @@ def _text(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _option_args(config) -> list[tuple[object, list[str]]]:
-    """(default, args) per command-line field of ``config`` (nested configs included) whose
-    value differs from the field's declared default."""
+def _option_args(config) -> list[tuple[str, object, list[str]]]:
+    """(name, default, args) per command-line field of ``config`` (nested configs included) whose
+    value differs from the field's declared default, and those of :data:`ALWAYS_WRITTEN`."""
     out = []
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         if dataclasses.is_dataclass(value):
             out += _option_args(value)
             continue
-        if "kind" not in meta or not meta["cli"] or value == f.default:
+        if "kind" not in meta or not meta["cli"] or value is None:
+            continue
+        if value == f.default and f.name not in ALWAYS_WRITTEN:
             continue
         flag = meta["flag"] or "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
-            out.append((f.default, [flag]))  # the flag flips the default
-        elif value is None:
-            raise CardError(f"cannot write {f.name}=None on the command line")
+            out.append((f.name, f.default, [flag]))  # the flag flips the default
         else:
-            out.append((f.default, [flag, _text(value)]))
+            out.append((f.name, f.default, [flag, _text(value)]))
     return out
 
 
@@ -113,17 +115,17 @@ def _parse_train(args: list[str]) -> TrainConfig:
 
 
 def training_command(config: TrainConfig, out: str, threads: int | None) -> str:
-    """``rbfi train ...`` that trains ``config``: every field off its default, less those that
-    a default of None resolves to anyway (e.g. the lr of the optimiser), checked by parsing the
-    command back into ``config``."""
+    """``rbfi train ...`` that trains ``config``: the architecture, epochs and pixel scale, and
+    every other field off its default, less those that a default of None resolves to anyway
+    (e.g. the lr of the optimiser); checked by parsing the command back into ``config``."""
     pairs = _option_args(config)
     for i in reversed(range(len(pairs))):
-        default, _ = pairs[i]
-        if default is None:  # resolved in __post_init__: keep only if it matters
-            trial = [a for k, (_, args) in enumerate(pairs) if k != i for a in args]
+        name, default, _ = pairs[i]
+        if default is None and name not in ALWAYS_WRITTEN:  # resolved: keep only if it matters
+            trial = [a for k, (*_, args) in enumerate(pairs) if k != i for a in args]
             if _parse_train(trial) == config:
                 del pairs[i]
-    args = [a for _, arg_list in pairs for a in arg_list]
+    args = [a for *_, arg_list in pairs for a in arg_list]
     if _parse_train(args) != config:
         raise CardError("the generated training command does not reproduce the settings")
     tail = (["--threads", str(threads)] if threads else []) + ["--out", out]

@@ -25,7 +25,7 @@ import json
 import re
 from pathlib import Path
 
-from rbfi.experiments.render import pct, table
+from rbfi.experiments.render import table
 from rbfi.experiments.reproduce import summary_markdown
 from rbfi.io import atomic_write_bytes
 from rbfi.models import zoo
@@ -145,33 +145,35 @@ def _zoo(results: Path) -> str:
     rows = []
     for card in cards:
         ev, strong, training = card["evaluation"], card["strong_suite"], card["training"]
-        minutes = training["wall_seconds"]
-        rows.append(
-            [f"[{card['name']}](zoo/{card['name']}/card.json)", card["model"], card["description"]]
-            + [f"{100 * ev['clean_accuracy']:.2f}"]
-            + [f"{100 * ev['certified'][k]:.2f}" for k in eps_keys]
-            + (
-                [" / ".join(pct(strong["worst_case"][k]) for k in eps_keys)]
-                + [str(strong["n_examples"])]
-                if strong
-                else ["–", "–"]
-            )
-            + [f"{training['epochs']} ep, " + (f"{minutes / 60:.0f} min" if minutes else "?")]
-        )
+        n, minutes = ev["n_examples"], training["wall_seconds"]
+        row = [f"[{card['name']}](zoo/{card['name']}/card.json)", card["model"]]
+        row.append(accuracy_estimate(ev["clean_accuracy"], n).text())
+        row += [accuracy_estimate(ev["certified"][k], n).text() for k in eps_keys]
+        row.append(str(strong["n_examples"]) if strong else "–")
+        row += [
+            accuracy_estimate(strong["worst_case"][k], strong["n_examples"]).text()
+            if strong
+            else "–"
+            for k in eps_keys
+        ]
+        row.append(f"{training['epochs']} ep" + (f", {minutes / 60:.0f} min" if minutes else ""))
+        row.append(card["description"])
+        rows.append(row)
     headers = (
-        ["net", "model", "what"]
-        + ["clean"]
+        ["net", "model", "clean"]
         + [f"certified {k}" for k in eps_keys]
-        + ["strong suite " + " / ".join(eps_keys), "images attacked", "training"]
+        + ["images attacked"]
+        + [f"strong suite {k}" for k in eps_keys]
+        + ["training", "what"]
     )
-    n = " / ".join(sorted({f"{c['evaluation']['n_examples']:,}" for c in cards}))
+    sizes = " / ".join(sorted({f"{c['evaluation']['n_examples']:,}" for c in cards}))
     return (
-        f"Accuracy in %. *clean* and *certified EPS* (interval bounds): the first {n} test "
-        "images; *strong suite*: the worst case over the strong attack suite on the first "
-        "*images attacked* test images (an upper bound on the robust accuracy). Load a net with "
-        '`rbfi.load("zoo:NAME")`; `rbfi zoo show NAME` prints its card (training command, '
-        "time, machine, versions).\n\n"
-        + table(headers, rows, "lll" + "r" * (len(headers) - 3))
+        f"Accuracy in % [95% Clopper-Pearson interval]. *clean* and *certified EPS* (interval "
+        f"bounds): the first {sizes} test images; *strong suite EPS*: the worst case over the "
+        "strong attack suite on the first *images attacked* test images (an upper bound on the "
+        'robust accuracy). Load a net with `rbfi.load("zoo:NAME")`; `rbfi zoo show NAME` '
+        "prints its card (training command, time, machine, versions).\n\n"
+        + table(headers, rows, "ll" + "r" * (len(headers) - 3) + "l")
         + "\n"
     )
 
