@@ -242,3 +242,11 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     assert card["strong_suite"]["worst_case"] == {e: 0.5 for e in ("0.1", "0.2", "0.3")}
     assert make_card.main(args) == 2  # the name is taken
     assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["zoo"], ["zoo", "list"], ["zoo", "show"], ["zoo", "path"]])
+def test_zoo_help_renders(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: rbfi {' '.join(args)}")
