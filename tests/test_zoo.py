@@ -233,6 +233,12 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     args += ["--limit", "50", "--threads", "1", "--strong-suite", str(tmp_path / "robustness.json")]
     assert make_card.main(args) == 2
     assert "another net" in capsys.readouterr().err
+    fake["clean_predictions"] = predictions.tolist()
+    fake["settings"]["attacks"] = ["pgd-ce"]  # a part of the suite is not the strong suite
+    (tmp_path / "robustness.json").write_text(json.dumps(fake))
+    assert make_card.main(args) == 2
+    assert "ran only pgd-ce" in capsys.readouterr().err
+    del fake["settings"]["attacks"]
     assert not (tmp_path / "zoo").exists()  # refused before anything was written
     fake["clean_predictions"] = predictions.tolist()
     (tmp_path / "robustness.json").write_text(json.dumps(fake))

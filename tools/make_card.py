@@ -163,6 +163,8 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
     settings = result.get("settings", {})
     if settings.get("suite") != "strong":
         raise CardError(f"{path} is not a strong-suite result (suite {settings.get('suite')!r})")
+    if settings.get("attacks"):
+        raise CardError(f"{path} ran only {', '.join(settings['attacks'])} of the strong suite")
     if settings.get("pixel_scale", pixel_scale) != pixel_scale:
         raise CardError(
             f"{path} ran on pixels k / {settings['pixel_scale']}, not k / {pixel_scale}"
