@@ -216,7 +216,7 @@ def test_make_card_measures_what_an_independent_computation_finds(tmp_path, caps
     assert "--certified-scale" not in command  # resolved from its None default anyway
 
 
-def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys):
+def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys, monkeypatch):
     run, model, _ = prototype_net(tmp_path)
     x, y = load_mnist("test")
     predictions = predict(model, x[:20])
@@ -248,6 +248,29 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     assert card["strong_suite"]["worst_case"] == {e: 0.5 for e in ("0.1", "0.2", "0.3")}
     assert make_card.main(args) == 2  # the name is taken
     assert "--overwrite" in capsys.readouterr().err
+    fake["settings"]["attacks"] = ["pgd-ce"]  # a part of the suite: recorded as other_attacks
+    fake["worst_case"] = {"0.3": {"accuracy": 0.25}}
+    (tmp_path / "pgd.json").write_text(json.dumps(fake))
+    other = args[: args.index("--strong-suite")] + ["--no-strong-suite", "too slow"]
+    assert (
+        make_card.main([*other, "--attack-result", str(tmp_path / "pgd.json"), "--overwrite"]) == 0
+    )
+    card = zoo.read_card("proto", tmp_path / "zoo")
+    assert card["strong_suite"] is None and card["strong_suite_note"] == "too slow"
+    assert card["other_attacks"] == [
+        {
+            "attacks": ["pgd-ce"],
+            "n_examples": 20,
+            "worst_case": {"0.3": 0.25},
+            "source": str(tmp_path / "pgd.json"),
+        }
+    ]
+    monkeypatch.setenv(zoo.ZOO_ENV, str(tmp_path / "zoo"))
+    capsys.readouterr()
+    assert main(["zoo", "show", "proto"]) == 0
+    out = capsys.readouterr().out
+    assert "attacks     eps 0.3: 25.00 % (worst case of pgd-ce, first 20 test images)" in out
+    assert "strong      not measured: too slow" in out
 
 
 @pytest.mark.parametrize("args", [["zoo"], ["zoo", "list"], ["zoo", "show"], ["zoo", "path"]])

@@ -21,7 +21,8 @@ What it does, in order (it refuses, before writing anything, a bad run, a taken 
    and the smallest |margin| among them per eps (how far the closest one is from flipping);
 5. the strong suite's worst case from an ``rbfi attack`` result (``--strong-suite``), after
    checking it was made on this net: its labels and clean predictions must be this net's on
-   the same images; or ``--no-strong-suite REASON``.
+   the same images; or ``--no-strong-suite REASON``; results of single attacks
+   (``--attack-result``, checked alike) go to ``other_attacks``.
 """
 
 from __future__ import annotations
@@ -154,17 +155,14 @@ def copy_run(run: Path, dest: Path) -> dict:
     return read_index(dest)
 
 
-def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -> dict:
-    """The card's ``strong_suite`` from an ``rbfi attack`` result, checked to be of this net."""
+def read_attack_result(path: Path, model, x, y, pixel_scale: int) -> dict:
+    """An ``rbfi attack`` result (robustness.json), checked to be of this net: same pixel scale,
+    the first n test images, this net's clean predictions on them."""
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CardError(f"cannot read {path}: {exc}") from None
     settings = result.get("settings", {})
-    if settings.get("suite") != "strong":
-        raise CardError(f"{path} is not a strong-suite result (suite {settings.get('suite')!r})")
-    if settings.get("attacks"):
-        raise CardError(f"{path} ran only {', '.join(settings['attacks'])} of the strong suite")
     if settings.get("pixel_scale", pixel_scale) != pixel_scale:
         raise CardError(
             f"{path} ran on pixels k / {settings['pixel_scale']}, not k / {pixel_scale}"
@@ -174,15 +172,43 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
         raise CardError(f"{path} was not made on the first {n} test images")
     if result["clean_predictions"] != predict(model, x[:n]).tolist():
         raise CardError(f"{path} was made on another net (its clean predictions differ)")
+    return result
+
+
+def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -> dict:
+    """The card's ``strong_suite`` from a run of the whole strong suite on this net."""
+    result = read_attack_result(path, model, x, y, pixel_scale)
+    settings = result.get("settings", {})
+    if settings.get("suite") != "strong":
+        raise CardError(f"{path} is not a strong-suite result (suite {settings.get('suite')!r})")
+    if settings.get("attacks"):
+        raise CardError(f"{path} ran only {', '.join(settings['attacks'])} of the strong suite")
     missing = [e for e in CARD_EPS if e not in result["worst_case"]]
     if missing:
         raise CardError(f"{path} has no worst case at eps {', '.join(missing)}")
+    n = int(result["n_examples"])
     return {
         "n_examples": n,
         "worst_case": {e: result["worst_case"][e]["accuracy"] for e in CARD_EPS},
         "certified_same_images": {e: sum(flags[e][:n]) / n for e in CARD_EPS},
         "source": str(path),
         "seconds": float(result["seconds"]),
+    }
+
+
+def other_attacks_entry(path: Path, model, x, y, pixel_scale: int) -> dict:
+    """A card's ``other_attacks`` item: the worst case of some attacks (not the whole strong
+    suite) on this net, at the eps of the card it has."""
+    result = read_attack_result(path, model, x, y, pixel_scale)
+    settings = result.get("settings", {})
+    worst = {e: result["worst_case"][e]["accuracy"] for e in CARD_EPS if e in result["worst_case"]}
+    if not worst:
+        raise CardError(f"{path} has no worst case at eps {', '.join(CARD_EPS)}")
+    return {
+        "attacks": list(settings.get("attacks") or [f"suite {settings.get('suite')}"]),
+        "n_examples": int(result["n_examples"]),
+        "worst_case": worst,
+        "source": str(path),
     }
 
 
@@ -220,6 +246,9 @@ def make_card(args: argparse.Namespace) -> dict:
         if args.strong_suite
         else None
     )
+    others = [
+        other_attacks_entry(Path(p), model, x, y, pixel_scale) for p in args.attack_result or []
+    ]
     copied = copy_run(run, dest)  # the first write
     weights = dest / copied["weights"]["file"]
     card = {
@@ -265,6 +294,8 @@ def make_card(args: argparse.Namespace) -> dict:
     }
     if strong is None:
         card["strong_suite_note"] = args.no_strong_suite
+    if others:
+        card["other_attacks"] = others
     if args.note:
         card["notes"] = list(args.note)
     CARD_SCHEMA.check(card, CARD_NAME)  # never write what a reader refuses
@@ -281,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     strong = ap.add_mutually_exclusive_group()
     strong.add_argument("--strong-suite", help="robustness.json of `rbfi attack` on this net")
     strong.add_argument("--no-strong-suite", metavar="REASON", help="why there is none")
+    ap.add_argument(
+        "--attack-result",
+        action="append",
+        metavar="ROBUSTNESS_JSON",
+        help="an `rbfi attack` result of some attacks on this net (repeatable)",
+    )
     ap.add_argument("--trained-threads", type=int, default=None, help="threads it trained on")
     ap.add_argument("--train-out", default=None, help="--out of the training command")
     ap.add_argument("--note", action="append", help="a note for the card (repeatable)")

@@ -94,6 +94,13 @@ def run_show(args: argparse.Namespace) -> int:
         )
     else:
         lines.append(f"strong      not measured: {card['strong_suite_note']}")
+    for other in card.get("other_attacks", []):
+        lines.append(
+            "attacks     "
+            + ", ".join(f"eps {k}: {_pct(v)} %" for k, v in other["worst_case"].items())
+            + f" (worst case of {', '.join(other['attacks'])}, first {other['n_examples']}"
+            " test images)"
+        )
     for note in card.get("notes", []):
         lines.append(f"note        {note}")
     print("\n".join(lines))

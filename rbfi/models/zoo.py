@@ -97,7 +97,20 @@ CARD_SCHEMA = Obj(
         ),
         "created": Str(),
     },
-    {"strong_suite_note": Str(), "notes": List(Str())},
+    {
+        "strong_suite_note": Str(),
+        "other_attacks": List(  # some attacks, not the whole strong suite
+            Obj(
+                {
+                    "attacks": List(Str(), min_len=1),
+                    "n_examples": Int(min=1),
+                    "worst_case": Map(Num(0, 1), key=EPS_KEY),
+                    "source": Str(),
+                }
+            )
+        ),
+        "notes": List(Str()),
+    },
     rule=lambda card: (
         "strong_suite is null but strong_suite_note gives no reason"
         if card.get("strong_suite") is None and not card.get("strong_suite_note")
