@@ -160,7 +160,7 @@ def test_no_zoo_outside_a_checkout(monkeypatch, tmp_path, capsys):
 # --- the card generator ------------------------------------------------------------------------
 
 
-def prototype_net(tmp_path):
+def prototype_net(tmp_path, epochs: int = 1):
     """A one-layer RBFI net of 10 And units centred on the class means of 2000 training
     images (u = 2): accurate enough that some test images certify; saved as a run."""
     config = ModelConfig(arch="rbfi", layers=(10,), geometry="^")
@@ -170,7 +170,7 @@ def prototype_net(tmp_path):
     with torch.no_grad():
         model.body[0].w.copy_(torch.stack([x[y == c].mean(0) for c in range(10)]))
         model.body[0].u.fill_(2.0)
-    training = TrainConfig(model=config, epochs=1, lr=0.5, certified_eps=0.2)
+    training = TrainConfig(model=config, epochs=epochs, lr=0.5, certified_eps=0.2)
     metrics = [{"epoch": 1, "train_seconds": 1.25, "eval_seconds": 0.5}]
     run = tmp_path / "runs" / "proto"
     save_model(run, model, epoch=1, training=training.to_json(), metrics=metrics)
@@ -202,6 +202,7 @@ def test_make_card_measures_what_an_independent_computation_finds(tmp_path, caps
     assert some_certified  # the comparison above is not between two empty sets
     assert card["training"]["wall_seconds"] == pytest.approx(1.75)
     assert card["training"]["epochs"] == 1
+    assert "notes" not in card  # the run ended where its command said
     assert (
         card["weights"]["sha256"]
         == hashlib.sha256((run / card["weights"]["file"]).read_bytes()).hexdigest()
@@ -217,7 +218,7 @@ def test_make_card_measures_what_an_independent_computation_finds(tmp_path, caps
 
 
 def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys, monkeypatch):
-    run, model, _ = prototype_net(tmp_path)
+    run, model, _ = prototype_net(tmp_path, epochs=3)  # saved at epoch 1 of 3
     x, y = load_mnist("test")
     predictions = predict(model, x[:20])
     fake = {
@@ -245,6 +246,10 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     assert make_card.main(args) == 0
     card = zoo.read_card("proto", tmp_path / "zoo")
     assert card["strong_suite"]["n_examples"] == 20
+    assert card["notes"] == [
+        "the run stopped after epoch 1 of the 3 its command asks for (this checkpoint is that "
+        "epoch's)"
+    ]
     assert card["strong_suite"]["worst_case"] == {e: 0.5 for e in ("0.1", "0.2", "0.3")}
     assert make_card.main(args) == 2  # the name is taken
     assert "--overwrite" in capsys.readouterr().err

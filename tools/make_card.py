@@ -296,8 +296,14 @@ def make_card(args: argparse.Namespace) -> dict:
         card["strong_suite_note"] = args.no_strong_suite
     if others:
         card["other_attacks"] = others
-    if args.note:
-        card["notes"] = list(args.note)
+    notes = list(args.note or [])
+    if card["training"]["epochs"] < training.epochs:
+        notes.append(
+            f"the run stopped after epoch {card['training']['epochs']} of the {training.epochs} "
+            "its command asks for (this checkpoint is that epoch's)"
+        )
+    if notes:
+        card["notes"] = notes
     CARD_SCHEMA.check(card, CARD_NAME)  # never write what a reader refuses
     atomic_write_json(dest / CARD_NAME, card)
     return card
