@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from rbfi.bounds import certify
 from rbfi.data import load_mnist, trained_pixel_scale
@@ -251,6 +252,9 @@ def make_card(args: argparse.Namespace) -> dict:
     ]
     copied = copy_run(run, dest)  # the first write
     weights = dest / copied["weights"]["file"]
+    measured = model.state_dict()
+    if any(not torch.equal(t, measured[k]) for k, t in load_file(str(weights)).items()):
+        raise CardError(f"{run} changed while it was measured (a run still training?); retry")
     card = {
         "format": "rbfi-model-card",
         "format_version": 1,
