@@ -205,8 +205,13 @@ def other_attacks_entry(path: Path, model, x, y, pixel_scale: int) -> dict:
     worst = {e: result["worst_case"][e]["accuracy"] for e in CARD_EPS if e in result["worst_case"]}
     if not worst:
         raise CardError(f"{path} has no worst case at eps {', '.join(CARD_EPS)}")
+    version = (settings.get("options") or {}).get("autoattack")
+    attacks = [  # AutoAttack's version matters: "apgd" is only its APGD part
+        f"{a} ({version})" if a == "autoattack" and version else a
+        for a in settings.get("attacks") or [f"suite {settings.get('suite')}"]
+    ]
     return {
-        "attacks": list(settings.get("attacks") or [f"suite {settings.get('suite')}"]),
+        "attacks": attacks,
         "n_examples": int(result["n_examples"]),
         "worst_case": worst,
         "source": str(path),

@@ -156,6 +156,17 @@ def _zoo(results: Path) -> str:
             else "–"
             for k in eps_keys
         ]
+        row.append(
+            "; ".join(
+                f"{', '.join(o['attacks'])} on {o['n_examples']}: "
+                + " / ".join(
+                    f"{100 * o['worst_case'][k]:.1f}" if k in o["worst_case"] else "–"
+                    for k in eps_keys
+                )
+                for o in card.get("other_attacks", [])
+            )
+            or "–"
+        )
         row.append(f"{training['epochs']} ep" + (f", {minutes / 60:.0f} min" if minutes else ""))
         row.append(card["description"])
         rows.append(row)
@@ -164,16 +175,18 @@ def _zoo(results: Path) -> str:
         + [f"certified {k}" for k in eps_keys]
         + ["images attacked"]
         + [f"strong suite {k}" for k in eps_keys]
-        + ["training", "what"]
+        + [f"other attacks ({' / '.join(eps_keys)})", "training", "what"]
     )
     sizes = " / ".join(sorted({f"{c['evaluation']['n_examples']:,}" for c in cards}))
     return (
         f"Accuracy in % [95% Clopper-Pearson interval]. *clean* and *certified EPS* (interval "
         f"bounds): the first {sizes} test images; *strong suite EPS*: the worst case over the "
         "strong attack suite on the first *images attacked* test images (an upper bound on the "
-        'robust accuracy). Load a net with `rbfi.load("zoo:NAME")`; `rbfi zoo show NAME` '
-        "prints its card (training command, time, machine, versions).\n\n"
-        + table(headers, rows, "ll" + "r" * (len(headers) - 3) + "l")
+        "robust accuracy); *other attacks*: where the whole suite was not run, the worst case of "
+        "the attacks named, on the first N test images. Load a net with "
+        '`rbfi.load("zoo:NAME")`; `rbfi zoo show NAME` prints its card (training command, time, '
+        "machine, versions).\n\n"
+        + table(headers, rows, "ll" + "r" * (len(headers) - 5) + "lrl")
         + "\n"
     )
 
