@@ -146,5 +146,5 @@ def test_hand_run_summary_takes_the_worst_case_per_example(tmp_path):
     assert out["train_seconds"] == 180.0 and out["health"]["status"] == "converged"
     main([f"Madry={run}", "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "summary.md").read_text()
-    assert "| Madry | 90.0 [55.5-99.7] | yes | 70.0 [34.8-93.3]" in text
+    assert "| Madry | 10 / 4 | 90.0 [55.5-99.7] | yes | 70.0 [34.8-93.3]" in text
     assert "100 steps x 1 restart(s)" in text and "first 4" in text

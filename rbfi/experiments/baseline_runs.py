@@ -114,7 +114,7 @@ def text(data: dict) -> str:
 
 
 def markdown(nets: dict[str, dict]) -> str:
-    headers = ["network", "clean", "trained?"]
+    headers = ["network", "n (PGD / APGD)", "clean", "trained?"]
     headers += [f"PGD {e}" for e in EPS] + [f"PGD+APGD {e}" for e in EPS]
     headers += [f"certified {e}" for e in EPS] + ["epochs", "training (min)"]
     rows = []
@@ -123,7 +123,7 @@ def markdown(nets: dict[str, dict]) -> str:
         trained = "yes" if health["status"] == "converged" else f"**{health['status']}**"
         worst = net.get("worst", {})
         rows.append(
-            [name, text(net["clean"]), trained]
+            [name, f"{net['n_pgd']} / {net.get('n_worst', '–')}", text(net["clean"]), trained]
             + [text(net["pgd"][e]) for e in EPS]
             + [text(worst[e]) if e in worst else "–" for e in EPS]
             + [text(net["certified"][e]) if e in net["certified"] else "–" for e in EPS]
