@@ -27,7 +27,7 @@ def test_nets_share_table1_jobs_and_follow_the_recipes():
     trades = TrainConfig.from_json(nets["ReLU (TRADES)"].payload["train"])
     assert (trades.adversarial, trades.trades_beta) == ("trades", 6.0)
     ibp = TrainConfig.from_json(nets["ReLU (IBP)"].payload["train"])
-    assert (ibp.certified_eps, ibp.certified_weight, ibp.certified_scale) == (0.4, 0.5, 1.0)
+    assert (ibp.certified_eps, ibp.certified_weight, ibp.certified_scale) == (0.2, 0.5, 1.0)
     assert ibp.lr_schedule == "step" and tuple(ibp.lr_decay_at) == (0.75, 0.9)
     # every net has one evaluation on the same images
     _, evals = ITEM.evals(profile)

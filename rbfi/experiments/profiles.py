@@ -89,7 +89,7 @@ QUICK = replace(
     baseline_epochs=5,
     baseline_steps=10,
     baseline_batch=250,
-    ibp_epochs=15,
+    ibp_epochs=20,
     train_limit=None,
     threads=2,
 )
