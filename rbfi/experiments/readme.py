@@ -198,6 +198,15 @@ def _machine(m: dict) -> str:
     )
 
 
+def _per_batch(ratios: list[tuple[str, str]], what: str) -> str:
+    """[("1.7×", "100"), ("2.0×", "1000")] -> "1.7× WHAT at batch 100 and 2.0× at batch 1000"."""
+    parts = [
+        f"{r} {what} at batch {b}" if i == 0 else f"{r} at batch {b}"
+        for i, (r, b) in enumerate(ratios)
+    ]
+    return " and ".join(parts)
+
+
 def _kernels(results: Path) -> str:
     """The kernel speed ratios, from ``benchmarks/results/{kernels,interval}-cpu.json`` (beside
     ``results/``), with the machine and the command that measured them."""
@@ -212,23 +221,19 @@ def _kernels(results: Path) -> str:
     km, im = kernels["machine"], interval["machine"]
     ms = kernels["median_ms"]
     per_batch = {b: r["median_ms"] for b, r in interval["batches"].items()}
-    ratios = " and ".join(
-        f"**{t['bounds'] / t['forward']:.1f}×** at batch {b}" for b, t in per_batch.items()
-    )
-    certified = " and ".join(
-        f"{t['certified'] / t['train']:.1f}× at batch {b}" for b, t in per_batch.items()
-    )
+    bounds = [(f"**{t['bounds'] / t['forward']:.1f}×**", b) for b, t in per_batch.items()]
+    certified = [(f"{t['certified'] / t['train']:.1f}×", b) for b, t in per_batch.items()]
     same = _machine(km) == _machine(im)
     return (
         f"Measured by `{km['command']}` ({_machine(km)}): one training step of the paper "
-        f"network ({kernels['network']}, batch {kernels['batch']}, forward + pseudogradient "
+        f"network {kernels['network']} at batch {kernels['batch']} (forward + pseudogradient "
         f"backward) takes {ms['fused']:.1f} ms with the fused kernels, "
         f"**{ms['naive'] / ms['fused']:.0f}× faster** than the naive layer "
         f"({ms['naive']:.0f} ms) and **{ms['fused'] / ms['relu']:.1f}×** the time of a "
         f"same-size ReLU MLP ({ms['relu']:.1f} ms). Measured by `{im['command']}`"
         + (" on the same machine" if same else f" ({_machine(im)})")
-        + f": the whole interval bound pass costs {ratios} the plain forward; a certified "
-        f"training step costs {certified} a plain one. Tables: "
+        + f": the whole interval bound pass costs {_per_batch(bounds, 'the plain forward')}; "
+        f"a certified training step costs {_per_batch(certified, 'a plain one')}. Tables: "
         "[kernels-cpu.md](benchmarks/results/kernels-cpu.md), "
         "[interval-cpu.md](benchmarks/results/interval-cpu.md).\n"
     )
