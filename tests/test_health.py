@@ -93,3 +93,26 @@ def test_training_writes_its_health(idx_dir, tmp_path):
     assert stored == assess(records, config.to_json()).to_json() and stored["epochs"] == 2
     assert run_health(tmp_path).status == stored["status"]
     assert (stored["status"] == CONVERGED) != any(line.startswith("health:") for line in lines)
+
+
+def test_robust_collapse_fails_a_net_whose_clean_accuracy_looks_fine():
+    """The IBP collapse seen on a ReLU net: certified accuracy at 0.1 rose to 71% at epoch 4,
+    then fell to 9.8% while the clean accuracy stayed near 91%: failed, not converged."""
+    clean = [0.90, 0.91, 0.915, 0.916, 0.916, 0.916]
+    certified = [0.50, 0.65, 0.70, 0.71, 0.30, 0.098]
+    metrics = [{"test_accuracy": a, "test_certified_0.1": c} for a, c in zip(clean, certified)]
+    result = assess(metrics, {"model": {"arch": "relu", "layers": [512, 512, 512, 10]}})
+    assert result.status == FAILED and not result.trained
+    assert "peaked at 71.0 (epoch 4) and ended at 9.8 (epoch 6)" in result.reasons[0]
+    assert "robust training collapsed" in result.short()
+
+
+def test_robust_accuracy_that_dips_less_than_20_points_is_no_collapse():
+    """A drop of exactly 20 points is not more than 20; a net whose PGD accuracy only
+    flattens keeps its clean-accuracy verdict."""
+    madry = {"model": {"arch": "relu", "layers": [512, 512, 512, 10]}, "adversarial": "madry"}
+    metrics = [{"test_accuracy": 0.912, "monitor_pgd20_0.3": p} for p in [0.10, 0.50, 0.30, 0.30]]
+    result = assess(metrics, madry)
+    assert result.status == CONVERGED, result
+    metrics[-1]["monitor_pgd20_0.3"] = 0.29
+    assert assess(metrics, madry).status == FAILED

@@ -13,7 +13,11 @@ A run is *under-trained* when
   floor, since what they reach is what the experiments measure;
 
 and it *failed* when it ended below 20% clean accuracy (ten classes: chance is about 10%), e.g. a
-PGD-trained net stuck at 11.7%. Whether a claim rests on a net's health is the claim's business:
+PGD-trained net stuck at 11.7%, or when its robust training collapsed: a robust accuracy it
+records per epoch (``test_certified_<eps>`` of certified training, ``monitor_pgd<K>_<eps>`` of
+adversarial training) ended more than 20 points below its best epoch, e.g. an IBP-trained ReLU
+net whose certified accuracy at 0.1 peaked at 71% and ended at 9% while its clean accuracy
+stayed at 91%. Whether a claim rests on a net's health is the claim's business:
 "the deep sigmoid net barely beats chance" is about a failed net.
 
 A run of one epoch shows no trend: its health is *unknown*. :func:`write_health` stores the
@@ -35,6 +39,8 @@ CONVERGED, UNDER_TRAINED, FAILED, UNKNOWN = "converged", "under-trained", "faile
 WINDOW = 3  # epochs over which the accuracy must have stopped rising
 TOLERANCE = 0.003  # 0.3 points
 CHANCE_MARGIN = 0.2  # below 20% clean (10 classes: chance is about 10%) a net learnt nothing
+COLLAPSE_DROP = 0.2  # a robust accuracy that fell 20 points below its best epoch collapsed
+ROBUST_PREFIXES = ("test_certified_", "monitor_pgd")
 FLOORS = {"relu": 0.97, "sigmoid": 0.95, "rbfi": 0.95}  # 512^3 nets trained normally
 FLOOR_WIDTH, FLOOR_DEPTH = 512, 3
 
@@ -68,7 +74,8 @@ class Health:
         """The reasons in a few words: 'clean 75.9 < floor 95, +64.2 points in the last 3
         epochs' ('' when converged)."""
         parts = []
-        if self.status == FAILED and self.final_accuracy is not None:
+        near_chance = self.final_accuracy is not None and self.final_accuracy < CHANCE_MARGIN
+        if self.status == FAILED and near_chance:
             parts.append(f"clean {100 * self.final_accuracy:.1f}, near chance")
         elif self.floor is not None and self.final_accuracy is not None:
             if self.final_accuracy < self.floor:
@@ -76,6 +83,7 @@ class Health:
         if self.gain is not None and self.gain > self.tolerance + 1e-9:
             span = min(self.window, self.epochs - 1)
             parts.append(f"+{100 * self.gain:.1f} points in the last {span} epochs")
+        parts.extend(r for r in self.reasons if r.startswith("robust training collapsed"))
         if self.status == UNKNOWN:
             parts.append(self.reasons[0] if self.reasons else "unknown")
         return ", ".join(parts)
@@ -142,10 +150,33 @@ def assess(
             f"clean {100 * final:.1f} below the floor {100 * floor:g} for {arch} 512^3 nets"
         )
     status = UNDER_TRAINED if reasons else CONVERGED
+    collapsed = robust_collapses(metrics)
+    if collapsed:
+        status = FAILED
+        reasons[:0] = collapsed
     if final < CHANCE_MARGIN:
         status = FAILED
         reasons.insert(0, f"clean {100 * final:.1f} after {epochs} epochs: near chance (10%)")
     return Health(status, tuple(reasons), epochs, final, gain, window, tolerance, floor)
+
+
+def robust_collapses(metrics: Sequence[Mapping], drop: float = COLLAPSE_DROP) -> list[str]:
+    """One reason per robust accuracy recorded per epoch (keys starting with
+    ``ROBUST_PREFIXES``) whose last value is more than ``drop`` below its best epoch's."""
+    reasons = []
+    keys = sorted({k for m in metrics for k in m if k.startswith(ROBUST_PREFIXES)})
+    for key in keys:
+        values = [(i + 1, float(m[key])) for i, m in enumerate(metrics) if key in m]
+        if len(values) < 2:
+            continue
+        best_epoch, best = max(values, key=lambda item: item[1])
+        last_epoch, last = values[-1]
+        if best - last > drop + 1e-9:
+            reasons.append(
+                f"robust training collapsed: {key} peaked at {100 * best:.1f} (epoch "
+                f"{best_epoch}) and ended at {100 * last:.1f} (epoch {last_epoch})"
+            )
+    return reasons
 
 
 def write_health(run_dir: str | Path, metrics: Sequence[Mapping], training: Mapping) -> Health:
