@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+import rbfi.ops._build as _build
 import rbfi.ops.cpu as cpu_backend
-from rbfi.ops import _build
 from rbfi.ops._build import load_library
 from rbfi.ops.chunked import TILE_ELEMENTS, chunked_interval_ops, chunked_ops
 from rbfi.ops.fused import FusedIntervalOps, FusedOps
