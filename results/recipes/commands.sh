@@ -1,12 +1,12 @@
 #!/bin/bash
-# H6 recipe study (replaces h6-recipes-a, cut to fit the lane): RBFI 784-128-128-128-10 (^v^v),
-# 8 epochs on the first 30,000 training images each (equal budget), certified accuracy per epoch
-# on the first 1000 test images. Code: snapshot of the working tree at 15:27 UTC (/tmp/h6_snap,
-# HEAD 7ff5905 + H3's lr schedule + H4's pixel scale).
-cd /tmp/h6_snap   # the cwd comes first on sys.path
-export PYTHONPATH=/tmp/h6_snap OMP_NUM_THREADS=2
-python3 -c "import rbfi; print(rbfi.__file__)"
-R=/work/main/runs/recipes
+# The certified-training recipe study as it was run: RBFI 784-128-128-128-10 (^v^v), 8 epochs on
+# the first 30,000 training images each (equal budget), certified accuracy per epoch on the first
+# 1000 test images. Code: a snapshot of the working tree at 15:27 UTC on 2026-12-01 (commit
+# 7ff5905 plus the lr schedule and the k/255 pixel scale, committed right after as 6a26d19 and
+# 5abc1e7). Run it from the repository root.
+export OMP_NUM_THREADS=2
+
+R=runs/recipes
 COMMON="--layers 128,128,128,10 --geometry ^v^v --epochs 8 --train-limit 30000 --test-limit 1000 --threads 2 --no-progress"
 ADAM="--optimizer adam --lr 0.005 --lr-schedule cosine"
 HINGE="--certified-eps 0.45 --certified-warmup 0 --certified-ramp 0 --certified-weight 1 --certified-loss clipped_hinge --certified-ce 0.05 --certified-ce-end 0.0002"
