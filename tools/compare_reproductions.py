@@ -2,7 +2,9 @@
 
     python -m tools.compare_reproductions OUT_A OUT_B
 
-Compares every item's ``data.json``; prints the items and exits 1 on any difference.
+Compares every item's ``data.json``; prints the items and exits 1 on any difference. Wall
+times (keys ending in ``seconds``, e.g. a net's ``train_seconds``) are measurements of the
+machine, not results, and are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -12,8 +14,24 @@ import sys
 from pathlib import Path
 
 
+def without_timings(value):
+    """``value`` with every dict entry whose key ends in "seconds" removed, recursively."""
+    if isinstance(value, dict):
+        return {
+            k: without_timings(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.endswith("seconds"))
+        }
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
 def numbers(out: Path) -> dict:
-    return {p.parent.name: json.loads(p.read_text())["data"] for p in out.glob("*/data.json")}
+    return {
+        p.parent.name: without_timings(json.loads(p.read_text())["data"])
+        for p in out.glob("*/data.json")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
