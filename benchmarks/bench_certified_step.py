@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch
 
 import rbfi
 from rbfi.data import load_mnist
+from rbfi.io.provenance import cpu_name
 from rbfi.models import ModelConfig, build_model
 from rbfi.training import TrainConfig
 from rbfi.training.loop import make_optimizer
@@ -53,17 +53,6 @@ LABELS = {
     "certified_w1": "certified step, weight 1 (no clean term)",
     "certified_pseudo": "certified step, pseudogradients through the bounds",
 }
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Variant:

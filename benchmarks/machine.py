@@ -23,19 +23,9 @@ import torch
 
 import rbfi
 from rbfi.io import atomic_write_bytes
+from rbfi.io.provenance import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def add_arguments(ap: argparse.ArgumentParser, name: str) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import re
 import shlex
 import shutil
@@ -46,6 +45,7 @@ from rbfi.bounds import certify
 from rbfi.data import load_mnist, trained_pixel_scale
 from rbfi.io import atomic_write_json, sha256_file, versions
 from rbfi.io.checkpoint import INDEX_NAME, read_index
+from rbfi.io.provenance import cpu_name
 from rbfi.models import describe, load_model, model_config_of, predict
 from rbfi.models.zoo import (
     CARD_EPS,
@@ -65,17 +65,6 @@ ALWAYS_WRITTEN = ("arch", "layers", "geometry", "epochs", "pixel_scale")
 
 class CardError(ValueError):
     """The run, the name or a result file cannot make a card."""
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --- the training command ----------------------------------------------------------------------

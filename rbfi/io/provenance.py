@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+from pathlib import Path
 
 from rbfi._version import __version__
 
@@ -61,6 +62,17 @@ def package_versions(names: dict[str, str] = DIAGNOSED_PACKAGES) -> dict[str, st
         except importlib.metadata.PackageNotFoundError:
             out[shown] = None
     return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def python_info() -> dict[str, str]:
