@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from rbfi.attacks import FGSM, IFGSM, PGD, Attack, PaperPGD, attack_mode, project
 from rbfi.bounds import input_box, interval_bounds, margin_bounds, network_sensitivity
+from rbfi.models import predict
 from rbfi.nn import pseudogradient_mode
 from rbfi.nn.losses import get_loss, square_error
 from rbfi.training.config import TrainConfig
@@ -130,8 +131,8 @@ class Adversarial(Objective):
         pgd = PGD(model, c.adv_eps, steps=MONITOR_PGD_STEPS, gradient=c.adv_gradient, seed=c.seed)
         x_adv = pgd(x, y)
         with torch.no_grad():
-            clean = (model(x).argmax(dim=1) == y).float().mean().item()
-            robust = (model(x_adv).argmax(dim=1) == y).float().mean().item()
+            clean = (predict(model, x) == y).float().mean().item()
+            robust = (predict(model, x_adv) == y).float().mean().item()
         return {
             "train_eps": self.eps_at(step),
             "monitor_images": len(x),
