@@ -58,13 +58,27 @@ def run(args: argparse.Namespace) -> int:
         engine = RayEngine(address=config.ray_address, num_cpus=config.ray_cpus)
     command = "rbfi " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     index = reproduce(
-        profile, out, only=config.only, engine=engine, retries=config.retries, command=command
+        profile,
+        out,
+        only=config.only,
+        engine=engine,
+        retries=config.retries,
+        command=command,
+        stop_after=None if config.stop_after is None else config.stop_after * 60,
     )
     if config.readme:
         from rbfi.experiments.readme import update_readme
 
         update_readme(Path(config.readme))
     print((out / "summary.md").read_text())
-    done = sum(item["complete"] for item in index["items"].values())
-    print(f"{done} of {len(index['items'])} items rendered in {out}", file=sys.stderr)
+    done = sum(index["items"][item.name]["complete"] for item in items)
+    print(f"{done} of {len(items)} items rendered in {out}", file=sys.stderr)
+    resume = index["resume"]
+    if resume["jobs_left"]:
+        print(
+            f"{resume['jobs_left']} job(s) left (about {resume['hours_left_estimate']:.1f} h on "
+            f"2 cores): run the same command to continue; it needs the "
+            f"{len(resume['needed_weights'])} weights file(s) listed in {out / 'index.json'}",
+            file=sys.stderr,
+        )
     return 0

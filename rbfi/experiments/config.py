@@ -13,6 +13,7 @@ from rbfi.options import (
     Kind,
     Names,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     Text,
     check_fields,
@@ -32,7 +33,7 @@ class ReproduceConfig:
 
     profile: str = option("quick", "how big", kind=Choice(tuple(PROFILES)))
     only: tuple[str, ...] | None = option(
-        None, f"only these items ({', '.join(ITEMS)})", kind=Names()
+        None, f"only these items, run in the order given ({', '.join(ITEMS)})", kind=Names()
     )
     ray: bool = option(False, "run the jobs as tasks of a local Ray instance started on the fly")
     ray_address: str | None = option(
@@ -42,6 +43,12 @@ class ReproduceConfig:
         None, "CPUs of the local Ray instance (default: all)", kind=PositiveInt()
     )
     retries: int = option(1, "retries of a failed job", kind=NonNegativeInt())
+    stop_after: float | None = option(
+        None,
+        "start no job after this many minutes (running ones finish); the same command later "
+        "continues where it stopped",
+        kind=_shown_as(PositiveFloat(), "MIN"),
+    )
     pixel_scale: int | None = option(
         None,
         "train and test on pixels k / 255 or k / 256 (default: the profile's, 255; "

@@ -137,9 +137,11 @@ SMOKE = replace(
 )
 
 # The paper's training settings (30 epochs, 10 for Figure 3, all 60,000 training images) for
-# every net, fewer seeds, cheap attacks on the whole test set, the paper's PGD and the strong
-# suite (AutoAttack's APGD, reduced PGD and Square budgets) with certificates on 1,000 images.
-# `rbfi reproduce --profile standard --estimate-only` gives its cost per item.
+# every net; fewer seeds; the cheap attacks on the whole test set; the paper's PGD and the
+# strong suite (AutoAttack's APGD, reduced PGD and Square budgets) with certificates on 1,000
+# images. About 6 hours on 2 cores: `rbfi reproduce --profile standard --stop-after MIN` runs
+# it in slices, item by item, and the same command continues on a fresh clone from the
+# committed results/paper-standard/ (`--estimate-only`: what each item still costs).
 STANDARD = replace(
     PAPER,
     name="standard",
@@ -151,7 +153,7 @@ STANDARD = replace(
     eps_grid=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
     pgd_limit=1000,
     pgd_steps=100,
-    pgd_restarts=5,
+    pgd_restarts=2,
     strong_limit=1000,
     strong=SuiteOptions(
         paper_pgd_restarts=2, pgd_steps=100, pgd_restarts=2, square_queries=1000, autoattack="apgd"
@@ -163,5 +165,30 @@ STANDARD = replace(
     baseline_batch=250,
     ibp_epochs=30,
 )
+
+
+def reductions(profile: Profile, reference: Profile = PAPER) -> list[str]:
+    """The settings in which ``profile`` differs from the paper's, as "name value (paper:
+    value)"."""
+    out = []
+    for name in Profile.__dataclass_fields__:
+        if name in ("name", "threads"):
+            continue
+        mine, theirs = getattr(profile, name), getattr(reference, name)
+        if name == "strong":
+            for key in SuiteOptions.__dataclass_fields__:
+                a, b = getattr(mine, key), getattr(theirs, key)
+                if a != b:
+                    out.append(f"strong.{key} {_shown(a)} (paper: {_shown(b)})")
+        elif mine != theirs:
+            out.append(f"{name} {_shown(mine)} (paper: {_shown(theirs)})")
+    return out
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return "all" if value is None else str(value)
+
 
 PROFILES = {p.name: p for p in (SMOKE, QUICK, STANDARD, PAPER)}

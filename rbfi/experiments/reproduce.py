@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.experiments.paper import ITEMS
-from rbfi.experiments.profiles import PROFILES, Profile
+from rbfi.experiments.profiles import PROFILES, Profile, reductions
 from rbfi.experiments.render import VERDICT_NOTE, VERDICTS, claims_markdown, table
 from rbfi.experiments.spec import Item, Job, Rendered, Results
 from rbfi.io import atomic_write_bytes, atomic_write_json, versions
@@ -39,20 +39,62 @@ def select_items(only: Sequence[str] | None) -> list[Item]:
     unknown = [name for name in only if name not in ITEMS]
     if unknown:
         raise ValueError(f"unknown item(s) {', '.join(unknown)}; choose from {', '.join(ITEMS)}")
-    return [ITEMS[name] for name in ITEMS if name in only]
+    return [ITEMS[name] for name in dict.fromkeys(only)]  # in the order given: run first
 
 
 def job_grid(items: Sequence[Item], profile: Profile) -> tuple[list[Job], dict[str, list[str]]]:
-    """Every job of ``items`` once (training jobs first), and each item's job ids."""
+    """Every job of ``items`` once, item by item (each item's trainings, then its
+    evaluations), so that a run stopped early leaves whole items done; and each item's job
+    ids."""
     jobs: dict[str, Job] = {}
     per_item = {}
     for item in items:
         item_jobs = item.jobs(profile)
         per_item[item.name] = [j.id for j in item_jobs]
-        for job in item_jobs:
+        for job in sorted(item_jobs, key=lambda j: j.kind != "train"):
             jobs.setdefault(job.id, job)
-    ordered = sorted(jobs.values(), key=lambda j: j.kind != "train")
-    return ordered, per_item
+    return list(jobs.values()), per_item
+
+
+def weights_file(job: Job, out: Path) -> Path | None:
+    """The final weights of a finished training job (None when it has not finished)."""
+    saved = _read(job.directory(out) / "checkpoint.json")
+    if not job.is_done(out) or "weights" not in saved:
+        return None
+    return job.directory(out) / saved["weights"]["file"]
+
+
+def needed_weights(jobs: Sequence[Job], out: Path) -> list[Path]:
+    """The weights files of finished trainings that jobs still to run will read: what a
+    partial reproduction must keep (or commit) to resume elsewhere."""
+    by_id = {j.id: j for j in jobs}
+    needed: dict[str, Path] = {}
+    for job in jobs:
+        if job.is_done(out):
+            continue
+        for dep in job.deps:
+            source = by_id.get(dep)
+            path = source and weights_file(source, out)
+            if path is not None:
+                needed[str(path)] = path
+    return sorted(needed.values())
+
+
+def check_resumable(jobs: Sequence[Job], out: Path) -> None:
+    """Refuse (ValueError, one line) to start when a finished training's weights, needed by a
+    job still to run, are missing (e.g. a fresh clone of a partial reproduction whose weights
+    were not committed)."""
+    missing = [p for p in needed_weights(jobs, out) if not p.is_file()]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} finished training job(s) lack the weights that jobs still to run "
+            f"need (first: {missing[0]}); restore them, or delete "
+            f"{missing[0].parent} to train that net again"
+        )
+
+
+def hours_left(jobs: Sequence[Job], out: Path) -> float:
+    return sum(j.cost for j in jobs if not j.is_done(out)) / 3600
 
 
 def estimate(items: Sequence[Item], profile: Profile, out: Path) -> str:
@@ -90,6 +132,9 @@ def estimate(items: Sequence[Item], profile: Profile, out: Path) -> str:
             ],
             rows,
         )
+        + "\n\nSettings reduced from the `paper` profile's: "
+        + ("; ".join(reductions(profile)) or "none")
+        + "."
         + "\n\nEstimates come from a simple cost model (seconds per training example and per "
         "attack pass measured on a 2-core CPU); a GPU or more cores divide them.\n"
     )
@@ -122,9 +167,11 @@ def reproduce(
     retries: int = 1,
     log: Callable[[str], None] | None = None,
     command: str = "",
+    stop_after: float | None = None,
 ) -> dict:
     """Run and render (see the module docstring); returns the index written to
-    ``OUT/index.json``. Raises :class:`ReproduceFailed` after rendering when jobs failed."""
+    ``OUT/index.json``. Raises :class:`ReproduceFailed` after rendering when jobs failed.
+    ``stop_after``: seconds after which no job is started; the same call later goes on."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
@@ -133,6 +180,7 @@ def reproduce(
     by_id = {j.id: j for j in jobs}
     out.mkdir(parents=True, exist_ok=True)
     todo = [j for j in jobs if not j.is_done(out)]
+    check_resumable(jobs, out)
     engine = engine or LocalEngine()
     log(
         f"reproduce ({profile.name}, {engine.name}): {len(items)} item(s), {len(jobs)} jobs, "
@@ -140,13 +188,26 @@ def reproduce(
     )
     started = time.perf_counter()
     report = run_tasks(
-        [_task(j, profile) for j in todo], str(out), engine, retries=retries, log=log
+        [_task(j, profile) for j in todo],
+        str(out),
+        engine,
+        retries=retries,
+        log=log,
+        deadline=stop_after,
     )
     seconds = time.perf_counter() - started
     results = Results(out)
+    previous = _read(out / "index.json")
+    if previous.get("profile", {}).get("name") not in (None, profile.name):
+        previous = {}
     index = {
         "profile": asdict(profile) | {"strong": asdict(profile.strong)},
-        "items": {},
+        # items rendered by earlier invocations with other --only selections are kept
+        "items": {
+            name: entry
+            for name, entry in previous.get("items", {}).items()
+            if name in ITEMS and name not in per_item and entry.get("complete")
+        },
         "versions": versions(),
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
     }
@@ -165,8 +226,23 @@ def reproduce(
             "markdown": f"{item.name}/{item.name}.md",
             "figures": [f"{item.name}/{name}" for name in rendered.figures],
         }
-    previous = _read(out / "index.json").get("runs", [])
-    index["runs"] = previous + [
+    every_job, every_item = job_grid(list(ITEMS.values()), profile)
+    every_by_id = {j.id: j for j in every_job}
+    for name, ids in every_item.items():
+        if name not in index["items"]:
+            missing = [every_by_id[i].label for i in ids if not every_by_id[i].is_done(out)]
+            index["items"][name] = {
+                "title": ITEMS[name].title,
+                "complete": False,
+                "missing": missing,
+            }
+    index["items"] = {name: index["items"][name] for name in ITEMS}
+    index["resume"] = {
+        "jobs_left": sum(not j.is_done(out) for j in every_job),
+        "hours_left_estimate": round(hours_left(every_job, out), 2),
+        "needed_weights": [str(p.relative_to(out)) for p in needed_weights(every_job, out)],
+    }
+    index["runs"] = previous.get("runs", []) + [
         {
             "command": command,
             "engine": engine.name,
@@ -175,6 +251,7 @@ def reproduce(
             "jobs_run": len(report.done),
             "failed": report.failed,
             "blocked": report.blocked,
+            "deferred": len(report.deferred),
         }
     ]
     atomic_write_json(out / "index.json", index)
@@ -239,6 +316,15 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
         table(["item", "the paper's claim", "here", "our numbers [95% CI]", "why"], rows, "lllll")
     )
     lines += ["", VERDICT_NOTE]
+    resume = index.get("resume", {})
+    if resume.get("jobs_left"):
+        lines += [
+            "",
+            f"**Incomplete:** {resume['jobs_left']} job(s) still to run (about "
+            f"{resume['hours_left_estimate']:.1f} h on 2 cores by the cost model); the same "
+            "command continues the reproduction, on this machine or on a fresh clone that has "
+            "the weights files listed under `resume` in `index.json`.",
+        ]
     if timing:
         lines += [
             "",

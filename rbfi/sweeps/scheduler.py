@@ -31,6 +31,7 @@ class TaskReport:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # id -> last error
     blocked: list[str] = field(default_factory=list)  # a dependency failed
+    deferred: list[str] = field(default_factory=list)  # not started: the deadline had passed
     attempts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -50,10 +51,14 @@ def run_tasks(
     *,
     retries: int = 1,
     log: Callable[[str], None] | None = None,
+    deadline: float | None = None,
 ) -> TaskReport:
-    """Run ``tasks`` (each after its dependencies) on ``engine``; a task that fails is retried
-    up to ``retries`` more times, then reported, and the tasks depending on it are blocked.
-    Dependencies on ids not in ``tasks`` count as already satisfied."""
+    """Run ``tasks`` (each after its dependencies, in list order among the ready ones) on
+    ``engine``; a task that fails is retried up to ``retries`` more times, then reported, and
+    the tasks depending on it are blocked. Dependencies on ids not in ``tasks`` count as
+    already satisfied. ``deadline``: seconds; a task starts only if its estimated ``cost``
+    ends before it (running ones finish); the tasks left are reported as deferred, not
+    failed."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     by_id = {t.id: t for t in tasks}
     if len(by_id) != len(tasks):
@@ -89,6 +94,14 @@ def run_tasks(
             ready = [
                 i for i in pending if all(d not in by_id or d in report.done for d in by_id[i].deps)
             ]
+            if deadline is not None:
+                # start only what the cost model says ends before the deadline
+                left = deadline - (time.perf_counter() - started)
+                ready = [i for i in ready if by_id[i].cost <= left]
+                if pending and not ready and not running:
+                    report.deferred += pending
+                    pending.clear()
+                    state(f"deadline: {len(report.deferred)} job(s) deferred")
             while ready and len(running) < engine.slots:
                 task_id = ready.pop(0)
                 pending.remove(task_id)

@@ -80,7 +80,9 @@ class Baselines(Item):
     def nets(self, profile) -> dict[str, Job]:
         return {
             "RBFI": net(profile, "rbfi", 0),
-            "RBFI (certified training)": net(profile, "rbfi", 0, certified_eps=0.35),
+            "RBFI (certified training)": net(
+                profile, "rbfi", 0, certified_eps=0.35, label="RBFI certified-trained (eps 0.35)"
+            ),
             RELU: net(profile, "relu", 0),
             "ReLU (Madry PGD)": relu_adversarial(profile, "madry"),
             "ReLU (TRADES)": relu_adversarial(profile, "trades"),
@@ -89,11 +91,7 @@ class Baselines(Item):
 
     def evals(self, profile) -> tuple[dict[str, Job], dict[str, Job]]:
         nets = self.nets(profile)
-        source = nets[RELU]  # the transfer attack's source, as in Table 1
-        return nets, {
-            label: strong_eval(profile, job, None if label == RELU else source)
-            for label, job in nets.items()
-        }
+        return nets, {label: strong_eval(profile, job) for label, job in nets.items()}
 
     def jobs(self, profile) -> list[Job]:
         nets, evals = self.evals(profile)

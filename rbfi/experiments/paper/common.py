@@ -74,6 +74,12 @@ def net(
     return train_job(config, f"train {name}", cost=cost)
 
 
+def transfer_source(profile: Profile) -> Job:
+    """The net the strong suite's transfer attack crafts its examples on: Table 1's first ReLU
+    net, for every item (so each RBFI net's strong-suite evaluation is one shared job)."""
+    return net(profile, "relu", 0)
+
+
 def attack_scale(run: Job) -> float:
     """Relative cost of attacking ``run``'s net (RBFI/RBF 1; ReLU/sigmoid nets are cheaper)."""
     return ATTACK_SCALE[run.payload["train"]["model"]["arch"]]
@@ -120,18 +126,19 @@ def pgd_eval(profile: Profile, run: Job) -> Job:
     )
 
 
-def strong_eval(profile: Profile, run: Job, source: Job | None = None) -> Job:
-    """The whole strong suite (worst case) and the certificates on ``strong_limit`` images;
-    ``source``: the ReLU net of the transfer attack."""
+def strong_eval(profile: Profile, run: Job) -> Job:
+    """The whole strong suite (worst case) and the certificates on ``strong_limit`` images; its
+    transfer attack crafts on :func:`transfer_source` (none when ``run`` is that net), so every
+    item that evaluates a net shares one job."""
     options = replace(profile.strong)
     config = EvalConfig(
         suite="strong", eps=profile.strong_eps, check_subset=0, certify=True, options=options
     )
+    source = transfer_source(profile)
+    with_source = source.id != run.id
     settings = {"config": config}
-    deps = ()
-    if source is not None:
+    if with_source:
         settings["transfer_source"] = source.id
-        deps = (source.id,)
     job = evaluate_job(
         run,
         "attacks",
@@ -145,7 +152,7 @@ def strong_eval(profile: Profile, run: Job, source: Job | None = None) -> Job:
         limit=profile.strong_limit,
         **settings,
     )
-    return replace(job, deps=job.deps + deps)
+    return replace(job, deps=job.deps + ((source.id,) if with_source else ()))
 
 
 def sensitivity_eval(run: Job) -> Job:

@@ -15,6 +15,7 @@ from rbfi.experiments.paper.common import (
     pgd_eval,
     problems,
     strong_eval,
+    transfer_source,
 )
 from rbfi.experiments.render import claim, claims_markdown, curves_png, table
 from rbfi.experiments.spec import Item, Rendered, Results
@@ -60,19 +61,19 @@ class Figure3(Item):
 
     def evals(self, profile):
         nets = self.nets(profile)
-        source = nets["ReLU"]
         return nets, {
             label: (
                 cheap_eval(profile, job),
                 pgd_eval(profile, job),
-                strong_eval(profile, job, None if label == "ReLU" else source),
+                strong_eval(profile, job),
             )
             for label, job in nets.items()
         }
 
     def jobs(self, profile):
         nets, evals = self.evals(profile)
-        return list(nets.values()) + [j for three in evals.values() for j in three]
+        source = [transfer_source(profile)]  # the strong suite's transfer attack crafts on it
+        return list(nets.values()) + source + [j for three in evals.values() for j in three]
 
     def render(self, results: Results, profile) -> Rendered:
         nets, evals = self.evals(profile)

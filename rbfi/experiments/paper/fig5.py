@@ -13,6 +13,7 @@ from rbfi.experiments.paper.common import (
     pgd_eval,
     problems,
     strong_eval,
+    transfer_source,
 )
 from rbfi.experiments.render import claim, claims_markdown, curves_png, table
 from rbfi.experiments.spec import Item, Rendered, Results
@@ -64,9 +65,12 @@ class Figure5(Item):
 
     def jobs(self, profile):
         runs = variants(profile)
-        return list(runs.values()) + [
-            e for j in runs.values() for e in (pgd_eval(profile, j), strong_eval(profile, j))
-        ]
+        source = [transfer_source(profile)]  # the strong suite's transfer attack crafts on it
+        return (
+            list(runs.values())
+            + source
+            + [e for j in runs.values() for e in (pgd_eval(profile, j), strong_eval(profile, j))]
+        )
 
     def render(self, results: Results, profile) -> Rendered:
         runs = variants(profile)

@@ -59,11 +59,7 @@ class Table1(Item):
         runs = self.runs(profile)
         cheap = {a: [cheap_eval(profile, r) for r in rs] for a, rs in runs.items()}
         pgd = {a: pgd_eval(profile, rs[0]) for a, rs in runs.items()}
-        source = runs["relu"][0]
-        strong = {
-            a: strong_eval(profile, rs[0], None if a == "relu" else source)
-            for a, rs in runs.items()
-        }
+        strong = {a: strong_eval(profile, rs[0]) for a, rs in runs.items()}
         return runs, cheap, pgd, strong
 
     def jobs(self, profile):
