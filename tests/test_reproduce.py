@@ -207,12 +207,12 @@ def test_bad_reproduce_options(tmp_path, capsys, argv, fragment):
 
 def test_readme_results_sections_match_the_results():
     """The README's generated sections are what results/ renders to: regenerate them with
-    `rbfi reproduce --profile quick --readme README.md` after changing results."""
+    `python -m rbfi.experiments.readme README.md` after changing results."""
     from rbfi.experiments.readme import MARKER, rewrite
 
     text = (ROOT / "README.md").read_text()
     names = {m.group("name") for m in MARKER.finditer(text)}
-    assert {"paper-quick", "robustness", "kernels"} <= names
+    assert {"paper-standard", "robustness", "kernels", "zoo"} <= names
     assert rewrite(text, ROOT / "results") == text
 
 

@@ -10,7 +10,8 @@ README in place (``rbfi reproduce --readme README.md``); the test suite fails wh
 and the results disagree.
 
 Sections:
-- ``paper-quick``: the claims of every item of ``results/paper-quick/index.json``;
+- ``paper-standard`` / ``paper-quick``: the claims of every item of
+  ``results/paper-standard/index.json`` (``paper-quick/``), incomplete items named;
 - ``zoo``: the nets of the model zoo from their cards (``zoo/*/card.json``);
 - ``robustness``: per model, clean accuracy, the strong suite's worst case and the certified
   accuracy on the same images (``results/robustness/*/robustness.json``), and the certified
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from rbfi.experiments.render import table
@@ -38,12 +40,19 @@ MARKER = re.compile(
 )
 
 
-def _paper_quick(results: Path) -> str:
-    index_path = results / "paper-quick" / "index.json"
-    if not index_path.is_file():
-        return "(not generated yet: run `rbfi reproduce --profile quick --readme README.md`)\n"
-    index = json.loads(index_path.read_text())
-    return summary_markdown(index, link_prefix="results/paper-quick/")
+def _paper(name: str):
+    """The section of ``results/paper-NAME/index.json``: every item's claims and verdicts."""
+
+    def render(results: Path) -> str:
+        index_path = results / f"paper-{name}" / "index.json"
+        if not index_path.is_file():
+            return (
+                f"(not generated yet: run `rbfi reproduce --profile {name} --readme README.md`)\n"
+            )
+        index = json.loads(index_path.read_text())
+        return summary_markdown(index, link_prefix=f"results/paper-{name}/")
+
+    return render
 
 
 def _read_json(path: Path) -> dict | None:
@@ -240,7 +249,8 @@ def _kernels(results: Path) -> str:
 
 
 SECTIONS = {
-    "paper-quick": _paper_quick,
+    "paper-standard": _paper("standard"),
+    "paper-quick": _paper("quick"),
     "robustness": _robustness,
     "zoo": _zoo,
     "kernels": _kernels,
@@ -273,3 +283,20 @@ def update_readme(readme: Path, results: Path | None = None) -> bool:
     if new != text:
         atomic_write_bytes(readme, new.encode())
     return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rbfi.experiments.readme [README.md]``: regenerate the sections from
+    ``results/`` without running anything."""
+    args = sys.argv[1:] if argv is None else argv
+    readme = Path(args[0] if args else "README.md")
+    if not readme.is_file():
+        print(f"readme: {readme}: no such file", file=sys.stderr)
+        return 2
+    changed = update_readme(readme)
+    print(f"{readme}: {'regenerated' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

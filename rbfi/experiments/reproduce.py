@@ -304,7 +304,7 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
         link = (
             f"[{item['title']}]({link_prefix}{item['markdown']})"
             if item.get("complete")
-            else f"{item['title']} (incomplete)"
+            else f"{item['title']} (not run yet: {len(item.get('missing', []))} job(s) left)"
         )
         for claim in item.get("claims", []):
             verdict = VERDICTS[claim["holds"]]
