@@ -193,7 +193,8 @@ def interval_argmax_backward(
     need_params: bool,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """Eq. (10) for both maxes: the gradient goes to the arg-max input only. O(B M), any
-    device (shared by every backend)."""
+    device (the chunked and Triton backends; the CPU backend runs the same arithmetic in C,
+    :func:`rbfi.ops.cpu.cpu_interval_backward_argmax`)."""
     (B, N), M = lo.shape, w.shape[0]
     units = torch.arange(M, device=lo.device).expand(B, M)
     dlo = torch.zeros_like(lo) if need_x else None

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 from rbfi.ops._build import load_library
-from rbfi.ops.chunked import interval_argmax_backward
 from rbfi.ops.fused import (
     FusedIntervalOps,
     FusedOps,
@@ -197,6 +196,42 @@ def cpu_interval_backward_pseudo(
     return dlo, dhi, dw, du
 
 
+def cpu_interval_backward_argmax(
+    lo: Tensor,
+    hi: Tensor,
+    w: Tensor,
+    u: Tensor,
+    idx_lo: Tensor,
+    idx_hi: Tensor,
+    g_lo: Tensor,
+    g_hi: Tensor,
+    need_x: bool,
+    need_params: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Eq. (10) for both maxes: the gradient goes to the arg-max input only; O(B M) work. The
+    arithmetic of :func:`rbfi.ops.chunked.interval_argmax_backward` term by term, summed per row
+    (dlo, dhi) and per unit (dw, du) without atomics."""
+    require_contiguous_float32_box("cpu", lo, hi, w, u, "cpu")
+    (B, N), M = lo.shape, w.shape[0]
+    idx = [t.to(torch.int32).contiguous() for t in (idx_lo, idx_hi)]
+    gs = [t.to(torch.float32).contiguous() for t in (g_lo, g_hi)]
+    dlo = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dhi = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    rc = _lib().rbfi_interval_backward_argmax(
+        *map(_ptr, (lo, hi, w, u, *idx, *gs)),
+        B,
+        M,
+        N,
+        *map(_ptr, (dlo, dhi, dw, du)),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise RuntimeError(f"rbfi_interval_backward_argmax failed (code {rc})")
+    return dlo, dhi, dw, du
+
+
 CPU_INTERVAL_OPS = FusedIntervalOps(
-    cpu_interval_forward, cpu_interval_backward_pseudo, interval_argmax_backward
+    cpu_interval_forward, cpu_interval_backward_pseudo, cpu_interval_backward_argmax
 )

@@ -544,15 +544,18 @@ int rbfi_backward_argmax(const float *x, const float *w, const float *u, const i
  * of the exact one). Squaring is monotone in |t| also after rounding, so without arg-maxes the
  * kernel keeps the running max of |u| max(a, b) (from 0, which absorbs the clamp at 0) and the
  * running min of |u| min(a, b) (<= 0) and squares once at the end: 8 vector ops per (b, j, i)
- * against the 4 of the point kernel. With arg-maxes it compares the squares with a strict `>`
- * (first occurrence, exactly as a max over s). With lo = hi = x both equal rbfi_forward's z.
+ * against the 4 of the point kernel. With arg-maxes the same loop also remembers where each
+ * running extreme last changed under a strict comparison: 12 vector ops, and the first arg-max
+ * of s exactly (see ifwd_tile). With lo = hi = x both equal rbfi_forward's z.
  */
 
 /* Interval forward register tiles (batch rows x units), plain and with arg-maxes. Each pair
  * needs two accumulators (four with arg-maxes), so the tiles are smaller than the point
  * kernel's 2 x 4. AVX2 (16 registers), first layer, 1 thread: plain 2 x 2 6.4 ms = 1 x 4 <
- * 2 x 4 6.7 < 1 x 8 7.3; arg-max 1 x 2 12.0 ms < 2 x 1 12.6 < 1 x 3 12.9 < 1 x 4 = 2 x 2 13.7
- * < 2 x 4 16.8. The AVX-512 sizes (32 registers) are a guess, unmeasured. */
+ * 2 x 4 6.7 < 1 x 8 7.3. Arg-max (the t-domain loop of ifwd_tile), first layer, 1 thread, on a
+ * 2-core AMD EPYC: AVX2 2 x 2 9.8 ms < 1 x 2 11.5 < 1 x 3 13.2 < 2 x 1 13.8; AVX-512 2 x 2 9.7
+ * < 1 x 4 10.4 < 2 x 3 10.7 = 1 x 3 (the squared-domain loop before: 13.0, AVX-512 1 x 4). The
+ * AVX-512 plain size is a guess, unmeasured. */
 #ifndef IFB
 #define IFB 2
 #endif
@@ -560,10 +563,10 @@ int rbfi_backward_argmax(const float *x, const float *w, const float *u, const i
 #define IFJ (VL >= 16 ? 4 : 2)
 #endif
 #ifndef IFB_IDX
-#define IFB_IDX 1
+#define IFB_IDX 2
 #endif
 #ifndef IFJ_IDX
-#define IFJ_IDX (VL >= 16 ? 4 : 2)
+#define IFJ_IDX 2
 #endif
 #define IFB_MAX (IFB > IFB_IDX ? IFB : IFB_IDX)
 #define IFJ_MAX (IFJ > IFJ_IDX ? IFJ : IFJ_IDX)
@@ -591,20 +594,75 @@ INLINE int32_t first_lane_index(vf best, vi bidx, float m) {
     return hmin_i(visel(at_max, bidx, (vi){0} + INT32_MAX));
 }
 
-/* One register tile of the interval forward: rows b0 .. b0+NB, units j0 .. j0+NJ. */
+/* Where v > best (strict): best = v, idx = iv. Where v < best when LESS. */
+INLINE void vargext_step(vf *best, vi *idx, vf v, vi iv, const int LESS) {
+#if defined(__AVX512F__)
+    const __mmask16 m = LESS ? _mm512_cmp_ps_mask((__m512)v, (__m512)*best, _CMP_LT_OQ)
+                             : _mm512_cmp_ps_mask((__m512)v, (__m512)*best, _CMP_GT_OQ);
+    *best = (vf)_mm512_mask_mov_ps((__m512)*best, m, (__m512)v);
+    *idx = (vi)_mm512_mask_mov_epi32((__m512i)*idx, m, (__m512i)iv);
+#else
+    const vi m = LESS ? v < *best : v > *best;
+    *best = vsel(m, v, *best);
+    *idx = visel(m, iv, *idx);
+#endif
+}
+
+/* The exact first arg-maxes of s_near = (|u| max(a, b, 0))^2 and s_far = (|u| min(a, b))^2 of
+ * one (row, unit) pair by a plain scalar scan with a strict `>` (the fallback of ifwd_tile). */
+static void ifwd_scan_exact(const float *lr, const float *hr, const float *wr, const float *ur,
+                            int64_t N, float *zn, float *zf, int32_t *kn, int32_t *kf) {
+    float mn = -1.0f, mf = -1.0f;
+    for (int64_t k = 0; k < N; k++) {
+        const float a = lr[k] - wr[k], b = wr[k] - hr[k];
+        const float ua = ur[k] < 0.0f ? -ur[k] : ur[k];
+        const float ab = a > b ? a : b;
+        const float tn = ua * (ab > 0.0f ? ab : 0.0f), tf = ua * (a < b ? a : b);
+        const float sn = tn * tn, sf = tf * tf;
+        if (sn > mn) {
+            mn = sn;
+            *kn = (int32_t)k;
+        }
+        if (sf > mf) {
+            mf = sf;
+            *kf = (int32_t)k;
+        }
+    }
+    *zn = mn;
+    *zf = mf;
+}
+
+/* The t-domain arg-max is the s-domain one when the extreme |t| lies in [2^-60, 2^60] (or is
+ * 0, all t then 0): there fl(t^2) is strictly increasing in |t| (consecutive floats' squares
+ * differ by more than an ulp), so s ties exactly where |t| ties. */
+#define T_EXACT_MIN 8.673617379884035e-19f /* 2^-60 */
+#define T_EXACT_MAX 1.152921504606847e18f  /* 2^60 */
+INLINE int t_exact(float t) {
+    const float a = t < 0.0f ? -t : t;
+    return a == 0.0f || (a >= T_EXACT_MIN && a <= T_EXACT_MAX);
+}
+
+/*
+ * One register tile of the interval forward: rows b0 .. b0+NB, units j0 .. j0+NJ.
+ *
+ * Both modes keep tn = |u| max(a, b) and tf = |u| min(a, b) per element (no squares): the plain
+ * mode their running max (from 0, absorbing the clamp at 0) and min, squared once at the end.
+ * With WANT_IDX also, per lane, the index where the running max (min) last changed under a
+ * strict comparison, i.e. the first occurrence; across lanes the smallest index holding the
+ * extreme. That is the first arg-max of s itself (what a strict `>` scan over the squares
+ * gives) whenever t_exact holds for the extreme; a pair where it does not (an extreme |t| in
+ * (0, 2^-60) or beyond 2^60, or NaN) is rescanned exactly, squares and all.
+ */
 INLINE void ifwd_tile(const float *lo, const float *hi, const float *w, const float *u,
                       int64_t M, int64_t N, int64_t b0, int64_t j0, float *zl, float *zh,
                       int32_t *il, int32_t *ih, const int NB, const int NJ, const int WANT_IDX) {
-    /* without WANT_IDX: bn = max |u| max(a, b) (>= 0), bf = min |u| min(a, b) (<= 0);
-     * with WANT_IDX: bn, bf = max of the squares (from -1), jn, jf the lane arg-maxes */
     vf bn[IFB_MAX][IFJ_MAX], bf[IFB_MAX][IFJ_MAX];
     vi jn[IFB_MAX][IFJ_MAX], jf[IFB_MAX][IFJ_MAX];
     vi lane;
     for (int k = 0; k < VL; k++) lane[k] = k;
-    const float init = WANT_IDX ? -1.0f : 0.0f;
     for (int bb = 0; bb < NB; bb++)
         for (int jj = 0; jj < NJ; jj++) {
-            bn[bb][jj] = bf[bb][jj] = vset(init);
+            bn[bb][jj] = bf[bb][jj] = vset(0.0f);
             if (WANT_IDX) jn[bb][jj] = jf[bb][jj] = lane;
         }
     int64_t i = 0;
@@ -620,62 +678,50 @@ INLINE void ifwd_tile(const float *lo, const float *hi, const float *w, const fl
             const vf ua = vabs(vload(u + (j0 + jj) * N + i));
             for (int bb = 0; bb < NB; bb++) {
                 const vf a = lv[bb] - wv, b = wv - hv[bb];
+                const vf tn = ua * vmax(a, b), tf = ua * vmin(a, b);
                 if (WANT_IDX) {
-                    const vf tn = ua * vmax(vmax(a, b), vset(0.0f)), tf = ua * vmin(a, b);
-                    const vf sn = tn * tn, sf = tf * tf;
-                    const vi mn = sn > bn[bb][jj], mf = sf > bf[bb][jj];
-                    bn[bb][jj] = vsel(mn, sn, bn[bb][jj]);
-                    jn[bb][jj] = visel(mn, iv, jn[bb][jj]);
-                    bf[bb][jj] = vsel(mf, sf, bf[bb][jj]);
-                    jf[bb][jj] = visel(mf, iv, jf[bb][jj]);
+                    vargext_step(&bn[bb][jj], &jn[bb][jj], tn, iv, 0);
+                    vargext_step(&bf[bb][jj], &jf[bb][jj], tf, iv, 1);
                 } else {
-                    bn[bb][jj] = vmax(bn[bb][jj], ua * vmax(a, b));
-                    bf[bb][jj] = vmin(bf[bb][jj], ua * vmin(a, b));
+                    bn[bb][jj] = vmax(bn[bb][jj], tn);
+                    bf[bb][jj] = vmin(bf[bb][jj], tf);
                 }
             }
         }
-        iv += VL;
+        if (WANT_IDX) iv += VL;
     }
     for (int bb = 0; bb < NB; bb++)
         for (int jj = 0; jj < NJ; jj++) {
             const float *lr = lo + (b0 + bb) * N, *hr = hi + (b0 + bb) * N;
             const float *wr = w + (j0 + jj) * N, *ur = u + (j0 + jj) * N;
             const int64_t o = (b0 + bb) * M + j0 + jj;
-            if (WANT_IDX) {
-                float mn = hmax(bn[bb][jj]), mf = hmax(bf[bb][jj]);
-                int32_t kn = first_lane_index(bn[bb][jj], jn[bb][jj], mn);
-                int32_t kf = first_lane_index(bf[bb][jj], jf[bb][jj], mf);
-                for (int64_t k = i; k < N; k++) {
-                    const float a = lr[k] - wr[k], b = wr[k] - hr[k];
-                    const float ua = ur[k] < 0.0f ? -ur[k] : ur[k];
-                    const float ab = a > b ? a : b;
-                    const float tn = ua * (ab > 0.0f ? ab : 0.0f), tf = ua * (a < b ? a : b);
-                    const float sn = tn * tn, sf = tf * tf;
-                    if (sn > mn) {
-                        mn = sn;
-                        kn = (int32_t)k;
-                    }
-                    if (sf > mf) {
-                        mf = sf;
-                        kf = (int32_t)k;
-                    }
-                }
-                zl[o] = mn;
-                zh[o] = mf;
-                if (il) il[o] = kn;
-                if (ih) ih[o] = kf;
-            } else {
-                float mn = hmax(bn[bb][jj]), mf = hmin(bf[bb][jj]);
-                for (int64_t k = i; k < N; k++) {
-                    const float a = lr[k] - wr[k], b = wr[k] - hr[k];
-                    const float ua = ur[k] < 0.0f ? -ur[k] : ur[k];
-                    const float tn = ua * (a > b ? a : b), tf = ua * (a < b ? a : b);
-                    if (tn > mn) mn = tn;
-                    if (tf < mf) mf = tf;
-                }
-                zl[o] = mn * mn;
-                zh[o] = mf * mf;
+            float mn = hmax(bn[bb][jj]), mf = hmin(bf[bb][jj]);
+            int32_t kn = 0, kf = 0;
+            if (WANT_IDX && i > 0) {
+                kn = first_lane_index(bn[bb][jj], jn[bb][jj], mn);
+                kf = first_lane_index(bf[bb][jj], jf[bb][jj], mf);
             }
+            for (int64_t k = i; k < N; k++) {
+                const float a = lr[k] - wr[k], b = wr[k] - hr[k];
+                const float ua = ur[k] < 0.0f ? -ur[k] : ur[k];
+                const float tn = ua * (a > b ? a : b), tf = ua * (a < b ? a : b);
+                if (tn > mn) {
+                    mn = tn;
+                    kn = (int32_t)k;
+                }
+                if (tf < mf) {
+                    mf = tf;
+                    kf = (int32_t)k;
+                }
+            }
+            if (WANT_IDX && !(t_exact(mn) && t_exact(mf))) {
+                float sn, sf;
+                ifwd_scan_exact(lr, hr, wr, ur, N, &sn, &sf, &kn, &kf);
+            }
+            zl[o] = mn * mn;
+            zh[o] = mf * mf;
+            if (il) il[o] = kn;
+            if (ih) ih[o] = kf;
         }
 }
 
@@ -981,6 +1027,108 @@ int rbfi_interval_backward_pseudo(const float *lo, const float *hi, const float 
     }
     free(partial);
     return failed ? 3 : 0;
+}
+
+/*
+ * Interval true-gradient backward (eq. 10 for both maxes): O(B M) work. For each (b, j) and each
+ * max, at i = idx[b,j] only, with dl = lo - w, dh = hi - w at (b, j, i):
+ *   near: d = max(dl, 0) + min(dh, 0), the gradient goes to hi where d < 0, else to lo;
+ *   far:  far_hi = dl + dh >= 0, d = far_hi ? dh : dl, the gradient goes to hi where far_hi;
+ *   q = 2 g u d:  dlo or dhi[b,i] += q u,  dw[j,i] += -q u,  du[j,i] += q d
+ * (the arithmetic of rbfi.ops.chunked.interval_argmax_backward, term by term).
+ *
+ * Two passes, each walking memory in order: pass 1 goes unit by unit (w, u, dw, du rows in L1,
+ * the gathers from lo, hi within B rows), sums dw, du and parks q u of every term in qlo or qhi
+ * (the other gets 0); pass 2 goes row by row and adds the parked terms into dlo, dhi. dw, du are
+ * summed per unit over b, dlo, dhi per row over j, near terms before far ones: no atomics,
+ * bitwise reproducible whatever the thread count. dlo, dhi may be NULL together, dw, du too.
+ */
+INLINE float iarg_offset(float lo, float hi, float w, int far, int *to_hi) {
+    const float dl = lo - w, dh = hi - w;
+    if (far) {
+        *to_hi = dl + dh >= 0.0f;
+        return *to_hi ? dh : dl;
+    }
+    const float d = (dl > 0.0f ? dl : 0.0f) + (dh < 0.0f ? dh : 0.0f);
+    *to_hi = d < 0.0f;
+    return d;
+}
+
+int rbfi_interval_backward_argmax(const float *lo, const float *hi, const float *w,
+                                  const float *u, const int32_t *idx_lo, const int32_t *idx_hi,
+                                  const float *g_lo, const float *g_hi, int64_t B, int64_t M,
+                                  int64_t N, float *dlo, float *dhi, float *dw, float *du,
+                                  int nthreads) {
+    if (N < 1 || B < 0 || M < 0) return 1;
+    if ((dw == NULL) != (du == NULL) || (dlo == NULL) != (dhi == NULL)) return 2;
+    nthreads = clamp_threads(nthreads);
+    if (dlo) {
+        memset(dlo, 0, sizeof(float) * (size_t)(B * N));
+        memset(dhi, 0, sizeof(float) * (size_t)(B * N));
+    }
+    if (dw && B == 0) {
+        memset(dw, 0, sizeof(float) * (size_t)(M * N));
+        memset(du, 0, sizeof(float) * (size_t)(M * N));
+    }
+    if (B == 0 || M == 0) return 0;
+    const size_t bm = (size_t)(B * M);
+    float *parked = NULL; /* [near, far] x [to lo, to hi] x (B, M) */
+    if (dlo) {
+        parked = (float *)malloc(sizeof(float) * 4 * bm);
+        if (!parked) return 3;
+    }
+    const int32_t *idxs[2] = {idx_lo, idx_hi};
+    const float *gs[2] = {g_lo, g_hi};
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B * M >= 4096)
+    {
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < M; j++) {
+            const float *wr = w + j * N, *ur = u + j * N;
+            float *dwr = dw ? dw + j * N : NULL, *dur = du ? du + j * N : NULL;
+            if (dwr) { /* zeroed here, by the thread that sums into them */
+                memset(dwr, 0, sizeof(float) * (size_t)N);
+                memset(dur, 0, sizeof(float) * (size_t)N);
+            }
+            for (int far = 0; far < 2; far++) {
+                const int32_t *idx = idxs[far];
+                const float *g = gs[far];
+                float *pl = parked ? parked + (size_t)(2 * far) * bm : NULL;
+                float *ph = parked ? pl + bm : NULL;
+                for (int64_t b = 0; b < B; b++) {
+                    const int64_t o = b * M + j, i = idx[o];
+                    const float uu = ur[i];
+                    int to_hi;
+                    const float d = iarg_offset(lo[b * N + i], hi[b * N + i], wr[i], far, &to_hi);
+                    const float q = 2.0f * g[o] * uu * d;
+                    if (dwr) {
+                        dwr[i] += -q * uu;
+                        dur[i] += q * d;
+                    }
+                    if (parked) {
+                        const float qu = q * uu;
+                        pl[o] = to_hi ? 0.0f : qu;
+                        ph[o] = to_hi ? qu : 0.0f;
+                    }
+                }
+            }
+        }
+        if (parked) {
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < B; b++) {
+                float *dlr = dlo + b * N, *dhr = dhi + b * N;
+                for (int far = 0; far < 2; far++) {
+                    const int32_t *idx = idxs[far] + b * M;
+                    const float *pl = parked + (size_t)(2 * far) * bm + b * M, *ph = pl + bm;
+                    for (int64_t j = 0; j < M; j++) {
+                        dlr[idx[j]] += pl[j];
+                        dhr[idx[j]] += ph[j];
+                    }
+                }
+            }
+        }
+    }
+    free(parked);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ introspection */
