@@ -148,3 +148,31 @@ def test_hand_run_summary_takes_the_worst_case_per_example(tmp_path):
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| Madry | 10 / 4 | 90.0 [55.5-99.7] | yes | 70.0 [34.8-93.3]" in text
     assert "100 steps x 1 restart(s)" in text and "first 4" in text
+
+
+def test_targets_are_decided_only_when_the_interval_excludes_them():
+    """Issue 15's targets on hand-worked binomial cases: 870 / 1000 has the exact 95% interval
+    84.8-89.0 (contains 85: undecided), 900 / 1000 has 87.9-91.8 (above: holds), and 780 /
+    1000 certified has 75.3-82.5 (below 90: does not hold); a failed net stays undecided."""
+    from rbfi.experiments.baseline_runs import target
+
+    def net(recipe: dict, key: str, k: int, status: str = "converged") -> dict:
+        return {
+            "recipe": recipe,
+            key: {"0.1": stats.proportion(k, 1000).to_json()},
+            "health": {"status": status, "reasons": []},
+        }
+
+    madry = {"adversarial": "madry", "adv_eps": 0.1}
+    claim, verdict = target(net(madry, "worst", 870))
+    assert claim == "worst 0.1 >= 85%" and verdict.status == "undecided"
+    assert "84.8-89.0 contains 85" in verdict.reason
+    assert target(net(madry, "worst", 900))[1].status == "holds"
+    ibp = {"certified_eps": 0.15}
+    claim, verdict = target(net(ibp, "certified", 780))
+    assert claim == "certified 0.1 >= 90%" and verdict.status == "does not hold"
+    failed = target(net(madry, "worst", 900, status="failed"))[1]
+    assert failed.status == "undecided" and failed.reason.startswith("rests on failed net")
+    assert target(net({"adversarial": "none"}, "worst", 900)) is None
+    assert target(net({"adversarial": "madry", "adv_eps": 0.3}, "worst", 900)) is None
+    assert target(net({"certified_eps": 0.4}, "certified", 900)) is None
