@@ -240,6 +240,7 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     assert make_card.main(args) == 2
     assert "ran only pgd-ce" in capsys.readouterr().err
     del fake["settings"]["attacks"]
+    fake["settings"]["options"] = {"autoattack": "apgd", "square_queries": 1000}
     assert not (tmp_path / "zoo").exists()  # refused before anything was written
     fake["clean_predictions"] = predictions.tolist()
     (tmp_path / "robustness.json").write_text(json.dumps(fake))
@@ -251,6 +252,7 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
         "epoch's)"
     ]
     assert card["strong_suite"]["worst_case"] == {e: 0.5 for e in ("0.1", "0.2", "0.3")}
+    assert card["strong_suite"]["options"] == {"autoattack": "apgd", "square_queries": 1000}
     assert make_card.main(args) == 2  # the name is taken
     assert "--overwrite" in capsys.readouterr().err
     fake["settings"]["attacks"] = ["pgd-ce"]  # a part of the suite: recorded as other_attacks

@@ -183,6 +183,8 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
         "certified_same_images": {e: sum(flags[e][:n]) / n for e in CARD_EPS},
         "source": str(path),
         "seconds": float(result["seconds"]),
+        # the budgets it ran with (e.g. AutoAttack "apgd": its APGD-CE + APGD-T part only)
+        "options": settings.get("options", {}),
     }
 
 

@@ -84,7 +84,8 @@ CARD_SCHEMA = Obj(
                     "certified_same_images": Map(Num(0, 1), key=EPS_KEY),
                     "source": Str(),
                     "seconds": Num(min=0),
-                }
+                },
+                {"options": Map(AnyValue())},  # the suite's budgets
             )
         ),
         "recheck": Obj(
