@@ -45,8 +45,8 @@ class ReproduceConfig:
     retries: int = option(1, "retries of a failed job", kind=NonNegativeInt())
     stop_after: float | None = option(
         None,
-        "start no job after this many minutes (running ones finish); the same command later "
-        "continues where it stopped",
+        "start only the jobs that the cost model says end within this many minutes of the "
+        "start (running ones finish); the same command later continues where it stopped",
         kind=_shown_as(PositiveFloat(), "MIN"),
     )
     pixel_scale: int | None = option(

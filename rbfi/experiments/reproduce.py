@@ -171,7 +171,8 @@ def reproduce(
 ) -> dict:
     """Run and render (see the module docstring); returns the index written to
     ``OUT/index.json``. Raises :class:`ReproduceFailed` after rendering when jobs failed.
-    ``stop_after``: seconds after which no job is started; the same call later goes on."""
+    ``stop_after``: seconds; a job starts only if its estimated cost ends within them (running
+    ones finish), the rest is deferred: the same call later goes on."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
