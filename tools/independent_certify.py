@@ -63,14 +63,28 @@ def rbfi_layer(lo, hi, w, u, is_or, norm, chunk=16):
     """Bounds of the outputs of a layer of RBFI (or RBF) units over the box [lo, hi]."""
     y_lo = np.empty((len(lo), len(w)))
     y_hi = np.empty_like(y_lo)
+    scale = np.abs(u)
+    # three (chunk, units, inputs) buffers, reused: fresh temporaries of this size cost more
+    # in page faults than in arithmetic
+    near, far, tmp = (np.empty((chunk, *w.shape)) for _ in range(3))
     for start in range(0, len(lo), chunk):
         a, b = lo[start : start + chunk, None, :], hi[start : start + chunk, None, :]
-        nearest = np.clip(w, a, b)
-        farthest = np.where(np.abs(b - w) >= np.abs(w - a), b, a)
-        small = (u * (nearest - w)) ** 2
-        large = (u * (farthest - w)) ** 2
-        reduce = np.max if norm == "inf" else np.sum
-        z_lo, z_hi = reduce(small, axis=-1), reduce(large, axis=-1)
+        rows = len(a)
+        n, f, t = near[:rows], far[:rows], tmp[:rows]
+        np.clip(w, a, b, out=n)  # the point of [a, b] nearest to w
+        np.subtract(n, w, out=n)
+        np.abs(n, out=n)
+        np.subtract(a, w, out=f)  # the farther end's offset: max(|a - w|, |b - w|)
+        np.abs(f, out=f)
+        np.subtract(b, w, out=t)
+        np.abs(t, out=t)
+        np.maximum(f, t, out=f)
+        np.multiply(n, scale, out=n)
+        np.multiply(f, scale, out=f)
+        if norm == "inf":  # max_i t_i^2 = (max_i |t_i|)^2: square after the max
+            z_lo, z_hi = n.max(axis=-1) ** 2, f.max(axis=-1) ** 2
+        else:
+            z_lo, z_hi = (n**2).sum(axis=-1), (f**2).sum(axis=-1)
         y_lo[start : start + chunk] = np.where(is_or, 1 - np.exp(-z_lo), np.exp(-z_hi))
         y_hi[start : start + chunk] = np.where(is_or, 1 - np.exp(-z_hi), np.exp(-z_lo))
     return y_lo, y_hi
