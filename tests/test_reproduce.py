@@ -341,3 +341,25 @@ def test_committed_quick_verdicts_are_what_the_code_decides():
     )
     assert pgd["holds"] is None and "n = 100: 95% CI 75.3-90.6 contains 90" in pgd["reason"]
     assert clean["holds"] is None and "Sigmoid under-trained (seed 0: clean 75.9" in clean["reason"]
+
+
+def test_committed_standard_verdicts_are_what_the_code_decides():
+    """The complete items of results/paper-standard re-render from the committed JSON to the
+    committed claims; no decided claim's interval contains its threshold; the weights the jobs
+    left need are in the repository."""
+    from dataclasses import asdict
+
+    from rbfi.experiments.profiles import STANDARD
+    from rbfi.experiments.spec import Results
+
+    root = ROOT / "results" / "paper-standard"
+    index = json.loads((root / "index.json").read_text())
+    complete = [name for name, item in index["items"].items() if item["complete"]]
+    assert "table1" in complete
+    for name in complete:
+        claims = [asdict(c) for c in ITEMS[name].render(Results(root), STANDARD).claims]
+        assert claims == index["items"][name]["claims"], name
+        for c in claims:
+            if c["holds"] is not None:
+                assert " contains " not in c["reason"] and "rests on" not in c["reason"]
+    assert all((root / path).is_file() for path in index["resume"]["needed_weights"])
