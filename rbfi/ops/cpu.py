@@ -37,17 +37,41 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+def _run(kernel: str, *args) -> None:
+    """Call ``kernel`` of the C library; its nonzero return code is an error."""
+    rc = getattr(_lib(), kernel)(*args)
+    if rc != 0:
+        raise RuntimeError(f"{kernel} failed (code {rc})")
+
+
+def _gradients(
+    B: int, M: int, N: int, need_x: bool, need_params: bool, inputs: int = 1
+) -> list[Tensor | None]:
+    """Uninitialised float32 outputs of a backward kernel: ``inputs`` (B, N) gradients of the
+    input (dx; or dlo and dhi) when ``need_x``, then dw and du (M, N) when ``need_params``."""
+    x_grads = [torch.empty(B, N, dtype=torch.float32) if need_x else None for _ in range(inputs)]
+    params = [torch.empty(M, N, dtype=torch.float32) if need_params else None for _ in range(2)]
+    return x_grads + params
+
+
 def cpu_forward(x: Tensor, w: Tensor, u: Tensor, want_idx: bool) -> tuple[Tensor, Tensor | None]:
     """z[b, j] = max_i (u[j, i] (x[b, i] - w[j, i]))^2 and (optionally) the first arg-max."""
     require_contiguous_float32("cpu", x, w, u, "cpu")
     (B, N), M = x.shape, w.shape[0]
     z = torch.empty(B, M, dtype=torch.float32)
     idx = torch.empty(B, M, dtype=torch.int32) if want_idx else None
-    rc = _lib().rbfi_forward(
-        _ptr(x), _ptr(w), _ptr(u), B, M, N, _ptr(z), _ptr(idx), torch.get_num_threads()
+    _run(
+        "rbfi_forward",
+        _ptr(x),
+        _ptr(w),
+        _ptr(u),
+        B,
+        M,
+        N,
+        _ptr(z),
+        _ptr(idx),
+        torch.get_num_threads(),
     )
-    if rc != 0:
-        raise RuntimeError(f"rbfi_forward failed (code {rc})")
     return z, idx
 
 
@@ -70,11 +94,10 @@ def cpu_backward_pseudo(
     require_contiguous_float32("cpu", x, w, u, "cpu")
     (B, N), M = x.shape, w.shape[0]
     z, g = z.contiguous(), g.to(torch.float32).contiguous()
-    dx = torch.empty(B, N, dtype=torch.float32) if need_x else None
-    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
+    dx, dw, du = _gradients(B, M, N, need_x, need_params)
     skipped = ctypes.c_int64(0)
-    rc = _lib().rbfi_backward_pseudo(
+    _run(
+        "rbfi_backward_pseudo",
         _ptr(x),
         _ptr(w),
         _ptr(u),
@@ -91,8 +114,6 @@ def cpu_backward_pseudo(
         torch.get_num_threads(),
         ctypes.byref(skipped),
     )
-    if rc != 0:
-        raise RuntimeError(f"rbfi_backward_pseudo failed (code {rc})")
     return dx, dw, du, skipped.value
 
 
@@ -103,10 +124,9 @@ def cpu_backward_argmax(
     require_contiguous_float32("cpu", x, w, u, "cpu")
     (B, N), M = x.shape, w.shape[0]
     idx, g = idx.to(torch.int32).contiguous(), g.to(torch.float32).contiguous()
-    dx = torch.empty(B, N, dtype=torch.float32) if need_x else None
-    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    rc = _lib().rbfi_backward_argmax(
+    dx, dw, du = _gradients(B, M, N, need_x, need_params)
+    _run(
+        "rbfi_backward_argmax",
         _ptr(x),
         _ptr(w),
         _ptr(u),
@@ -120,8 +140,6 @@ def cpu_backward_argmax(
         _ptr(du),
         torch.get_num_threads(),
     )
-    if rc != 0:
-        raise RuntimeError(f"rbfi_backward_argmax failed (code {rc})")
     return dx, dw, du
 
 
@@ -146,7 +164,8 @@ def cpu_interval_forward(
     z_hi = torch.empty(B, M, dtype=torch.float32)
     idx_lo = torch.empty(B, M, dtype=torch.int32) if want_idx else None
     idx_hi = torch.empty(B, M, dtype=torch.int32) if want_idx else None
-    rc = _lib().rbfi_interval_forward(
+    _run(
+        "rbfi_interval_forward",
         *map(_ptr, (lo, hi, w, u)),
         B,
         M,
@@ -154,8 +173,6 @@ def cpu_interval_forward(
         *map(_ptr, (z_lo, z_hi, idx_lo, idx_hi)),
         torch.get_num_threads(),
     )
-    if rc != 0:
-        raise RuntimeError(f"rbfi_interval_forward failed (code {rc})")
     return z_lo, z_hi, idx_lo, idx_hi
 
 
@@ -178,11 +195,9 @@ def cpu_interval_backward_pseudo(
     require_contiguous_float32_box("cpu", lo, hi, w, u, "cpu")
     (B, N), M = lo.shape, w.shape[0]
     zg = [t.to(torch.float32).contiguous() for t in (z_lo, z_hi, g_lo, g_hi)]
-    dlo = torch.empty(B, N, dtype=torch.float32) if need_x else None
-    dhi = torch.empty(B, N, dtype=torch.float32) if need_x else None
-    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    rc = _lib().rbfi_interval_backward_pseudo(
+    dlo, dhi, dw, du = _gradients(B, M, N, need_x, need_params, inputs=2)
+    _run(
+        "rbfi_interval_backward_pseudo",
         *map(_ptr, (lo, hi, w, u, *zg)),
         B,
         M,
@@ -191,8 +206,6 @@ def cpu_interval_backward_pseudo(
         *map(_ptr, (dlo, dhi, dw, du)),
         torch.get_num_threads(),
     )
-    if rc != 0:
-        raise RuntimeError(f"rbfi_interval_backward_pseudo failed (code {rc})")
     return dlo, dhi, dw, du
 
 
@@ -215,11 +228,9 @@ def cpu_interval_backward_argmax(
     (B, N), M = lo.shape, w.shape[0]
     idx = [t.to(torch.int32).contiguous() for t in (idx_lo, idx_hi)]
     gs = [t.to(torch.float32).contiguous() for t in (g_lo, g_hi)]
-    dlo = torch.empty(B, N, dtype=torch.float32) if need_x else None
-    dhi = torch.empty(B, N, dtype=torch.float32) if need_x else None
-    dw = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    du = torch.empty(M, N, dtype=torch.float32) if need_params else None
-    rc = _lib().rbfi_interval_backward_argmax(
+    dlo, dhi, dw, du = _gradients(B, M, N, need_x, need_params, inputs=2)
+    _run(
+        "rbfi_interval_backward_argmax",
         *map(_ptr, (lo, hi, w, u, *idx, *gs)),
         B,
         M,
@@ -227,8 +238,6 @@ def cpu_interval_backward_argmax(
         *map(_ptr, (dlo, dhi, dw, du)),
         torch.get_num_threads(),
     )
-    if rc != 0:
-        raise RuntimeError(f"rbfi_interval_backward_argmax failed (code {rc})")
     return dlo, dhi, dw, du
 
 
