@@ -10,8 +10,8 @@ README in place (``rbfi reproduce --readme README.md``); the test suite fails wh
 and the results disagree.
 
 Sections:
-- ``paper-standard`` / ``paper-quick``: the claims of every item of
-  ``results/paper-standard/index.json`` (``paper-quick/``), incomplete items named;
+- ``paper-standard``: the claims of every item of ``results/paper-standard/index.json``,
+  incomplete items named with the jobs they lack;
 - ``zoo``: the nets of the model zoo from their cards (``zoo/*/card.json``);
 - ``robustness``: per model, clean accuracy, the strong suite's worst case and the certified
   accuracy on the same images (``results/robustness/*/robustness.json``), and the certified
@@ -40,19 +40,13 @@ MARKER = re.compile(
 )
 
 
-def _paper(name: str):
-    """The section of ``results/paper-NAME/index.json``: every item's claims and verdicts."""
-
-    def render(results: Path) -> str:
-        index_path = results / f"paper-{name}" / "index.json"
-        if not index_path.is_file():
-            return (
-                f"(not generated yet: run `rbfi reproduce --profile {name} --readme README.md`)\n"
-            )
-        index = json.loads(index_path.read_text())
-        return summary_markdown(index, link_prefix=f"results/paper-{name}/")
-
-    return render
+def _paper_standard(results: Path) -> str:
+    """Every item's claims and verdicts from ``results/paper-standard/index.json``."""
+    index_path = results / "paper-standard" / "index.json"
+    if not index_path.is_file():
+        return "(not generated yet: run `rbfi reproduce --profile standard --readme README.md`)\n"
+    index = json.loads(index_path.read_text())
+    return summary_markdown(index, link_prefix="results/paper-standard/")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -249,8 +243,7 @@ def _kernels(results: Path) -> str:
 
 
 SECTIONS = {
-    "paper-standard": _paper("standard"),
-    "paper-quick": _paper("quick"),
+    "paper-standard": _paper_standard,
     "robustness": _robustness,
     "zoo": _zoo,
     "kernels": _kernels,

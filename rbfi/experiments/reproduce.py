@@ -93,10 +93,6 @@ def check_resumable(jobs: Sequence[Job], out: Path) -> None:
         )
 
 
-def hours_left(jobs: Sequence[Job], out: Path) -> float:
-    return sum(j.cost for j in jobs if not j.is_done(out)) / 3600
-
-
 def estimate(items: Sequence[Item], profile: Profile, out: Path) -> str:
     """Markdown: per item, its jobs, how many are still to run and their estimated cost."""
     jobs, per_item = job_grid(items, profile)
@@ -238,9 +234,10 @@ def reproduce(
                 "missing": missing,
             }
     index["items"] = {name: index["items"][name] for name in ITEMS}
+    left = [j for j in every_job if not j.is_done(out)]
     index["resume"] = {
-        "jobs_left": sum(not j.is_done(out) for j in every_job),
-        "hours_left_estimate": round(hours_left(every_job, out), 2),
+        "jobs_left": len(left),
+        "hours_left_estimate": round(sum(j.cost for j in left) / 3600, 2),
         "needed_weights": [str(p.relative_to(out)) for p in needed_weights(every_job, out)],
     }
     index["runs"] = previous.get("runs", []) + [
@@ -305,7 +302,7 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
         link = (
             f"[{item['title']}]({link_prefix}{item['markdown']})"
             if item.get("complete")
-            else f"{item['title']} (not run yet: {len(item.get('missing', []))} job(s) left)"
+            else f"{item['title']} (incomplete: {len(item.get('missing', []))} job(s) left)"
         )
         for claim in item.get("claims", []):
             verdict = VERDICTS[claim["holds"]]
