@@ -31,7 +31,7 @@ class TaskReport:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # id -> last error
     blocked: list[str] = field(default_factory=list)  # a dependency failed
-    deferred: list[str] = field(default_factory=list)  # not started: the deadline had passed
+    deferred: list[str] = field(default_factory=list)  # not started: would end after the deadline
     attempts: dict[str, int] = field(default_factory=dict)
 
     @property
