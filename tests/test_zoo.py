@@ -286,3 +286,44 @@ def test_zoo_help_renders(args, capsys):
         main([*args, "--help"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: rbfi {' '.join(args)}")
+
+
+# --- zoo:NAME wherever a command takes a checkpoint --------------------------------------------
+
+
+def test_commands_take_zoo_names(capsys, tmp_path):
+    """`rbfi certify zoo:NAME` certifies the net in zoo/NAME, with the numbers of the path."""
+    name = ZOO_NAMES[0]
+    outputs = []
+    for i, ref in enumerate((f"zoo:{name}", str(zoo.resolve(name)))):
+        args = ["certify", ref, "--limit", "20", "--eps", "0.1", "--out", str(tmp_path / f"c{i}")]
+        assert main([*args, "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1]
+    assert main(["info", f"zoo:{name}"]) == 0
+
+
+@pytest.mark.parametrize("command", ["certify", "attack", "eval", "info"])
+def test_unknown_zoo_names_are_usage_errors(command, capsys):
+    assert main([command, "zoo:no-such-net"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rbfi: error: argument checkpoint: no net 'no-such-net' in the model zoo")
+    assert err.count("\n") == 1
+
+
+def test_training_starts_from_a_zoo_net(tmp_path, monkeypatch):
+    """--init-from zoo:NAME trains exactly as --init-from with that net's run directory."""
+    run, _, _ = prototype_net(tmp_path)
+    args = [str(run), "--name", "proto", "--description", "prototypes", "--zoo"]
+    args += [str(tmp_path / "zoo"), "--limit", "50", "--threads", "1", "--trained-threads", "1"]
+    assert make_card.main([*args, "--no-strong-suite", "not measured in a test"]) == 0
+    monkeypatch.setenv(zoo.ZOO_ENV, str(tmp_path / "zoo"))
+    weights = []
+    for source in ("zoo:proto", str(tmp_path / "zoo" / "proto")):
+        out = tmp_path / "runs" / f"again-{len(weights)}"
+        args = ["train", "--model", "rbfi", "--layers", "10", "--geometry", "^", "--epochs", "1"]
+        args += ["--train-limit", "200", "--test-limit", "50", "--threads", "1", "--no-progress"]
+        assert main([*args, "--init-from", source, "--out", str(out)]) == 0
+        weights.append(rbfi.load(out).body[0].w)
+    assert torch.equal(weights[0], weights[1])
+    assert (weights[0] - rbfi.load("zoo:proto").body[0].w).abs().max() < 0.1  # started there

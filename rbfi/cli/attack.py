@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rbfi.cli.options import add_common, add_config_options, config_from_args
+from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
 from rbfi.evaluation import EvalConfig
 
 HELP = "robustness evaluation under a suite of attacks, with the certified lower bound"
@@ -15,7 +15,9 @@ HELP = "robustness evaluation under a suite of attacks, with the certified lower
 
 def add_parser(sub) -> None:
     p = sub.add_parser("attack", help=HELP, description=HELP)
-    p.add_argument("checkpoint", help="run directory of the model to attack")
+    p.add_argument(
+        "checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME of the model to attack"
+    )
     add_config_options(p, EvalConfig)
     add_common(
         p,
@@ -31,7 +33,10 @@ def add_parser(sub) -> None:
         out={"default": None, "help": "results directory (default: results/attack-RUN-SUITE)"},
     )
     p.add_argument(
-        "--transfer-source", default=None, help="checkpoint of a separately trained ReLU net"
+        "--transfer-source",
+        default=None,
+        type=checkpoint_ref,
+        help="checkpoint (run directory or zoo:NAME) of a separately trained ReLU net",
     )
     p.set_defaults(handler=run)
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from rbfi.cli.options import add_common, add_config_options, config_from_args
+from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
 from rbfi.evaluation.config import CertifyConfig
 
 HELP = "certified accuracy over a grid of eps (interval bound propagation)"
@@ -16,7 +16,7 @@ HELP = "certified accuracy over a grid of eps (interval bound propagation)"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("certify", help=HELP, description=HELP)
-    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_config_options(p, CertifyConfig)
     add_common(
         p,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rbfi.cli.options import add_common, add_config_options, config_from_args
+from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
 from rbfi.evaluation.config import AccuracyConfig
 
 HELP = "clean test accuracy of a checkpoint"
@@ -13,7 +13,7 @@ HELP = "clean test accuracy of a checkpoint"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP)
-    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_config_options(p, AccuracyConfig)
     add_common(p, "limit", "data_dir", "device", "json")
     p.set_defaults(handler=run)

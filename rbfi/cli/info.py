@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from rbfi.cli.options import add_common
+from rbfi.cli.options import add_common, checkpoint_ref
 
 HELP = "describe a checkpoint"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help=HELP, description=HELP)
-    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_common(p, "json")
     p.set_defaults(handler=run)
 

@@ -29,6 +29,20 @@ def _argparse_type(kind: Kind):
     return parse
 
 
+def checkpoint_ref(text: str) -> str:
+    """argparse type of a checkpoint argument: a run directory as given, or "zoo:NAME" turned
+    into the run directory of that net of the model zoo (an unknown name is a usage error)."""
+    from rbfi.models import zoo
+
+    name = zoo.strip_prefix(text)
+    if name is None:
+        return text
+    try:
+        return str(zoo.resolve(name))
+    except zoo.ZooError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _nested(cls: type) -> list[tuple[str, type]]:
     hints = typing.get_type_hints(cls)
     return [

@@ -101,7 +101,7 @@ class TrainConfig:
     device: str = option("cpu", "torch device (cpu, cuda, cuda:1, ...)", kind=Device())
     init_from: str | None = option(
         None,
-        "start from the weights of this run directory (same model) instead of at random",
+        "start from the weights of this run directory or zoo:NAME (same model), not at random",
         kind=Text(),
     )
     adversarial: str = option(

@@ -277,8 +277,11 @@ def _describe_epoch(record: dict) -> str:
 
 def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
     """Copy the weights of the run ``config.init_from`` (checked like any load) into ``model``;
-    its architecture must be the one being trained."""
-    index = read_checkpoint_index(config.init_from)
+    its architecture must be the one being trained. "zoo:NAME" names a net of the model zoo."""
+    from rbfi.models import zoo
+
+    name = zoo.strip_prefix(config.init_from)
+    index = read_checkpoint_index(config.init_from if name is None else zoo.resolve(name))
     if model_config_of(index) != config.model:
         raise CheckpointError(
             f"--init-from {config.init_from} holds {model_config_of(index).describe()}, "
