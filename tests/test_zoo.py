@@ -21,6 +21,7 @@ import rbfi
 from rbfi.bounds import certify
 from rbfi.cli import main
 from rbfi.data import load_mnist
+from rbfi.evaluation.results import bits
 from rbfi.models import ModelConfig, build_model, predict, save_model, zoo
 from rbfi.training import TrainConfig
 from tools import independent_certify, make_card
@@ -35,6 +36,7 @@ def _zoo_names() -> list[str]:
 
 ZOO_NAMES = _zoo_names()
 INDEPENDENT_EXAMPLES = 32
+EPS = ("0.1", "0.2", "0.3")  # the eps of a card
 
 
 def test_the_repository_ships_a_zoo():
@@ -221,12 +223,19 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     run, model, _ = prototype_net(tmp_path, epochs=3)  # saved at epoch 1 of 3
     x, y = load_mnist("test")
     predictions = predict(model, x[:20])
+    certified = {e: certify(model, x[:20], y[:20], float(e)).certified for e in EPS}
+    assert certified["0.1"].any() and not certified["0.3"].all()
+    # the worst case holds every certified image and, at 0.3, one more (a gap of 1 image)
+    robust = {e: c.clone() for e, c in certified.items()}
+    robust["0.3"][(~certified["0.3"]).nonzero()[0]] = True
     fake = {
         "settings": {"suite": "strong"},
         "n_examples": 20,
         "labels": y[:20].tolist(),
         "clean_predictions": ((predictions + 1) % 10).tolist(),
-        "worst_case": {e: {"accuracy": 0.5} for e in ("0.1", "0.2", "0.3")},
+        "worst_case": {
+            e: {"accuracy": r.float().mean().item(), "correct": bits(r)} for e, r in robust.items()
+        },
         "seconds": 1.0,
     }
     (tmp_path / "robustness.json").write_text(json.dumps(fake))
@@ -243,6 +252,13 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     fake["settings"]["options"] = {"autoattack": "apgd", "square_queries": 1000}
     assert not (tmp_path / "zoo").exists()  # refused before anything was written
     fake["clean_predictions"] = predictions.tolist()
+    broken = fake["worst_case"]["0.1"]["correct"].replace("1", "0")  # a certified image broken
+    (tmp_path / "robustness.json").write_text(
+        json.dumps({**fake, "worst_case": {**fake["worst_case"], "0.1": {"correct": broken}}})
+    )
+    assert make_card.main(args) == 2
+    err = capsys.readouterr().err
+    assert "broke" in err and "certified at eps 0.1" in err
     (tmp_path / "robustness.json").write_text(json.dumps(fake))
     assert make_card.main(args) == 0
     card = zoo.read_card("proto", tmp_path / "zoo")
@@ -251,8 +267,17 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
         "the run stopped after epoch 1 of the 3 its command asks for (this checkpoint is that "
         "epoch's)"
     ]
-    assert card["strong_suite"]["worst_case"] == {e: 0.5 for e in ("0.1", "0.2", "0.3")}
+    assert card["strong_suite"]["worst_case"] == {
+        e: r.float().mean().item() for e, r in robust.items()
+    }
     assert card["strong_suite"]["options"] == {"autoattack": "apgd", "square_queries": 1000}
+    assert card["strong_suite"]["robust_not_certified"] == {"0.1": 0, "0.2": 0, "0.3": 1}
+    monkeypatch.setenv(zoo.ZOO_ENV, str(tmp_path / "zoo"))
+    capsys.readouterr()
+    assert main(["zoo", "show", "proto"]) == 0
+    assert "gap         eps 0.1: +0.0 points, eps 0.2: +0.0 points, eps 0.3: +5.0 points" in (
+        capsys.readouterr().out
+    )
     assert make_card.main(args) == 2  # the name is taken
     assert "--overwrite" in capsys.readouterr().err
     fake["settings"]["attacks"] = ["pgd-ce"]  # a part of the suite: recorded as other_attacks

@@ -92,6 +92,14 @@ def run_show(args: argparse.Namespace) -> int:
             + ", ".join(f"eps {k}: {_pct(v)} %" for k, v in strong["worst_case"].items())
             + f" (worst case of the strong suite, first {strong['n_examples']} test images)"
         )
+        lines.append(
+            "gap         "
+            + ", ".join(
+                f"eps {k}: {100 * (v - strong['certified_same_images'][k]):+.1f} points"
+                for k, v in strong["worst_case"].items()
+            )
+            + " (worst case - certified on the same images; every certified image held)"
+        )
     else:
         lines.append(f"strong      not measured: {card['strong_suite_note']}")
     for other in card.get("other_attacks", []):

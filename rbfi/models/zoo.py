@@ -85,7 +85,11 @@ CARD_SCHEMA = Obj(
                     "source": Str(),
                     "seconds": Num(min=0),
                 },
-                {"options": Map(AnyValue())},  # the suite's budgets
+                {
+                    "options": Map(AnyValue()),  # the suite's budgets
+                    # images no attack broke that the bounds do not certify (the gap)
+                    "robust_not_certified": Map(Int(min=0), key=EPS_KEY),
+                },
             )
         ),
         "recheck": Obj(
