@@ -10,10 +10,7 @@ def load(path, map_location="cpu"):
     :mod:`rbfi.models.zoo`) after checking it; returns the model in eval mode."""
     from rbfi.models import zoo
 
-    name = zoo.strip_prefix(path)
-    if name is not None:
-        return zoo.load(name, map_location=map_location)
-    return load_model(path, map_location=map_location)
+    return load_model(zoo.checkpoint_path(path), map_location=map_location)
 
 
 __all__ = ["RBFI", "__version__", "build_model", "load", "save_model"]

@@ -43,6 +43,7 @@ from safetensors.torch import load_file
 
 from rbfi.bounds import certify
 from rbfi.data import load_mnist, trained_pixel_scale
+from rbfi.evaluation.results import mask
 from rbfi.io import atomic_write_json, sha256_file, versions
 from rbfi.io.checkpoint import INDEX_NAME, read_index
 from rbfi.io.provenance import cpu_name
@@ -177,9 +178,10 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
     if missing:
         raise CardError(f"{path} has no worst case at eps {', '.join(missing)}")
     n = int(result["n_examples"])
-    robust = {e: [c == "1" for c in result["worst_case"][e]["correct"]] for e in CARD_EPS}
+    robust = {e: mask(result["worst_case"][e]["correct"]) for e in CARD_EPS}
+    certified = {e: torch.tensor(flags[e][:n]) for e in CARD_EPS}
     for e in CARD_EPS:  # a certificate is a lower bound: no attack may break a certified image
-        broken = [i for i in range(n) if flags[e][i] and not robust[e][i]]
+        broken = (certified[e] & ~robust[e]).nonzero().flatten().tolist()
         if broken:
             raise CardError(
                 f"{path}: the strong suite broke {len(broken)} image(s) certified at eps {e} "
@@ -190,10 +192,7 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
         "worst_case": {e: result["worst_case"][e]["accuracy"] for e in CARD_EPS},
         "certified_same_images": {e: sum(flags[e][:n]) / n for e in CARD_EPS},
         # the gap, in images: no attack broke them, the bounds do not certify them
-        "robust_not_certified": {
-            e: sum(r and not c for r, c in zip(robust[e], flags[e][:n], strict=True))
-            for e in CARD_EPS
-        },
+        "robust_not_certified": {e: int((robust[e] & ~certified[e]).sum()) for e in CARD_EPS},
         "source": str(path),
         "seconds": float(result["seconds"]),
         # the budgets it ran with (e.g. AutoAttack "apgd": its APGD-CE + APGD-T part only)

@@ -34,11 +34,8 @@ def checkpoint_ref(text: str) -> str:
     into the run directory of that net of the model zoo (an unknown name is a usage error)."""
     from rbfi.models import zoo
 
-    name = zoo.strip_prefix(text)
-    if name is None:
-        return text
     try:
-        return str(zoo.resolve(name))
+        return str(zoo.checkpoint_path(text))
     except zoo.ZooError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -168,6 +168,13 @@ def resolve(name: str, root: Path | None = None) -> Path:
     return root / name
 
 
+def checkpoint_path(ref: str | os.PathLike) -> str | os.PathLike:
+    """Where a checkpoint reference points: the run directory of the zoo net for "zoo:NAME"
+    (:class:`ZooError` for an unknown name), anything else as given."""
+    name = strip_prefix(ref)
+    return ref if name is None else resolve(name)
+
+
 def read_card(name: str, root: Path | None = None) -> dict:
     """The card of the zoo net ``name``, checked against :data:`CARD_SCHEMA`."""
     path = resolve(name, root) / CARD_NAME
@@ -210,6 +217,7 @@ __all__ = [
     "RECHECK_EXAMPLES",
     "ZOO_ENV",
     "ZooError",
+    "checkpoint_path",
     "load",
     "names",
     "pack_flags",

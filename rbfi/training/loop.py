@@ -280,8 +280,7 @@ def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
     its architecture must be the one being trained. "zoo:NAME" names a net of the model zoo."""
     from rbfi.models import zoo
 
-    name = zoo.strip_prefix(config.init_from)
-    index = read_checkpoint_index(config.init_from if name is None else zoo.resolve(name))
+    index = read_checkpoint_index(zoo.checkpoint_path(config.init_from))
     if model_config_of(index) != config.model:
         raise CheckpointError(
             f"--init-from {config.init_from} holds {model_config_of(index).describe()}, "
