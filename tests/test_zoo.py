@@ -21,7 +21,7 @@ import rbfi
 from rbfi.bounds import certify
 from rbfi.cli import main
 from rbfi.data import load_mnist
-from rbfi.evaluation.results import bits
+from rbfi.evaluation.results import bits, mask
 from rbfi.models import ModelConfig, build_model, predict, save_model, zoo
 from rbfi.training import TrainConfig
 from tools import independent_certify, make_card
@@ -120,6 +120,36 @@ def test_an_independent_float64_certifier_finds_the_cards_flags(name):
         expected = np.array(zoo.unpack_flags(packed, n))
         disagree = (margins > 0) != expected
         assert not disagree.any() or np.abs(margins[disagree]).max() < 1e-5, f"eps {eps}"
+
+
+STRONG_NAMES = [n for n in ZOO_NAMES if zoo.read_card(n)["strong_suite"] is not None]
+
+
+@pytest.mark.parametrize("name", STRONG_NAMES)
+def test_the_strong_suite_result_is_the_cards_and_breaks_no_certificate(name):
+    """The committed `rbfi attack` result a card cites: made on this net, its worst case is
+    the card's, and per image it is at or above the certificate, computed twice (by the attack
+    runner on all its images, by make_card for the card's first 200)."""
+    card = zoo.read_card(name)
+    suite = card["strong_suite"]
+    result = json.loads((zoo.zoo_dir().parent / suite["source"]).read_text())
+    n = suite["n_examples"]
+    assert result["n_examples"] == n and result["settings"]["suite"] == "strong"
+    x, y = _test_set(card)
+    assert result["labels"] == y[:n].tolist()
+    assert result["clean_predictions"] == predict(rbfi.load(f"zoo:{name}"), x[:n]).tolist()
+    k = card["recheck"]["n_examples"]
+    for eps in EPS:
+        robust = mask(result["worst_case"][eps]["correct"])
+        certified = mask(result["certified"][eps]["certified"])
+        assert len(robust) == len(certified) == n
+        assert result["worst_case"][eps]["accuracy"] == suite["worst_case"][eps]
+        assert certified[:k].tolist() == zoo.unpack_flags(card["recheck"]["certified"][eps], k)
+        assert not (certified & ~robust).any(), f"eps {eps}: an attack broke a certified image"
+        assert int((robust & ~certified).sum()) == suite["robust_not_certified"][eps]
+        assert certified.float().mean().item() == pytest.approx(
+            suite["certified_same_images"][eps], abs=0.5 / n
+        )
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)
