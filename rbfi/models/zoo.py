@@ -188,13 +188,6 @@ def read_card(name: str, root: Path | None = None) -> dict:
     return card
 
 
-def load(name: str, map_location="cpu"):
-    """The zoo net ``name`` (checked like any checkpoint), in eval mode."""
-    from rbfi.models.load import load_model
-
-    return load_model(resolve(name), map_location=map_location)
-
-
 def pack_flags(flags) -> str:
     """Booleans (a sequence or a 1-d tensor) as hex, 4 flags a digit, the first flag in the
     most significant bit of the first digit; padded with 0 flags to a multiple of 4."""
@@ -218,7 +211,6 @@ __all__ = [
     "ZOO_ENV",
     "ZooError",
     "checkpoint_path",
-    "load",
     "names",
     "pack_flags",
     "read_card",
