@@ -363,3 +363,43 @@ def test_committed_standard_verdicts_are_what_the_code_decides():
             if c["holds"] is not None:
                 assert " contains " not in c["reason"] and "rests on" not in c["reason"]
     assert all((root / path).is_file() for path in index["resume"]["needed_weights"])
+
+
+def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
+    """tools.compare_verdicts on two hand-made indexes: a flip is marked, an unchanged verdict and
+    an item B has not completed are not; a missing index is a one-line error, exit 2."""
+    from tools.compare_verdicts import main as compare
+
+    def index(out: Path, items: dict) -> Path:
+        out.mkdir()
+        (out / "index.json").write_text(json.dumps({"items": items}))
+        return out
+
+    def claim(text, holds, reason=""):
+        return {"text": text, "holds": holds, "reason": reason}
+
+    a = index(
+        tmp_path / "a",
+        {
+            "t1": {"complete": True, "claims": [claim("x", None), claim("y", True)]},
+            "f3": {"complete": True, "claims": [claim("z", False)]},
+        },
+    )
+    b = index(
+        tmp_path / "b",
+        {
+            "t1": {
+                "complete": True,
+                "claims": [claim("x", False, "n = 9 | CI 1-2 below 3"), claim("y", True)],
+            },
+            "f3": {"complete": False, "claims": []},
+        },
+    )
+    assert compare([str(a), str(b), "--out", str(tmp_path / "v.md")]) == 0
+    rows = {line.split(" | ")[1]: line for line in capsys.readouterr().out.splitlines()[2:-2]}
+    assert "| undecided | does not hold | **yes** | n = 9 / CI 1-2 below 3 |" in rows["x"]
+    assert "| holds | holds |  |" in rows["y"]
+    assert "| does not hold | not run |  |" in rows["z"]
+    assert (tmp_path / "v.md").read_text().endswith("1 verdict(s) changed between a and b.\n")
+    assert compare([str(a), str(tmp_path / "nowhere")]) == 2
+    assert "index.json not found" in capsys.readouterr().err
