@@ -403,3 +403,13 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
     assert (tmp_path / "v.md").read_text().endswith("1 verdict(s) changed between a and b.\n")
     assert compare([str(a), str(tmp_path / "nowhere")]) == 2
     assert "index.json not found" in capsys.readouterr().err
+
+
+def test_committed_verdict_comparison_is_current():
+    """results/paper-standard/verdicts-vs-quick.md is what tools.compare_verdicts prints for the
+    committed indexes (regenerate it after each slice)."""
+    from tools.compare_verdicts import table
+
+    results = ROOT / "results"
+    committed = (results / "paper-standard" / "verdicts-vs-quick.md").read_text()
+    assert committed == table(results / "paper-quick", results / "paper-standard")
