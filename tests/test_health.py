@@ -116,3 +116,28 @@ def test_robust_accuracy_that_dips_less_than_20_points_is_no_collapse():
     assert result.status == CONVERGED, result
     metrics[-1]["monitor_pgd20_0.3"] = 0.29
     assert assess(metrics, madry).status == FAILED
+
+
+def test_a_table_row_names_the_status_of_a_net_that_did_not_train():
+    """experiments.paper.common.labelled: a converged net keeps its name; a net stuck at chance
+    is '(failed)'; runs of mixed health list each bad status once."""
+    from rbfi.experiments.paper.common import labelled
+
+    class Runs:  # the Results interface labelled reads: train(job) -> metrics + settings
+        def __init__(self, histories):
+            self.histories = histories
+
+        def train(self, job):
+            return {"metrics": self.histories[job], "training": settings()}
+
+    runs = Runs(
+        {
+            "good": history(0.95, 0.975, 0.980, 0.981, 0.981, 0.982),
+            "chance": history(0.113, 0.112, 0.113, 0.113),
+            "rising": history(0.94, 0.967, 0.969, 0.969, 0.976),
+        }
+    )
+    assert labelled(runs, "ReLU", "good") == "ReLU"
+    assert labelled(runs, "ReLU(Madry PGD)", "chance") == "ReLU(Madry PGD) (failed)"
+    mixed = labelled(runs, "ReLU", ["good", "rising", "chance", "rising"])
+    assert mixed == "ReLU (failed/under-trained)"

@@ -238,6 +238,15 @@ def health(results: Results, job: Job) -> Health:
     return assess(index.get("metrics") or [], index.get("training") or {})
 
 
+def labelled(results: Results, name: str, jobs: Job | list[Job]) -> str:
+    """``name`` as a table row or legend shows it: with the status of its runs appended when
+    one did not finish learning, e.g. 'ReLU(Madry PGD) (failed)', so that a net that did not
+    train is never shown as if it had."""
+    runs = jobs if isinstance(jobs, list) else [jobs]
+    bad = sorted({h.status for h in (health(results, job) for job in runs) if not h.trained})
+    return f"{name} ({'/'.join(bad)})" if bad else name
+
+
 def problems(results: Results, nets: dict[str, Job | list[Job]], ignore=()) -> list[str]:
     """What makes a claim resting on ``nets`` ({name: job or runs}) doubtful: one line per net
     with runs not converged (statuses in ``ignore`` excepted, e.g. "failed" for a claim that a

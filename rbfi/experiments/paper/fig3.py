@@ -10,6 +10,7 @@ from rbfi.experiments.paper.common import (
     clean,
     curve,
     flags,
+    labelled,
     measured,
     net,
     pgd_eval,
@@ -103,8 +104,9 @@ class Figure3(Item):
         data["intervals"] = {
             label: {k: e.to_json() for k, e in row.items()} for label, row in estimates.items()
         }
+        shown = {label: labelled(results, label, job) for label, job in nets.items()}
         rows = [
-            [label, estimates[label]["clean"].text()]
+            [shown[label], estimates[label]["clean"].text()]
             + [estimates[label][a].text() for a, _ in ATTACKS]
             for label in nets
         ]
@@ -115,7 +117,7 @@ class Figure3(Item):
                 (
                     title,
                     {
-                        label: curve(results, [job_for(label, attack)], attack, grid)
+                        shown[label]: curve(results, [job_for(label, attack)], attack, grid)
                         for label in nets
                     },
                 )
@@ -153,7 +155,11 @@ class Figure3(Item):
                 f"images by McNemar's exact test. ReLU nets trained {profile.adv_epochs} epochs "
                 f"(training attacks at eps 0.3: the paper's PGD with {profile.adv_pgd_steps} "
                 f"AdaDelta steps, Madry's sign PGD with {profile.madry_steps} steps); RBFI "
-                f"trained normally for {profile.epochs} epochs.",
+                f"trained normally for {profile.epochs} epochs. A net marked *under-trained* "
+                "or *failed* did not finish learning (rbfi.training.health); the claims resting "
+                "on it are undecided. The Madry net here is trained like the others (AdaDelta, "
+                "the full eps from the first step); the baselines item trains it with the "
+                "recipe that works (eps ramp, Adam; docs/baselines.md).",
                 table(["network", "clean"] + [t for _, t in ATTACKS], rows),
                 claims_markdown(claims),
                 "![Figure 3](figure3.png)",
