@@ -7,6 +7,7 @@ from rbfi.experiments.paper.common import (
     cheap_eval,
     clean,
     curve,
+    labelled,
     layers,
     measured,
     net,
@@ -64,7 +65,7 @@ class Figure4(Item):
                 for attack, _ in ATTACKS
             }
             rows.append(
-                [f"{lam:g}", estimates[f"{lam:g}"]["clean"].text()]
+                [labelled(results, f"{lam:g}", job), estimates[f"{lam:g}"]["clean"].text()]
                 + [f"{row['sensitivity_bound']:.4g}"]
                 + [estimates[f"{lam:g}"][a].text() for a, _ in ATTACKS]
             )

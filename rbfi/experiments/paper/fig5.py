@@ -8,6 +8,7 @@ from rbfi.experiments.paper.common import (
     clean,
     curve,
     flags,
+    labelled,
     measured,
     net,
     pgd_eval,
@@ -90,7 +91,7 @@ class Figure5(Item):
                 estimates[label][attack] = measured(results, source, attack, eps)
                 per_example[label, attack] = flags(results, source, attack, eps)
             rows.append(
-                [label, estimates[label]["clean"].text()]
+                [labelled(results, label, job), estimates[label]["clean"].text()]
                 + [estimates[label][a].text() for a, _ in ATTACKS]
             )
         for attack, title in ATTACKS:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import NAMES, cheap_eval, clean, measured, net, problems
+from rbfi.experiments.paper.common import (
+    NAMES,
+    cheap_eval,
+    clean,
+    labelled,
+    measured,
+    net,
+    problems,
+)
 from rbfi.experiments.render import claim, claims_markdown, table
 from rbfi.experiments.spec import Item, Rendered, Results
 from rbfi.stats import all_of, at_least, at_most, premise
@@ -38,7 +46,7 @@ class Section68(Item):
             data[arch]["intervals"] = {k: e.to_json() for k, e in estimates[arch].items()}
         rows = [
             [
-                runs[a].label[6:].rsplit(" seed", 1)[0],
+                labelled(results, runs[a].label[6:].rsplit(" seed", 1)[0], runs[a]),
                 *(estimates[a][k].text() for k in ("clean", "fgsm", "certified")),
             ]
             for a in runs

@@ -7,6 +7,7 @@ import math
 from rbfi.experiments.paper.common import (
     cheap_eval,
     clean,
+    labelled,
     measured,
     net,
     problems,
@@ -54,7 +55,7 @@ class Section69(Item):
             data[key] = row
             rows.append(
                 [
-                    job.label[6:].rsplit(" seed", 1)[0],
+                    labelled(results, job.label[6:].rsplit(" seed", 1)[0], job),
                     estimates[key]["clean"].text(),
                     f"{row['bound']:.4g}",
                     *(estimates[key][k].text() for k in ("fgsm", "noise", "certified")),

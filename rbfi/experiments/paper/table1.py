@@ -10,6 +10,7 @@ from rbfi.experiments.paper.common import (
     cheap_eval,
     clean_runs,
     curve,
+    labelled,
     measured_runs,
     net,
     pgd_eval,
@@ -96,7 +97,10 @@ class Table1(Item):
             data["nets"][arch] = values
             data["intervals"][arch] = {k: e.to_json() for k, e in estimates[arch].items()}
             rows.append(
-                [f"{NAMES[arch]} ({len(runs[arch])} runs)", estimates[arch]["clean"].text()]
+                [
+                    labelled(results, f"{NAMES[arch]} ({len(runs[arch])} runs)", runs[arch]),
+                    estimates[arch]["clean"].text(),
+                ]
                 + [estimates[arch][key].text() for key, _ in COLUMNS]
             )
         headers = ["network", "clean"] + [f"{title}" for _, title in COLUMNS]

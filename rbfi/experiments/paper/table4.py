@@ -6,6 +6,7 @@ from rbfi.experiments.paper.common import (
     cheap_eval,
     clean,
     flags,
+    labelled,
     measured,
     net,
     problems,
@@ -96,7 +97,14 @@ class Table4(Item):
                 "fgsm": fgsm[label].value,
                 "intervals": {"clean": accuracy_clean.to_json(), "fgsm": fgsm[label].to_json()},
             }
-            rows.append([label, f"{bound:.4g}", accuracy_clean.text(), fgsm[label].text()])
+            rows.append(
+                [
+                    labelled(results, label, job),
+                    f"{bound:.4g}",
+                    accuracy_clean.text(),
+                    fgsm[label].text(),
+                ]
+            )
         ordering = sorted(data, key=lambda k: data[k]["bound"])
         doubts = problems(results, runs)
         claims = [
