@@ -44,15 +44,12 @@ def table(out_a: Path, out_b: Path) -> str:
     ]
     changed = 0
     for item in [*a, *(name for name in b if name not in a)]:
-        texts = [
-            *(a.get(item) or {}),
-            *(t for t in (b.get(item) or {}) if t not in (a.get(item) or {})),
-        ]
-        for text in texts:
+        claims_a, claims_b = a.get(item) or {}, b.get(item) or {}
+        for text in [*claims_a, *(t for t in claims_b if t not in claims_a)]:
             va, vb = verdict(a.get(item), text), verdict(b.get(item), text)
             differs = va != vb and "not run" not in (va, vb)
             changed += differs
-            reason = ((b.get(item) or {}).get(text) or {}).get("reason", "").replace("|", "/")
+            reason = claims_b.get(text, {}).get("reason", "").replace("|", "/")
             rows.append(
                 f"| {item} | {text} | {va} | {vb} | {'**yes**' if differs else ''} | {reason} |"
             )

@@ -238,6 +238,12 @@ def health(results: Results, job: Job) -> Health:
     return assess(index.get("metrics") or [], index.get("training") or {})
 
 
+def net_name(run: Job) -> str:
+    """A training job's net as tables name it: its label without "train " and the seed, e.g.
+    'RBFI(512^, 512v, 512^, 10v)'."""
+    return run.label[6:].rsplit(" seed", 1)[0]
+
+
 def labelled(results: Results, name: str, jobs: Job | list[Job]) -> str:
     """``name`` as a table row or legend shows it: with the status of its runs appended when
     one did not finish learning, e.g. 'ReLU(Madry PGD) (failed)', so that a net that did not

@@ -11,6 +11,7 @@ from rbfi.experiments.paper.common import (
     labelled,
     measured,
     net,
+    net_name,
     pgd_eval,
     problems,
     strong_eval,
@@ -139,7 +140,7 @@ class Figure5(Item):
         markdown = "\n\n".join(
             [
                 f"## {self.title}",
-                f"{runs['u-bound 3'].label[6:].rsplit(' seed', 1)[0]}, {profile.epochs} "
+                f"{net_name(runs['u-bound 3'])}, {profile.epochs} "
                 f"epochs; accuracy in % at eps = "
                 f"{eps:g} [95% interval] (clean on n = {profile.test_limit or 10000} images, PGD "
                 f"on the first n = {profile.pgd_limit}, strong suite on the first n = "

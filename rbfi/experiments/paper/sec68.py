@@ -9,6 +9,7 @@ from rbfi.experiments.paper.common import (
     labelled,
     measured,
     net,
+    net_name,
     problems,
 )
 from rbfi.experiments.render import claim, claims_markdown, table
@@ -46,7 +47,7 @@ class Section68(Item):
             data[arch]["intervals"] = {k: e.to_json() for k, e in estimates[arch].items()}
         rows = [
             [
-                labelled(results, runs[a].label[6:].rsplit(" seed", 1)[0], runs[a]),
+                labelled(results, net_name(runs[a]), runs[a]),
                 *(estimates[a][k].text() for k in ("clean", "fgsm", "certified")),
             ]
             for a in runs

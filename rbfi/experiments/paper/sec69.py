@@ -10,6 +10,7 @@ from rbfi.experiments.paper.common import (
     labelled,
     measured,
     net,
+    net_name,
     problems,
     sensitivity_eval,
 )
@@ -55,7 +56,7 @@ class Section69(Item):
             data[key] = row
             rows.append(
                 [
-                    labelled(results, job.label[6:].rsplit(" seed", 1)[0], job),
+                    labelled(results, net_name(job), job),
                     estimates[key]["clean"].text(),
                     f"{row['bound']:.4g}",
                     *(estimates[key][k].text() for k in ("fgsm", "noise", "certified")),
