@@ -167,21 +167,29 @@ class Rendered:
 
 
 class Results:
-    """Read access to finished jobs' results for rendering."""
+    """Read access to finished jobs' results for rendering. Each file is read once: a table
+    row, its claim and its health check share the parsed JSON (treat it as read-only)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._read: dict[Path, dict] = {}
+
+    def _json(self, path: Path) -> dict:
+        if path not in self._read:
+            self._read[path] = json.loads(path.read_text())
+        return self._read[path]
 
     def train(self, job: Job) -> dict:
         """The run's checkpoint index (model, settings, per-epoch metrics)."""
-        return json.loads((job.directory(self.root) / "checkpoint.json").read_text())
+        return self._json(job.directory(self.root) / "checkpoint.json")
 
     def final(self, job: Job) -> dict:
         """The last epoch's metrics of a training job."""
         return self.train(job)["metrics"][-1]
 
     def evaluation(self, job: Job) -> dict:
-        return json.loads((job.directory(self.root) / RESULT_NAME).read_text())
+        """An evaluate job's result (accuracies, per-example flags, bounds)."""
+        return self._json(job.directory(self.root) / RESULT_NAME)
 
 
 class Item:

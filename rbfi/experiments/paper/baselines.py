@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import rbfi.stats as stats
 from rbfi.evaluation.curves import learning_curves_png
-from rbfi.experiments.paper.common import net, strong_eval
+from rbfi.experiments.paper.common import health, net, strong_eval
 from rbfi.experiments.render import curves_png, table
 from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
-from rbfi.training.health import assess
 
 EPS = (0.1, 0.2, 0.3)  # the radii reported (those of the profile's strong_eps)
 RELU = "ReLU"
@@ -210,14 +209,14 @@ def summarise(
             correct = [c == "1" for c in record.get("correct", record.get("certified", ""))]
             flags[kind][key] = correct
             entry[kind][key] = stats.proportion(sum(correct), n).to_json()
-    health = assess(metrics, results.train(train)["training"])
+    status = health(results, train)
     entry.update(
         train_seconds=sum(m["train_seconds"] for m in metrics),
         epochs=len(metrics),
         final_test_accuracy=metrics[-1]["test_accuracy"],
-        healthy=health.trained,
-        health=health.to_json(),
-        problem=health.problem(label),
+        healthy=status.trained,
+        health=status.to_json(),
+        problem=status.problem(label),
     )
     return entry, flags
 
