@@ -367,7 +367,8 @@ def test_committed_standard_verdicts_are_what_the_code_decides():
 
 def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
     """tools.compare_verdicts on two hand-made indexes: a flip is marked, an unchanged verdict and
-    an item B has not completed are not; a missing index is a one-line error, exit 2."""
+    an item B has not completed are not; B's reason is shown, or its evidence where it has no
+    reason; a missing index is a one-line error, exit 2."""
     from tools.compare_verdicts import main as compare
 
     def index(out: Path, items: dict) -> Path:
@@ -375,8 +376,8 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
         (out / "index.json").write_text(json.dumps({"items": items}))
         return out
 
-    def claim(text, holds, reason=""):
-        return {"text": text, "holds": holds, "reason": reason}
+    def claim(text, holds, reason="", evidence=""):
+        return {"text": text, "holds": holds, "reason": reason, "evidence": evidence}
 
     a = index(
         tmp_path / "a",
@@ -390,7 +391,10 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
         {
             "t1": {
                 "complete": True,
-                "claims": [claim("x", False, "n = 9 | CI 1-2 below 3"), claim("y", True)],
+                "claims": [
+                    claim("x", False, "n = 9 | CI 1-2 below 3", "k = 1"),
+                    claim("y", True, evidence="n = 9: CI 5-9 above 3"),
+                ],
             },
             "f3": {"complete": False, "claims": []},
         },
@@ -398,7 +402,7 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
     assert compare([str(a), str(b), "--out", str(tmp_path / "v.md")]) == 0
     rows = {line.split(" | ")[1]: line for line in capsys.readouterr().out.splitlines()[2:-2]}
     assert "| undecided | does not hold | **yes** | n = 9 / CI 1-2 below 3 |" in rows["x"]
-    assert "| holds | holds |  |" in rows["y"]
+    assert "| holds | holds |  | n = 9: CI 5-9 above 3 |" in rows["y"]  # no reason: evidence
     assert "| does not hold | not run |  |" in rows["z"]
     assert (tmp_path / "v.md").read_text().endswith("1 verdict(s) changed between a and b.\n")
     assert compare([str(a), str(tmp_path / "nowhere")]) == 2

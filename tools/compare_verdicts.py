@@ -4,9 +4,9 @@
 
 Reads each reproduction's ``index.json`` (e.g. ``results/paper-quick`` and
 ``results/paper-standard``) and prints one Markdown row per claim: its verdict in A, in B
-(*holds*, *does not hold*, *undecided*), whether it changed, and B's reason. Claims are matched by
-item and text; a claim or item only one side has is listed as missing on the other. An item that
-B has not completed yet is shown as "not run".
+(*holds*, *does not hold*, *undecided*), whether it changed, and B's reason (its evidence where
+it states no reason). Claims are matched by item and text; a claim or item only one side has is
+listed as missing on the other. An item that B has not completed yet is shown as "not run".
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def table(out_a: Path, out_b: Path) -> str:
             va, vb = verdict(a.get(item), text), verdict(b.get(item), text)
             differs = va != vb and "not run" not in (va, vb)
             changed += differs
-            reason = claims_b.get(text, {}).get("reason", "").replace("|", "/")
+            claim = claims_b.get(text, {})  # a claim with no stated reason shows its evidence
+            reason = (claim.get("reason") or claim.get("evidence", "")).replace("|", "/")
             rows.append(
                 f"| {item} | {text} | {va} | {vb} | {'**yes**' if differs else ''} | {reason} |"
             )
