@@ -384,6 +384,7 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
         {
             "t1": {"complete": True, "claims": [claim("x", None), claim("y", True)]},
             "f3": {"complete": True, "claims": [claim("z", False)]},
+            "t2": {"complete": True, "claims": [claim("w", None)]},
         },
     )
     b = index(
@@ -397,6 +398,7 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
                 ],
             },
             "f3": {"complete": False, "claims": []},
+            "t2": {"complete": True, "claims": []},
         },
     )
     assert compare([str(a), str(b), "--out", str(tmp_path / "v.md")]) == 0
@@ -404,6 +406,7 @@ def test_compare_verdicts_marks_only_real_changes(tmp_path, capsys):
     assert "| undecided | does not hold | **yes** | n = 9 / CI 1-2 below 3 |" in rows["x"]
     assert "| holds | holds |  | n = 9: CI 5-9 above 3 |" in rows["y"]  # no reason: evidence
     assert "| does not hold | not run |  |" in rows["z"]
+    assert "| undecided | missing |  |" in rows["w"]  # a claim one side lacks is no change
     assert (tmp_path / "v.md").read_text().endswith("1 verdict(s) changed between a and b.\n")
     assert compare([str(a), str(tmp_path / "nowhere")]) == 2
     assert "index.json not found" in capsys.readouterr().err
@@ -417,3 +420,32 @@ def test_committed_verdict_comparison_is_current():
     results = ROOT / "results"
     committed = (results / "paper-standard" / "verdicts-vs-quick.md").read_text()
     assert committed == table(results / "paper-quick", results / "paper-standard")
+
+
+def test_rerender_rewrites_only_the_rendering_and_refuses_missing_jobs(tmp_path, capsys):
+    """tools.rerender on a copy of quick's Table 2: stale claims and Markdown are rewritten from
+    the job results, what records the run (runs, compute_seconds, profile) is kept; an item whose
+    jobs are absent is a one-line error, exit 2, and leaves index.json untouched."""
+    from tools.rerender import main as rerender
+    from tools.rerender import recorded_profile
+
+    source = ROOT / "results" / "paper-quick"
+    out = tmp_path / "quick"
+    index = json.loads((source / "index.json").read_text())
+    for job in ITEMS["table2"].jobs(recorded_profile(index)):
+        shutil.copytree(job.directory(source), job.directory(out))
+    fresh = json.loads(json.dumps(index))
+    index["items"]["table2"]["claims"][0]["holds"] = True  # stale: as if an old test decided it
+    (out / "index.json").write_text(json.dumps(index))
+    (out / "table2").mkdir()
+    (out / "table2" / "table2.md").write_text("stale\n")
+    assert rerender([str(out), "table2"]) == 0
+    after = json.loads((out / "index.json").read_text())
+    assert after == fresh  # the committed index is what the current code renders
+    assert (out / "table2" / "table2.md").read_text() == (source / "table2/table2.md").read_text()
+    assert "best minus worst kind: 64 units" in (out / "summary.md").read_text()
+    capsys.readouterr()
+    assert rerender([str(out), "table3"]) == 2  # its jobs were not copied
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("rerender: table3:") and "\n" not in error
+    assert json.loads((out / "index.json").read_text()) == fresh

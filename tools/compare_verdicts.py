@@ -7,6 +7,7 @@ Reads each reproduction's ``index.json`` (e.g. ``results/paper-quick`` and
 (*holds*, *does not hold*, *undecided*), whether it changed, and B's reason (its evidence where
 it states no reason). Claims are matched by item and text; a claim or item only one side has is
 listed as missing on the other. An item that B has not completed yet is shown as "not run".
+Only a change between two verdicts counts as one ("missing" and "not run" do not).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def table(out_a: Path, out_b: Path) -> str:
         claims_a, claims_b = a.get(item) or {}, b.get(item) or {}
         for text in [*claims_a, *(t for t in claims_b if t not in claims_a)]:
             va, vb = verdict(a.get(item), text), verdict(b.get(item), text)
-            differs = va != vb and "not run" not in (va, vb)
+            decided = set(VERDICT.values())  # "not run" and "missing" are not verdicts
+            differs = va != vb and va in decided and vb in decided
             changed += differs
             claim = claims_b.get(text, {})  # a claim with no stated reason shows its evidence
             reason = (claim.get("reason") or claim.get("evidence", "")).replace("|", "/")
