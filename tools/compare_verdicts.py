@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 VERDICT = {True: "holds", False: "does not hold", None: "undecided"}
+DECIDED = frozenset(VERDICT.values())  # "not run" and "missing" are not verdicts
 
 
 def claims_by_item(out: Path) -> dict[str, dict[str, dict] | None]:
@@ -48,8 +49,7 @@ def table(out_a: Path, out_b: Path) -> str:
         claims_a, claims_b = a.get(item) or {}, b.get(item) or {}
         for text in [*claims_a, *(t for t in claims_b if t not in claims_a)]:
             va, vb = verdict(a.get(item), text), verdict(b.get(item), text)
-            decided = set(VERDICT.values())  # "not run" and "missing" are not verdicts
-            differs = va != vb and va in decided and vb in decided
+            differs = va != vb and va in DECIDED and vb in DECIDED
             changed += differs
             claim = claims_b.get(text, {})  # a claim with no stated reason shows its evidence
             reason = (claim.get("reason") or claim.get("evidence", "")).replace("|", "/")

@@ -154,6 +154,19 @@ def render_item(item: Item, results: Results, profile: Profile, out: Path) -> Re
     return rendered
 
 
+def item_entry(item: Item, rendered: Rendered, compute_seconds: int) -> dict:
+    """A complete item's entry in ``index.json``: its claims and where its files are."""
+    return {
+        "title": item.title,
+        "section": item.section,
+        "complete": True,
+        "compute_seconds": compute_seconds,
+        "claims": [asdict(c) for c in rendered.claims],
+        "markdown": f"{item.name}/{item.name}.md",
+        "figures": [f"{item.name}/{name}" for name in rendered.figures],
+    }
+
+
 def reproduce(
     profile: Profile | str,
     out: str | Path,
@@ -214,15 +227,8 @@ def reproduce(
             index["items"][item.name] = {"title": item.title, "complete": False, "missing": missing}
             continue
         rendered = render_item(item, results, profile, out)
-        index["items"][item.name] = {
-            "title": item.title,
-            "section": item.section,
-            "complete": True,
-            "compute_seconds": round(sum(job_seconds(by_id[i], out) for i in per_item[item.name])),
-            "claims": [asdict(c) for c in rendered.claims],
-            "markdown": f"{item.name}/{item.name}.md",
-            "figures": [f"{item.name}/{name}" for name in rendered.figures],
-        }
+        compute = round(sum(job_seconds(by_id[i], out) for i in per_item[item.name]))
+        index["items"][item.name] = item_entry(item, rendered, compute)
     every_job, every_item = job_grid(list(ITEMS.values()), profile)
     every_by_id = {j.id: j for j in every_job}
     for name, ids in every_item.items():
