@@ -122,12 +122,15 @@ def PositiveFloat() -> Float:  # noqa: N802
 
 
 class Choice(Kind):
-    def __init__(self, choices: Sequence[str]) -> None:
-        self.choices = tuple(choices)
+    """One of ``choices``; ``hidden`` values are accepted too but not offered (values that
+    saved settings may hold, set another way now)."""
+
+    def __init__(self, choices: Sequence[str], hidden: Sequence[str] = ()) -> None:
+        self.choices, self.hidden = tuple(choices), tuple(hidden)
         self.metavar = "{" + ",".join(self.choices) + "}"
 
     def check(self, value):
-        if value not in self.choices:
+        if value not in self.choices + self.hidden:
             raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
         return value
 
@@ -245,6 +248,7 @@ def option(
     kind: Kind | None = None,
     optional: bool | None = None,
     flag: str | None = None,
+    aliases: tuple[str, ...] = (),
     invert: bool = False,
     cli: bool = True,
     group: str | None = None,
@@ -252,7 +256,8 @@ def option(
     """A dataclass field with its help text and its :class:`Kind`.
 
     ``optional`` (default: True when the default is None) lets the value be None. ``flag``
-    names the command-line option (default ``--field-name``); ``invert`` makes a boolean
+    names the command-line option (default ``--field-name``), ``aliases`` other names it
+    accepts (older spellings); ``invert`` makes a boolean
     field's flag store False (e.g. ``--true-gradients`` for ``pseudogradient``). ``cli=False``
     keeps the field off the command line. ``group`` titles the help section it appears in.
     """
@@ -263,6 +268,7 @@ def option(
         "kind": kind,
         "optional": default is None if optional is None else optional,
         "flag": flag,
+        "aliases": tuple(aliases),
         "invert": invert,
         "cli": cli,
         "group": group,

@@ -1,9 +1,12 @@
 """``rbfi attack``: the robustness evaluation (attack suite over an eps grid, the worst case,
-the certified lower bound, masking checks); writes robustness.{json,md,png}."""
+the certified lower bound, masking checks); writes robustness.{json,md,png} into --out
+(default ``runs/attack-RUN-SUITE``), holding its lock (:mod:`rbfi.io.lock`); ``--json`` prints
+the accuracies (:func:`rbfi.evaluation.report.summary`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,8 +32,13 @@ def add_parser(sub) -> None:
         "threads",
         "no_progress",
         "estimate_only",
+        "json",
         limit={"default": 1000, "help": "first N test images (default: 1000)"},
-        out={"default": None, "help": "results directory (default: results/attack-RUN-SUITE)"},
+        out={"default": None, "help": "results directory (default: runs/attack-RUN-SUITE)"},
+        json={
+            "help": 'print {"clean", "worst_case", "certified", "attacks": ...} (accuracies in '
+            "%%) on stdout; with --estimate-only the cost estimate"
+        },
     )
     p.add_argument(
         "--transfer-source",
@@ -42,16 +50,26 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rbfi.io.checkpoint import check_run_directory
+    from rbfi.io.lock import run_lock
+
+    config = config_from_args(EvalConfig, args)
+    name = Path(args.checkpoint).resolve().name
+    out_dir = Path(args.out or Path("runs") / f"attack-{name}-{config.suite}")
+    if args.estimate_only:  # writes nothing
+        return _attack(args, config, out_dir)
+    with run_lock(check_run_directory(out_dir), "attack"):
+        return _attack(args, config, out_dir)
+
+
+def _attack(args: argparse.Namespace, config: EvalConfig, out_dir: Path) -> int:
     from dataclasses import replace
 
     from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.evaluation import SoundnessError, evaluate_robustness, to_markdown, write_results
-    from rbfi.evaluation.report import refuse_overwrite
+    from rbfi.evaluation.report import refuse_overwrite, summary
     from rbfi.models import load_model
 
-    config = config_from_args(EvalConfig, args)
-    name = Path(args.checkpoint).resolve().name
-    out_dir = Path(args.out or Path("results") / f"attack-{name}-{config.suite}")
     if not args.estimate_only:
         refuse_overwrite(out_dir, args.overwrite)
     model = load_model(args.checkpoint, map_location=args.device)
@@ -80,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
         raise
     results["model"]["checkpoint"] = str(args.checkpoint)
     if args.estimate_only:
+        if args.json:
+            print(json.dumps(results["cost_estimate"]))
         return 0
     paths = write_results(results, out_dir, overwrite=args.overwrite)
-    print(to_markdown(results))
+    print(json.dumps(summary(results)) if args.json else to_markdown(results))
     print(f"results: {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0

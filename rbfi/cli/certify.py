@@ -1,5 +1,6 @@
 """``rbfi certify``: certified accuracy of a checkpoint over a grid of eps (interval bounds);
-writes certify.{json,md,png}; ``--json`` prints {"clean": %, "certified": {eps: %}}."""
+writes certify.{json,md,png} into --out (default ``runs/certify-RUN``), holding its lock
+(:mod:`rbfi.io.lock`); ``--json`` prints {"clean": %, "certified": {eps: %}}."""
 
 from __future__ import annotations
 
@@ -27,13 +28,25 @@ def add_parser(sub) -> None:
         "device",
         "data_dir",
         "threads",
-        out={"default": None, "help": "results directory (default: results/certify-RUN)"},
+        "no_progress",
+        out={"default": None, "help": "results directory (default: runs/certify-RUN)"},
         json={"help": 'print {"clean": ACC, "certified": {EPS: ACC}} (accuracies in %%) on stdout'},
     )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from rbfi.io.checkpoint import check_run_directory
+    from rbfi.io.lock import run_lock
+
+    config = config_from_args(CertifyConfig, args)
+    name = Path(args.checkpoint).resolve().name
+    out_dir = check_run_directory(args.out or Path("runs") / f"certify-{name}")
+    with run_lock(out_dir, "certify"):
+        return _certify(args, config, out_dir)
+
+
+def _certify(args: argparse.Namespace, config: CertifyConfig, out_dir: Path) -> int:
     from rbfi.data import checkpoint_pixel_scale, load_mnist
     from rbfi.evaluation.certification import (
         RESULT_FILES,
@@ -45,16 +58,15 @@ def run(args: argparse.Namespace) -> int:
     from rbfi.evaluation.report import refuse_overwrite
     from rbfi.models import load_model
 
-    config = config_from_args(CertifyConfig, args)
-    name = Path(args.checkpoint).resolve().name
-    out_dir = Path(args.out or Path("results") / f"certify-{name}")
     refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
     model = load_model(args.checkpoint, map_location=args.device)
     pixel_scale = checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
     x, y = load_mnist("test", args.data_dir, pixel_scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    results = certify_grid(model, x, y, config.eps, config.batch_size, pixel_scale)
+    results = certify_grid(
+        model, x, y, config.eps, config.batch_size, pixel_scale, progress=not args.no_progress
+    )
     results["model"]["checkpoint"] = str(args.checkpoint)
     paths = write_certify_results(results, out_dir, overwrite=args.overwrite)
     print(json.dumps(summary(results)) if args.json else to_markdown(results))

@@ -20,7 +20,7 @@ WIDTH = 100  # long values (compiler errors, paths) are cut to keep one screen
 
 def add_parser(sub) -> None:
     p = sub.add_parser("doctor", help=HELP, description=HELP)
-    add_common(p, "json")
+    add_common(p, "threads", "json")
     p.set_defaults(handler=run)
 
 

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_config_options(p, AccuracyConfig)
-    add_common(p, "limit", "data_dir", "device", "json")
+    add_common(p, "limit", "data_dir", "device", "threads", "json")
     p.set_defaults(handler=run)
 
 

@@ -13,7 +13,7 @@ HELP = "describe a checkpoint"
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
-    add_common(p, "json")
+    add_common(p, "threads", "json")
     p.set_defaults(handler=run)
 
 

@@ -5,7 +5,10 @@ knob is written once: its field declares the default, the help, the parsing and 
     config = config_from_args(TrainConfig, args)   # the same fields back, checked
 
 Nested config fields (e.g. ``TrainConfig.model``) contribute their own options. Options that
-belong to a command, not to a config (--out, --threads, ...), are declared in :data:`COMMON`.
+belong to a command, not to a config (--out, --threads, ...), are declared in :data:`COMMON`,
+once for every command. Every command has ``--threads`` and ``--json``; the ones that evaluate
+a test set have ``--limit`` (``rbfi train``: its ``test_limit`` field, also ``--test-limit``);
+the long-running ones have ``--no-progress`` (``tests/test_cli.py`` checks it).
 """
 
 from __future__ import annotations
@@ -80,18 +83,18 @@ def add_config_options(
             if meta["group"] not in groups:
                 groups[meta["group"]] = parser.add_argument_group(meta["group"])
             target = groups[meta["group"]]
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        flags = [meta["flag"] or "--" + f.name.replace("_", "-"), *meta.get("aliases", ())]
         default = _default(f)
         if isinstance(default, bool):
             action = "store_false" if meta["invert"] else "store_true"
             target.add_argument(
-                flag, dest=f.name, action=action, default=default, help=meta["help"]
+                *flags, dest=f.name, action=action, default=default, help=meta["help"]
             )
             continue
         shown = "" if default is None else f" (default: {_show(default)})"
         kind = meta["kind"]
         target.add_argument(
-            flag,
+            *flags,
             dest=f.name,
             type=_argparse_type(kind),
             default=default,
@@ -138,12 +141,12 @@ COMMON = {
         {
             "type": _argparse_type(PositiveInt()),
             "default": None,
-            "help": "torch / OpenMP threads (default: torch's choice)",
+            "help": "torch / OpenMP threads of this command (default: torch's choice)",
         },
     ),
     "no_progress": (
         "--no-progress",
-        {"action": "store_true", "help": "no progress bar or progress lines"},
+        {"action": "store_true", "help": "no progress bar or progress lines (stderr)"},
     ),
     "limit": (
         "--limit",
@@ -153,7 +156,10 @@ COMMON = {
             "help": "first N test images (default: all)",
         },
     ),
-    "json": ("--json", {"action": "store_true", "help": "print machine-readable JSON"}),
+    "json": (
+        "--json",
+        {"action": "store_true", "help": "print the result as JSON on stdout (messages: stderr)"},
+    ),
     "overwrite": (
         "--overwrite",
         {"action": "store_true", "help": "replace results already in --out"},

@@ -2,13 +2,15 @@
 
 rbfi zoo list [--json]           one line per net: name, model, clean and certified accuracy
 rbfi zoo show NAME [--json]      its model card (and where its checkpoint lies)
-rbfi zoo path NAME               the net's run directory (for ``rbfi certify`` and friends)
+rbfi zoo path NAME [--json]      the net's run directory (for ``rbfi certify`` and friends)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from rbfi.cli.options import add_common
 
 HELP = "the model zoo: trained nets with model cards, loadable as rbfi.load('zoo:NAME')"
 
@@ -17,14 +19,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("zoo", help=HELP, description=HELP)
     actions = p.add_subparsers(dest="zoo_command", required=True, parser_class=type(p))
     listing = actions.add_parser("list", help="the nets of the zoo")
-    listing.add_argument("--json", action="store_true", help="print the cards as one JSON list")
+    add_common(listing, "threads", "json", json={"help": "print the cards as one JSON list"})
     listing.set_defaults(handler=run_list)
     show = actions.add_parser("show", help="a net's model card")
     show.add_argument("name", help="a zoo net (NAME or zoo:NAME)")
-    show.add_argument("--json", action="store_true", help="print the card as JSON")
+    add_common(show, "threads", "json", json={"help": "print the card as JSON"})
     show.set_defaults(handler=run_show)
     path = actions.add_parser("path", help="a net's run directory")
     path.add_argument("name", help="a zoo net (NAME or zoo:NAME)")
+    add_common(path, "threads", "json", json={"help": 'print {"name": NAME, "path": DIR}'})
     path.set_defaults(handler=run_path)
 
 
@@ -118,5 +121,9 @@ def run_show(args: argparse.Namespace) -> int:
 def run_path(args: argparse.Namespace) -> int:
     from rbfi.models.zoo import resolve
 
-    print(resolve(args.name))
+    path = resolve(args.name)
+    if args.json:
+        print(json.dumps({"name": path.name, "path": str(path)}))
+    else:
+        print(path)
     return 0

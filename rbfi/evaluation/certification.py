@@ -21,6 +21,7 @@ from rbfi.evaluation.results import (
     require_images,
     results_header,
 )
+from rbfi.io import Progress
 from rbfi.io.schema import Int, List, Map, Num, Obj
 from rbfi.models import predict
 
@@ -50,12 +51,14 @@ def certify_grid(
     eps_grid: Sequence[float],
     batch_size: int = 1000,
     pixel_scale: int | None = None,
+    *,
+    progress: bool = False,
 ) -> dict:
     """The results of ``rbfi certify``: the shared header (clean predictions, ...) and per eps
     the certified accuracy, the per-example flags and every example's certified margin
     (:func:`rbfi.evaluation.results.certified_rows`). ValueError for an empty set of images or
     a model without interval rules. ``pixel_scale``: the images' k / 255 or k / 256, recorded
-    in the settings when given."""
+    in the settings when given. ``progress``: a progress bar (or lines) over the eps."""
     missing = unsupported(model)
     if missing is not None:
         raise ValueError(f"cannot certify: {missing} has no interval rule (rbfi.bounds.interval)")
@@ -71,7 +74,12 @@ def certify_grid(
         settings={"eps": [float(e) for e in eps_grid], "batch_size": batch_size}
         | ({"pixel_scale": pixel_scale} if pixel_scale is not None else {}),
     )
-    results["certified"] = certified_rows(model, x, y, eps_grid, batch_size, keep_margins=True)
+    results["certified"] = {}
+    with Progress(len(eps_grid), "certify", unit="eps", enabled=progress) as bar:
+        for eps in eps_grid:
+            rows = certified_rows(model, x, y, (eps,), batch_size, keep_margins=True)
+            results["certified"].update(rows)
+            bar.update(1)
     return results
 
 
@@ -112,14 +120,14 @@ def plot(results: dict, path_or_buffer) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    eps = [0.0] + [float(k) for k in results["certified"]]
-    acc = [100 * results["clean_accuracy"]] + [
-        100 * v["accuracy"] for v in results["certified"].values()
-    ]
+    eps = [float(k) for k in results["certified"]]
+    acc = [100 * v["accuracy"] for v in results["certified"].values()]
+    if 0.0 not in eps:  # at eps 0 the certified accuracy is the clean one
+        eps, acc = [0.0, *eps], [100 * results["clean_accuracy"], *acc]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(eps, acc, "-o", color="crimson", linewidth=2.5, label="certified (IBP)")
     ax.axhline(100 * results["clean_accuracy"], color="grey", linestyle="--", label="clean")
-    for e, a in zip(eps[1:], acc[1:]):
+    for e, a in ((e, a) for e, a in zip(eps, acc) if e > 0):
         ax.annotate(f"{a:.1f}", (e, a), textcoords="offset points", xytext=(4, 6), fontsize=8)
     ax.set_xlabel("eps (l_inf)")
     ax.set_ylabel("certified accuracy (%)")

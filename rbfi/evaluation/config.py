@@ -20,6 +20,7 @@ from rbfi.options import (
     to_json,
 )
 
+# the default eps grid of `rbfi attack` and `rbfi certify` (eps 0: the clean accuracy, a check)
 DEFAULT_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -73,7 +74,7 @@ def attack_seed(seed: int, name: str, eps: float) -> int:
 class CertifyConfig:
     """What ``rbfi certify`` computes: certified accuracy over a grid of eps."""
 
-    eps: tuple[float, ...] = option((0.1, 0.2, 0.3), "l_inf radii, in [0, 1]", kind=FloatList())
+    eps: tuple[float, ...] = option(DEFAULT_EPS, "l_inf radii, in [0, 1]", kind=FloatList())
     batch_size: int = option(1000, "examples per bound computation", kind=PositiveInt())
     pixel_scale: int | None = pixel_scale_option()
 

@@ -94,6 +94,24 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def summary(results: dict) -> dict:
+    """What ``rbfi attack --json`` prints: the accuracies in % (clean; the worst case, the
+    certified floor (None when skipped) and each attack, per eps) and the warnings."""
+
+    def per_eps(rows: dict) -> dict:
+        return {eps: round(100 * row["accuracy"], 2) for eps, row in rows.items()}
+
+    certified = results.get("certified")
+    return {
+        "images": results["n_examples"],
+        "clean": round(100 * results["clean_accuracy"], 2),
+        "worst_case": per_eps(results["worst_case"]),
+        "certified": None if certified is None else per_eps(certified),
+        "attacks": {name: per_eps(rows) for name, rows in results["results"].items()},
+        "warnings": results["warnings"],
+    }
+
+
 def to_markdown(results: dict) -> str:
     """A table: one row per attack (grouped by family), one column per eps, then the worst
     case over the suite and the certified lower bound (accuracy, %)."""

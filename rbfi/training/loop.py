@@ -25,6 +25,7 @@ from rbfi.io import Progress, atomic_write_bytes
 from rbfi.io.atomic import append_text
 from rbfi.io.checkpoint import INDEX_NAME, CheckpointError, check_run_directory, load_tensors
 from rbfi.io.checkpoint import read_index as read_checkpoint_index
+from rbfi.io.lock import run_lock
 from rbfi.models import (
     build_model,
     evaluate,
@@ -110,27 +111,30 @@ def train(
 ) -> dict:
     """Train as ``config`` says, checkpointing into ``out_dir`` after every epoch.
 
-    ``resume=True`` continues from the checkpoint in ``out_dir`` (its saved settings win, except
+    The run holds ``out_dir``'s lock (:func:`rbfi.io.lock.run_lock`) throughout: a second
+    process on it gets :class:`rbfi.io.lock.RunLocked`. ``resume=True`` continues from the
+    checkpoint in ``out_dir`` (its saved settings win, except
     ``epochs``, which may be raised), or starts a new run there if it holds none. Returns the
     last epoch's metrics; ``health.json`` says whether the run converged
     (:mod:`rbfi.training.health`). The global random generators are seeded for the run and
     given back to the caller unchanged (:func:`seeded_rng_scope`).
     """
     out_dir = check_run_directory(out_dir)
-    config, index = _resume_point(out_dir, config, resume, log)
-    with seeded_rng_scope(config.seed, config.device):
-        run = _set_up(config, out_dir, index, log)
-        if index is None:
-            _save_checkpoint(run, epoch=0)
-        _rewrite_metrics(out_dir, run.metrics)
-        for epoch in range(run.start_epoch + 1, config.epochs + 1):
-            record = _train_epoch(run, epoch, progress)
-            record.update(_evaluate_epoch(run, epoch))
-            run.metrics.append(record)
-            _save_checkpoint(run, epoch)
-            _append_metrics(out_dir, record)
-            log(_describe_epoch(record))
-    health = write_health(out_dir, run.metrics, config.to_json())
+    with run_lock(out_dir, "training"):  # one process per run directory (RunLocked: exit 2)
+        config, index = _resume_point(out_dir, config, resume, log)
+        with seeded_rng_scope(config.seed, config.device):
+            run = _set_up(config, out_dir, index, log)
+            if index is None:
+                _save_checkpoint(run, epoch=0)
+            _rewrite_metrics(out_dir, run.metrics)
+            for epoch in range(run.start_epoch + 1, config.epochs + 1):
+                record = _train_epoch(run, epoch, progress)
+                record.update(_evaluate_epoch(run, epoch))
+                run.metrics.append(record)
+                _save_checkpoint(run, epoch)
+                _append_metrics(out_dir, record)
+                log(_describe_epoch(record))
+        health = write_health(out_dir, run.metrics, config.to_json())
     if not health.trained:
         log(f"health: {health.problem('this run')}")
     return run.metrics[-1] if run.metrics else {}
