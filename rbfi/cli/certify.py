@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.data import DataOptions
 from rbfi.evaluation.config import CertifyConfig
 
 HELP = "certified accuracy over a grid of eps (interval bound propagation)"
@@ -18,6 +19,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("certify", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_config_options(p, CertifyConfig)
+    add_config_options(p, DataOptions)
     add_common(
         p,
         "limit",
@@ -25,7 +27,6 @@ def add_parser(sub) -> None:
         "overwrite",
         "json",
         "device",
-        "data_dir",
         "threads",
         out={"default": None, "help": "results directory (default: results/certify-RUN)"},
         json={"help": 'print {"clean": ACC, "certified": {EPS: ACC}} (accuracies in %%) on stdout'},
@@ -34,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rbfi.data import checkpoint_pixel_scale, load_mnist
+    from rbfi.data import checkpoint_test_set
     from rbfi.evaluation.certification import (
         RESULT_FILES,
         certify_grid,
@@ -50,11 +51,15 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or Path("results") / f"certify-{name}")
     refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
     model = load_model(args.checkpoint, map_location=args.device)
-    pixel_scale = checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
-    x, y = load_mnist("test", args.data_dir, pixel_scale)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
-    results = certify_grid(model, x, y, config.eps, config.batch_size, pixel_scale)
+    data = config_from_args(DataOptions, args)
+    test = checkpoint_test_set(
+        args.checkpoint,
+        args.limit,
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        pixel_scale=config.pixel_scale,
+    )
+    results = certify_grid(model, test.x, test.y, config.eps, config.batch_size, test.pixel_scale)
     results["model"]["checkpoint"] = str(args.checkpoint)
     paths = write_certify_results(results, out_dir, overwrite=args.overwrite)
     print(json.dumps(summary(results)) if args.json else to_markdown(results))

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rbfi.data import DEFAULT_PIXEL_SCALE, LEGACY_PIXEL_SCALE, PIXEL_SCALES
+from rbfi.data import (
+    DEFAULT_PIXEL_SCALE,
+    LEGACY_PIXEL_SCALE,
+    data_dir_option,
+    get_dataset,
+    pixel_scale_option,
+)
 from rbfi.models.config import ModelConfig
 from rbfi.nn.losses import LOSSES
 from rbfi.options import (
@@ -39,7 +45,8 @@ LR = "learning-rate schedule"
 
 @dataclass
 class TrainConfig:
-    """A training run: the model, the optimiser (AdaDelta, the paper's), data and seed."""
+    """A training run: the model (and the dataset it reads), the optimiser (AdaDelta, the
+    paper's), data and seed."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = option(10, "training epochs", kind=PositiveInt())
@@ -91,13 +98,8 @@ class TrainConfig:
         None, "use only the first N training images", kind=PositiveInt()
     )
     test_limit: int | None = option(None, "evaluate on the first N test images", kind=PositiveInt())
-    data_dir: str | None = option(None, "directory of MNIST IDX files", kind=Text())
-    pixel_scale: int = option(
-        DEFAULT_PIXEL_SCALE,
-        "pixels are k / 255 (the published numbers' scale) or k / 256 (the data wheel as "
-        "stored; what runs saved without this setting trained on)",
-        kind=Int(*PIXEL_SCALES),
-    )
+    data_dir: str | None = data_dir_option()
+    pixel_scale: int = pixel_scale_option(DEFAULT_PIXEL_SCALE)
     device: str = option("cpu", "torch device (cpu, cuda, cuda:1, ...)", kind=Device())
     init_from: str | None = option(
         None,
@@ -247,9 +249,13 @@ class TrainConfig:
             )
         if self.loss is None:
             self.loss = self.model.loss
-        if self.model.layers[-1] != 10:
+        dataset = get_dataset(self.model.dataset or "mnist")  # None: plain vectors, no data
+        if self.model.dataset is not None:
+            dataset.check_pixel_scale(self.pixel_scale)
+        if self.model.dataset is not None and self.model.layers[-1] != dataset.n_classes:
             raise ValueError(
-                f"the last layer must have 10 units (MNIST classes), got {self.model.layers[-1]}"
+                f"the last layer must have {dataset.n_classes} units ({dataset.title} classes), "
+                f"got {self.model.layers[-1]}"
             )
 
     def to_json(self) -> dict:
@@ -261,7 +267,7 @@ class TrainConfig:
     def from_json(cls, data: dict) -> TrainConfig:
         """From :meth:`to_json`, or from the flat settings rbfi 0.1 saved (arch, layers, ...
         at the top level). Unknown keys are ignored; bad values raise ValueError; settings
-        without ``pixel_scale`` (saved before it existed) mean k / 256."""
+        of MNIST nets without ``pixel_scale`` (saved before it existed) mean k / 256."""
         if not isinstance(data, dict):
             raise ValueError(f"expected an object of training settings, got {data!r}")
         data = dict(data)
@@ -273,6 +279,7 @@ class TrainConfig:
             data["model"] = {k: v for k, v in model.items() if v is not None}
         if "model" not in data:
             raise ValueError("training settings without a model")
-        data.setdefault("pixel_scale", LEGACY_PIXEL_SCALE)  # saved before the setting existed
+        if isinstance(data["model"], dict) and data["model"].get("dataset", "mnist") == "mnist":
+            data.setdefault("pixel_scale", LEGACY_PIXEL_SCALE)  # saved before it existed
         model = ModelConfig.from_json(data.pop("model"))
         return cls(model=model, **{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
