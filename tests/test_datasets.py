@@ -213,6 +213,9 @@ def test_registry_and_model_config():
         ModelConfig("relu", (8, 10), dataset="cifar10", in_features=784)
     plain = ModelConfig("rbfi", (4, 3), dataset=None, in_features=5)  # no dataset
     assert plain.input_shape == (1, 1, 5) and ModelConfig.from_json(plain.to_json()) == plain
+    assert ModelConfig("rbfi", (4, 3), dataset=None, in_features=36).input_shape == (1, 6, 6)
+    with pytest.raises(ValueError, match=r"expected input of shape \(B, 5\), got \(B, 1, 1, 5\)"):
+        build_model(plain)(torch.rand(2, 1, 1, 5))
     assert build_model("relu", "4,3", in_features=5).config.dataset is None
     assert build_model("relu", "4,10").config.dataset == "mnist"
     with pytest.raises(ValueError, match="schema|expected one of"):
@@ -337,6 +340,9 @@ def test_an_mnist_net_is_not_run_on_another_dataset(idx_dir, cifar_dir, tmp_path
     )
     assert code == 2 and "pixel_scale must be 255 for cifar10" in err
     assert not (tmp_path / "x").exists()
+    argv = ["train", "--dataset", "cifar10", "--model", "relu", "--layers", "8,10", "--data-dir"]
+    code, _, err = cli(capsys, *argv, cifar_dir, "--init-from", run, "--out", tmp_path / "y")
+    assert code == 2 and "of mnist, not the ReLU(8, 10) of cifar10 being trained" in err
 
 
 def test_checkpoint_test_set(idx_dir, tmp_path, capsys):

@@ -7,6 +7,7 @@ Geometry notation (paper, Sec. 6): one symbol per layer, output layer included:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rbfi.data import DATASET_NAMES, dataset_option, get_dataset
@@ -96,11 +97,13 @@ class ModelConfig:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one input: the dataset's images; (1, 1, in_features) for a net on plain
-        vectors (dataset None). Flattened channel-major, it is the (B, in_features) input."""
-        if self.dataset is None:
-            return (1, 1, self.in_features)
-        return get_dataset(self.dataset).input_shape
+        """(C, H, W) of one input: the dataset's images. A net on plain vectors (dataset None)
+        of n = s^2 inputs reads (1, s, s) images, else (1, 1, n). Flattened channel-major, it
+        is the (B, in_features) input."""
+        if self.dataset is not None:
+            return get_dataset(self.dataset).input_shape
+        side = math.isqrt(self.in_features)
+        return (1, side, side) if side * side == self.in_features else (1, 1, self.in_features)
 
     @property
     def loss(self) -> str:

@@ -35,7 +35,7 @@ class Classifier(nn.Module):
         (C, H, W) is ``config.input_shape``; ValueError naming both shapes otherwise (an MNIST
         net given CIFAR-10 images, ...)."""
         c, h, w = self.config.input_shape
-        images = self.config.dataset is not None
+        images = h > 1  # (1, 1, n): a net on plain vectors takes no images
         image_shapes = set()
         if images:
             image_shapes = {(c, h, w), (h, w)} if c == 1 else {(c, h, w)}

@@ -249,14 +249,14 @@ class TrainConfig:
             )
         if self.loss is None:
             self.loss = self.model.loss
-        dataset = get_dataset(self.model.dataset or "mnist")  # None: plain vectors, no data
-        if self.model.dataset is not None:
+        if self.model.dataset is not None:  # None: a net on plain vectors (no data to train on)
+            dataset = get_dataset(self.model.dataset)
             dataset.check_pixel_scale(self.pixel_scale)
-        if self.model.dataset is not None and self.model.layers[-1] != dataset.n_classes:
-            raise ValueError(
-                f"the last layer must have {dataset.n_classes} units ({dataset.title} classes), "
-                f"got {self.model.layers[-1]}"
-            )
+            if self.model.layers[-1] != dataset.n_classes:
+                raise ValueError(
+                    f"the last layer must have {dataset.n_classes} units ({dataset.title} "
+                    f"classes), got {self.model.layers[-1]}"
+                )
 
     def to_json(self) -> dict:
         out = to_json(self)

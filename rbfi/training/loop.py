@@ -287,10 +287,13 @@ def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
     from rbfi.models import zoo
 
     index = read_checkpoint_index(zoo.checkpoint_path(config.init_from))
-    if model_config_of(index) != config.model:
+    source = model_config_of(index)
+    if source != config.model:
+        held, wanted = source.describe(), config.model.describe()
+        if source.dataset != config.model.dataset:
+            held, wanted = f"{held} of {source.dataset}", f"{wanted} of {config.model.dataset}"
         raise CheckpointError(
-            f"--init-from {config.init_from} holds {model_config_of(index).describe()}, "
-            f"not the {config.model.describe()} being trained"
+            f"--init-from {config.init_from} holds {held}, not the {wanted} being trained"
         )
     load_checked_weights(model, index, config.model, str(config.init_from))
 
