@@ -33,3 +33,25 @@ def idx_dir(tmp_path):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", images, compress)
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", labels, compress)
     return tmp_path
+
+
+@pytest.fixture
+def fashion_dir(tmp_path):
+    """A tiny Fashion-MNIST in its IDX files (the same names as MNIST's): 30 train, 12 test."""
+    root = tmp_path / "fashion"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 30), ("t10k", 12)):
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), True)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), True)
+    return root
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """The parent of a tiny ``cifar-10-batches-py`` (5 x 4 train, 6 test images), written as
+    Python 2's cPickle wrote the real batches (tests/data_files.py)."""
+    from tests.data_files import write_cifar_folder
+
+    write_cifar_folder(tmp_path / "cifar")
+    return tmp_path / "cifar"

@@ -17,7 +17,7 @@ from rbfi.training.config import TrainConfig
 from rbfi.training.loop import make_optimizer
 from rbfi.training.objectives import Certified, clipped_hinge
 
-SMALL = ModelConfig("rbfi", (12, 10), "^v", in_features=6)
+SMALL = ModelConfig("rbfi", (12, 10), "^v", dataset=None, in_features=6)
 
 
 def config(**kw) -> TrainConfig:
@@ -113,7 +113,7 @@ def test_u_fixed_at_one_is_an_l_inf_distance_neuron_and_stays_fixed():
     """u_bounds (1, 1): an And unit is exp(-||x - w||_inf^2), whatever the training does."""
     torch.manual_seed(1)
     c = config(
-        model=ModelConfig("rbfi", (12, 10), "^v", in_features=6, u_bounds=(1.0, 1.0)),
+        model=ModelConfig("rbfi", (12, 10), "^v", dataset=None, in_features=6, u_bounds=(1.0, 1.0)),
         certified_eps=0.1,
         optimizer="adam",
         lr=0.05,

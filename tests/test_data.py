@@ -6,6 +6,7 @@ import torch
 
 from rbfi import data
 from rbfi.data import DataError, load_mnist
+from rbfi.data import mnist as mnist_files
 from tests.conftest import write_idx
 
 
@@ -59,7 +60,7 @@ def test_missing_file_says_how_to_fix(tmp_path):
 def test_corrupt_pickle_fails_checksum(tmp_path, monkeypatch):
     fake = tmp_path / "mnist.pkl.gz"
     fake.write_bytes(b"not the mnist pickle")
-    monkeypatch.setattr(data, "find_mnist_pickle", lambda: fake)
+    monkeypatch.setattr(mnist_files, "find_mnist_pickle", lambda: fake)
     with pytest.raises(DataError, match="md5"):
         load_mnist("train")
 
@@ -83,14 +84,14 @@ def test_real_mnist_from_the_wheel():
 
 
 def test_wheel_values_are_exact_multiples_of_1_over_256():
-    stored = torch.from_numpy(data._load_pickle(str(data.find_mnist_pickle()))["test"][0])
+    stored = torch.from_numpy(mnist_files._load_pickle(str(data.find_mnist_pickle()))["test"][0])
     x256, _ = load_mnist("test", pixel_scale=256)
     x255, _ = load_mnist("test")  # the default
     k = x256.double() * 256
     assert torch.equal(k, k.round()) and k.min() == 0 and k.max() == 255
     assert torch.equal(stored.double(), k)  # the levels, exactly as the wheel stores them
     # the pickle's own floats are k / 256: the option reproduces them bit for bit
-    raw = data._load_pickle.__wrapped__(str(data.find_mnist_pickle()))["test"][0]
+    raw = mnist_files._load_pickle.__wrapped__(str(data.find_mnist_pickle()))["test"][0]
     assert torch.equal(torch.from_numpy(raw).float() / 256, x256)
     assert x255.max() == 1.0 and x256.max() == 255 / 256
     assert torch.equal(x255, (k / 255).float())  # the same k, divided by 255 (rounded once)

@@ -122,7 +122,7 @@ def test_certified_training_lowers_the_worst_case_loss(loss_name, gradient):
     x = torch.rand(16, 20, generator=g)
     y = torch.randint(0, 10, (16,), generator=g)
     c = config(
-        model=ModelConfig("rbfi", (12, 10), "^v", in_features=20),
+        model=ModelConfig("rbfi", (12, 10), "^v", dataset=None, in_features=20),
         certified_eps=0.05,
         certified_warmup=0.0,
         certified_ramp=0.0,

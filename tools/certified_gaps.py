@@ -30,13 +30,11 @@ def gaps(run: str, limit: int, eps_list: list[float], steps: int, restarts: int)
     from rbfi import load
     from rbfi.attacks import PGD
     from rbfi.bounds import certify
-    from rbfi.data import load_mnist, trained_pixel_scale
-    from rbfi.io.checkpoint import read_index
+    from rbfi.data import checkpoint_data
 
     model = load(run).eval()
-    scale = trained_pixel_scale(read_index(run).get("training") or {})
-    x_test, y_test = (t[:limit] for t in load_mnist("test", pixel_scale=scale))
-    x_train, y_train = (t[:limit] for t in load_mnist("train", pixel_scale=scale))
+    x_test, y_test = checkpoint_data(run, "test", limit)[:2]
+    x_train, y_train = checkpoint_data(run, "train", limit)[:2]
     with torch.no_grad():
         clean_test = (model(x_test).argmax(1) == y_test).float().mean().item()
         clean_train = (model(x_train).argmax(1) == y_train).float().mean().item()

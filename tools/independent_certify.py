@@ -2,8 +2,9 @@
 
     python -m tools.independent_certify RUN --eps 0.1,0.2,0.3 [--limit N] [--data-dir DIR]
 
-It reads ``checkpoint.json`` and the weights (safetensors, as numpy arrays) and the MNIST test
-set itself, and propagates intervals with NumPy in float64, straight from the formulas:
+It reads ``checkpoint.json`` and the weights (safetensors, as numpy arrays) and the MNIST (or,
+from --data-dir, Fashion-MNIST) test set itself, and propagates intervals with NumPy in
+float64, straight from the formulas:
 
 - RBFI unit (inf norm), per input i over [lo_i, hi_i]: the smallest (u_i (x_i - w_i))^2 is at
   the point of the interval nearest to w_i, the largest at the farther end; z ranges over
@@ -144,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     index = json.loads((Path(args.run) / "checkpoint.json").read_text())
     weights = load_file(str(Path(args.run) / index["weights"]["file"]))
-    scale = args.pixel_scale or (index.get("training") or {}).get("pixel_scale", 256)
+    dataset = index["model"].get("dataset", "mnist")  # absent: an MNIST net
+    if dataset == "cifar10" or (dataset != "mnist" and not args.data_dir):
+        parser.error(f"a {dataset} net: only MNIST, and Fashion-MNIST from --data-dir, are read")
+    legacy = 256 if dataset == "mnist" else 255  # MNIST runs saved before the setting: k / 256
+    scale = args.pixel_scale or (index.get("training") or {}).get("pixel_scale", legacy)
     x, y = load_test_set(args.data_dir, scale)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]

@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load_file
 
 from rbfi.bounds import certify
-from rbfi.data import load_mnist, trained_pixel_scale
+from rbfi.data import checkpoint_test_set
 from rbfi.evaluation.results import mask
 from rbfi.io import atomic_write_json, sha256_file, versions
 from rbfi.io.checkpoint import INDEX_NAME, read_index
@@ -229,7 +229,6 @@ def make_card(args: argparse.Namespace) -> dict:
     if (dest / CARD_NAME).exists() and not args.overwrite:
         raise CardError(f"{dest} already holds a card; use --overwrite to replace it")
     command = training_command(training, args.train_out or str(run), args.trained_threads)
-    pixel_scale = trained_pixel_scale(index.get("training"))
     metrics = index.get("metrics") or []
     wall = (
         sum(m.get("train_seconds", 0.0) + m.get("eval_seconds", 0.0) for m in metrics)
@@ -241,9 +240,7 @@ def make_card(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     model = load_model(run)
-    x, y = load_mnist("test", pixel_scale=pixel_scale)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
+    x, y, _, pixel_scale = checkpoint_test_set(run, args.limit or None)
     start = time.perf_counter()
     clean = predict(model, x, args.batch_size)
     certificates = {e: certify(model, x, y, float(e), args.batch_size) for e in CARD_EPS}

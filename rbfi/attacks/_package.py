@@ -4,8 +4,9 @@ pyautoattack==0.2.0``; it declares no dependencies and needs only torch and nump
 rewritten here.
 
 The package expects image batches (N, C, H, W) for Square's square patches; our classifiers
-take flat (N, 784) vectors. :class:`ImageInput` shows any flat classifier to the package as an
-image classifier: the package sees (N, 1, 28, 28) tensors, the wrapper flattens them.
+take flat (N, C*H*W) vectors. :class:`ImageInput` shows any flat classifier to the package as an
+image classifier: the package sees (N, C, H, W) tensors (MNIST: (N, 1, 28, 28)), the wrapper
+flattens them.
 """
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ class ImageInput(nn.Module):
         return self.model(images.flatten(1))
 
 
-def as_images(x: Tensor) -> Tensor:
-    """(N, n) -> (N, 1, s, s) when n = s^2 (MNIST: s = 28); image batches pass unchanged."""
+def as_images(x: Tensor, model: nn.Module | None = None) -> Tensor:
+    """(N, C*H*W) -> (N, C, H, W) for the (C, H, W) of ``model.config.input_shape`` (CIFAR-10:
+    (3, 32, 32)); for a model without one, (N, n) -> (N, 1, s, s) when n = s^2 (MNIST: s = 28).
+    Image batches pass unchanged."""
     if x.dim() >= 4:
         return x
+    shape = getattr(getattr(model, "config", None), "input_shape", None)
     n = x[0].numel() if len(x) else x.shape[-1]
+    if shape is not None and shape[0] * shape[1] * shape[2] == n:
+        return x.reshape(len(x), *shape)
     side = math.isqrt(n)
     if side * side != n:
         raise ValueError(f"cannot view inputs of {n} values as square images")

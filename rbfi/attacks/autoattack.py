@@ -80,6 +80,8 @@ class AutoAttack(Attack):
                 wrapped, version=self.version, norm="Linf", eps=self.eps, seed=seed, device=x.device
             )
         with isolated(x.device) as messages:
-            x_adv, _ = attack.run_standard_evaluation(as_images(x), y, batch_size=len(x))
+            x_adv, _ = attack.run_standard_evaluation(
+                as_images(x, self.model), y, batch_size=len(x)
+            )
         self.stats["package_warnings"] = messages
         return x_adv.reshape(x.shape)

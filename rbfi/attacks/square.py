@@ -58,6 +58,6 @@ class Square(Attack):
             device=x.device,
         )
         with isolated(x.device) as messages, torch.no_grad():
-            x_adv = square.perturb(as_images(x), y)
+            x_adv = square.perturb(as_images(x, self.model), y)
         self.stats["package_warnings"] = messages
         return x_adv.reshape(x.shape)

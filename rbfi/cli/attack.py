@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.data import DataOptions
 from rbfi.evaluation import EvalConfig
 
 HELP = "robustness evaluation under a suite of attacks, with the certified lower bound"
@@ -22,13 +23,13 @@ def add_parser(sub) -> None:
         "checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME of the model to attack"
     )
     add_config_options(p, EvalConfig)
+    add_config_options(p, DataOptions)
     add_common(
         p,
         "limit",
         "out",
         "overwrite",
         "device",
-        "data_dir",
         "threads",
         "no_progress",
         "estimate_only",
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def _attack(args: argparse.Namespace, config: EvalConfig, out_dir: Path) -> int:
     from dataclasses import replace
 
-    from rbfi.data import checkpoint_pixel_scale, load_mnist
+    from rbfi.data import checkpoint_test_set
     from rbfi.evaluation import SoundnessError, evaluate_robustness, to_markdown, write_results
     from rbfi.evaluation.report import refuse_overwrite, summary
     from rbfi.models import load_model
@@ -76,11 +77,16 @@ def _attack(args: argparse.Namespace, config: EvalConfig, out_dir: Path) -> int:
     source = (
         load_model(args.transfer_source, map_location=args.device) if args.transfer_source else None
     )
-    config = replace(
-        config, pixel_scale=checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
+    data = config_from_args(DataOptions, args)
+    test = checkpoint_test_set(
+        args.checkpoint,
+        args.limit,
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        pixel_scale=config.pixel_scale,
     )
-    x, y = load_mnist("test", args.data_dir, config.pixel_scale)
-    x, y = x[: args.limit], y[: args.limit]
+    config = replace(config, pixel_scale=test.pixel_scale)
+    x, y = test.x, test.y
     try:
         results = evaluate_robustness(
             model,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.data import DataOptions
 from rbfi.evaluation.config import CertifyConfig
 
 HELP = "certified accuracy over a grid of eps (interval bound propagation)"
@@ -19,6 +20,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("certify", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_config_options(p, CertifyConfig)
+    add_config_options(p, DataOptions)
     add_common(
         p,
         "limit",
@@ -26,7 +28,6 @@ def add_parser(sub) -> None:
         "overwrite",
         "json",
         "device",
-        "data_dir",
         "threads",
         "no_progress",
         out={"default": None, "help": "results directory (default: runs/certify-RUN)"},
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _certify(args: argparse.Namespace, config: CertifyConfig, out_dir: Path) -> int:
-    from rbfi.data import checkpoint_pixel_scale, load_mnist
+    from rbfi.data import checkpoint_test_set
     from rbfi.evaluation.certification import (
         RESULT_FILES,
         certify_grid,
@@ -60,12 +61,22 @@ def _certify(args: argparse.Namespace, config: CertifyConfig, out_dir: Path) -> 
 
     refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
     model = load_model(args.checkpoint, map_location=args.device)
-    pixel_scale = checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
-    x, y = load_mnist("test", args.data_dir, pixel_scale)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
+    data = config_from_args(DataOptions, args)
+    test = checkpoint_test_set(
+        args.checkpoint,
+        args.limit,
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        pixel_scale=config.pixel_scale,
+    )
     results = certify_grid(
-        model, x, y, config.eps, config.batch_size, pixel_scale, progress=not args.no_progress
+        model,
+        test.x,
+        test.y,
+        config.eps,
+        config.batch_size,
+        test.pixel_scale,
+        progress=not args.no_progress,
     )
     results["model"]["checkpoint"] = str(args.checkpoint)
     paths = write_certify_results(results, out_dir, overwrite=args.overwrite)

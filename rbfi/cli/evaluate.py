@@ -6,6 +6,7 @@ import argparse
 import json
 
 from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.data import DataOptions
 from rbfi.evaluation.config import AccuracyConfig
 
 HELP = "clean test accuracy of a checkpoint"
@@ -15,23 +16,30 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP)
     p.add_argument("checkpoint", type=checkpoint_ref, help="run directory or zoo:NAME")
     add_config_options(p, AccuracyConfig)
-    add_common(p, "limit", "data_dir", "device", "threads", "json")
+    add_config_options(p, DataOptions)
+    add_common(p, "limit", "device", "threads", "json")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rbfi.data import checkpoint_pixel_scale, load_mnist
+    from rbfi.data import checkpoint_test_set
     from rbfi.models import evaluate, load_model
 
     config = config_from_args(AccuracyConfig, args)
+    data = config_from_args(DataOptions, args)
     model = load_model(args.checkpoint, map_location=args.device)
-    pixel_scale = checkpoint_pixel_scale(args.checkpoint, config.pixel_scale)
-    x, y = load_mnist("test", args.data_dir, pixel_scale)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
+    test = checkpoint_test_set(
+        args.checkpoint,
+        args.limit,
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        pixel_scale=config.pixel_scale,
+    )
+    x, y, pixel_scale = test.x, test.y, test.pixel_scale
     result = evaluate(model, x.to(args.device), y.to(args.device), None, config.batch_size)
     result = {
         "checkpoint": str(args.checkpoint),
+        "dataset": test.dataset,
         "images": len(x),
         "pixel_scale": pixel_scale,
         **result,
@@ -40,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"clean test accuracy {result['accuracy']:.4f} on {len(x)} images "
+            f"clean test accuracy {result['accuracy']:.4f} on {len(x)} {test.dataset} images "
             f"(pixels k / {pixel_scale})"
         )
     return 0

@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rbfi.data import trained_pixel_scale
     from rbfi.io.checkpoint import read_index
     from rbfi.models import load_model
     from rbfi.nn import rbfi_layers
@@ -29,6 +30,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     params = sum(p.numel() for p in model.parameters())
     print(f"model      {model.describe()}  ({params:,} parameters, loss {model.loss})")
+    config = model.config
+    if config.dataset is not None:
+        scale = trained_pixel_scale(index.get("training"), config.dataset)
+        shape = "x".join(map(str, config.input_shape))
+        print(f"data       {config.dataset} ({shape} images), pixels k / {scale}")
     print(f"epoch      {index['epoch']}  (resumable: {'yes' if index.get('state') else 'no'})")
     for i, layer in enumerate(rbfi_layers(model)):
         n_or = int(layer.is_or.sum())

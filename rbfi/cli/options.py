@@ -18,7 +18,7 @@ import dataclasses
 import typing
 from collections.abc import Iterable
 
-from rbfi.options import Device, Kind, PositiveInt, Text, option_fields
+from rbfi.options import Device, Kind, PositiveInt, option_fields
 
 
 def _argparse_type(kind: Kind):
@@ -69,7 +69,6 @@ def add_config_options(
 ) -> None:
     """Add one option per command-line field of ``cls`` (and of its nested configs)."""
     skip = set(skip)
-    groups: dict[str, argparse._ArgumentGroup] = {}
     nested = dict(_nested(cls))
     for f in dataclasses.fields(cls):
         if f.name in nested:
@@ -79,10 +78,9 @@ def add_config_options(
         if "kind" not in meta or not meta["cli"] or f.name in skip:
             continue
         target = parser
-        if meta["group"]:
-            if meta["group"] not in groups:
-                groups[meta["group"]] = parser.add_argument_group(meta["group"])
-            target = groups[meta["group"]]
+        if meta["group"]:  # one section per title, whichever config's fields fill it
+            titled = {g.title: g for g in parser._action_groups}
+            target = titled.get(meta["group"]) or parser.add_argument_group(meta["group"])
         flags = [meta["flag"] or "--" + f.name.replace("_", "-"), *meta.get("aliases", ())]
         default = _default(f)
         if isinstance(default, bool):
@@ -126,14 +124,6 @@ COMMON = {
             "default": "cpu",
             "metavar": "DEVICE",
             "help": "torch device (default: cpu)",
-        },
-    ),
-    "data_dir": (
-        "--data-dir",
-        {
-            "type": _argparse_type(Text()),
-            "default": None,
-            "help": "directory of MNIST IDX files (default: the data wheel)",
         },
     ),
     "threads": (

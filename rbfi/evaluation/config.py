@@ -8,6 +8,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from rbfi.attacks.suites import SUITES, SuiteOptions
+from rbfi.data import pixel_scale_option
 from rbfi.options import (
     Choice,
     FloatList,
@@ -22,18 +23,6 @@ from rbfi.options import (
 
 # the default eps grid of `rbfi attack` and `rbfi certify` (eps 0: the clean accuracy, a check)
 DEFAULT_EPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def pixel_scale_option():
-    """The ``--pixel-scale`` field of every command that tests a checkpoint."""
-    kind = Int(255, 256)
-    kind.metavar = "{255,256}"
-    return option(
-        None,
-        "test pixels k / 255 or k / 256 (default: the scale the net was trained on; k / 256 for "
-        "checkpoints saved without the setting)",
-        kind=kind,
-    )
 
 
 @dataclass
@@ -53,7 +42,7 @@ class EvalConfig:
     certify: bool = option(
         True, "skip the certified lower bound (interval bounds)", flag="--no-certify", invert=True
     )
-    pixel_scale: int | None = pixel_scale_option()
+    pixel_scale: int | None = pixel_scale_option(None)
     options: SuiteOptions = field(default_factory=SuiteOptions)
 
     def __post_init__(self) -> None:
@@ -76,7 +65,7 @@ class CertifyConfig:
 
     eps: tuple[float, ...] = option(DEFAULT_EPS, "l_inf radii, in [0, 1]", kind=FloatList())
     batch_size: int = option(1000, "examples per bound computation", kind=PositiveInt())
-    pixel_scale: int | None = pixel_scale_option()
+    pixel_scale: int | None = pixel_scale_option(None)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -87,7 +76,7 @@ class AccuracyConfig:
     """What ``rbfi eval`` measures: the clean test accuracy."""
 
     batch_size: int = option(1000, "examples per forward pass", kind=PositiveInt())
-    pixel_scale: int | None = pixel_scale_option()
+    pixel_scale: int | None = pixel_scale_option(None)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rbfi.data import pixel_scale_option
 from rbfi.experiments.paper import ITEMS
 from rbfi.experiments.profiles import PROFILES
 from rbfi.options import (
     Choice,
-    Int,
     Kind,
     Names,
     NonNegativeInt,
@@ -49,11 +49,8 @@ class ReproduceConfig:
         "start (running ones finish); the same command later continues where it stopped",
         kind=_shown_as(PositiveFloat(), "MIN"),
     )
-    pixel_scale: int | None = option(
-        None,
-        "train and test on pixels k / 255 or k / 256 (default: the profile's, 255; "
-        "results/paper-quick was made with 256)",
-        kind=_shown_as(Int(255, 256), "{255,256}"),
+    pixel_scale: int | None = pixel_scale_option(
+        None, "the profile's, 255; results/paper-quick was made with 256"
     )
     readme: str | None = option(
         None,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rbfi.bounds import network_sensitivity
-from rbfi.data import checkpoint_pixel_scale, load_mnist
+from rbfi.data import checkpoint_test_set
 from rbfi.evaluation import EvalConfig, evaluate_robustness
 from rbfi.experiments.spec import JOBS_DIR, RESULT_NAME
 from rbfi.io import atomic_write_json
@@ -39,10 +39,9 @@ def run_job(payload: dict, root: Path) -> None:
     run_dir = Path(root) / JOBS_DIR / payload["run"]
     model = load_model(run_dir)
     settings = payload.get("config") or {}
-    pixel_scale = checkpoint_pixel_scale(run_dir, settings.get("pixel_scale"))
-    x, y = load_mnist("test", pixel_scale=pixel_scale)
-    if payload.get("limit"):
-        x, y = x[: payload["limit"]], y[: payload["limit"]]
+    x, y, _, pixel_scale = checkpoint_test_set(
+        run_dir, payload.get("limit") or None, pixel_scale=settings.get("pixel_scale")
+    )
     what = payload["what"]
     if what == "attacks":
         config = EvalConfig(**{**payload["config"], "pixel_scale": pixel_scale})

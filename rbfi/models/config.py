@@ -7,9 +7,11 @@ Geometry notation (paper, Sec. 6): one symbol per layer, output layer included:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from rbfi.io.schema import Int, List, Num, Obj, SchemaError, Str
+from rbfi.data import DATASET_NAMES, dataset_option, get_dataset
+from rbfi.io.schema import Int, List, Nullable, Num, Obj, SchemaError, Str
 from rbfi.options import Choice, IntList, Pair, PositiveInt, Text, check_fields, option
 
 ARCHITECTURES = ("rbfi", "rbf", "relu", "sigmoid")
@@ -24,6 +26,7 @@ MODEL_SCHEMA = Obj(
     {
         "geometry": Str(pattern=r"[\^v*]+"),
         "in_features": Int(min=1),
+        "dataset": Nullable(Str(choices=DATASET_NAMES)),  # absent: mnist
         "u_bounds": List(Num(min=0), 2, 2),
         "w_bounds": List(Num(), 2, 2),
     },
@@ -58,7 +61,10 @@ class ModelConfig:
     geometry: str | None = option(
         None, "rbfi/rbf: one symbol per layer, ^ And, v Or, * mixed (default ^v^v...)", kind=Text()
     )
-    in_features: int = option(784, "input size", kind=PositiveInt(), cli=False)
+    dataset: str | None = dataset_option("mnist")
+    in_features: int | None = option(
+        None, "input size (default: C x H x W of the dataset)", kind=PositiveInt(), cli=False
+    )
     u_bounds: tuple[float, float] = option(
         (0.01, 3.0), "rbfi/rbf: bounds of the scales u (Sec. 4.2)", kind=Pair(min=0.0)
     )
@@ -68,12 +74,36 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.dataset is None:
+            if self.in_features is None:
+                raise ValueError("a net without a dataset needs in_features (its input size)")
+        else:
+            n_inputs = get_dataset(self.dataset).n_inputs
+            if self.in_features is None:
+                object.__setattr__(self, "in_features", n_inputs)
+            elif self.in_features != n_inputs:
+                c, h, w = self.input_shape
+                raise ValueError(
+                    f"in_features {self.in_features} does not fit dataset {self.dataset} "
+                    f"({c}x{h}x{w} = {n_inputs} inputs): leave it out, or set dataset=None for "
+                    f"a net on plain vectors"
+                )
         if self.arch in RBF_ARCHITECTURES:
             geometry = self.geometry or alternating_geometry(len(self.layers))
             parse_geometry(geometry, len(self.layers))
             object.__setattr__(self, "geometry", geometry.replace(" ", ""))
         elif self.geometry is not None:
             raise ValueError(f"geometry applies to rbfi and rbf models only, not {self.arch!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input: the dataset's images. A net on plain vectors (dataset None)
+        of n = s^2 inputs reads (1, s, s) images, else (1, 1, n). Flattened channel-major, it
+        is the (B, in_features) input."""
+        if self.dataset is not None:
+            return get_dataset(self.dataset).input_shape
+        side = math.isqrt(self.in_features)
+        return (1, side, side) if side * side == self.in_features else (1, 1, self.in_features)
 
     @property
     def loss(self) -> str:
@@ -86,11 +116,14 @@ class ModelConfig:
         return parse_geometry(self.geometry, len(self.layers))
 
     def to_json(self) -> dict:
-        """The checkpoint's ``model`` entry (MLPs omit what does not apply to them)."""
+        """The checkpoint's ``model`` entry (MLPs omit what does not apply to them; MNIST nets
+        omit the dataset, as every net saved before the setting existed did)."""
         out = {"arch": self.arch, "layers": list(self.layers)}
         if self.arch in RBF_ARCHITECTURES:
             out["geometry"] = self.geometry
         out["in_features"] = self.in_features
+        if self.dataset != "mnist":
+            out["dataset"] = self.dataset
         if self.arch in RBF_ARCHITECTURES:
             out["u_bounds"] = list(self.u_bounds)
             out["w_bounds"] = list(self.w_bounds)

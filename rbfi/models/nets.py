@@ -1,14 +1,14 @@
-"""Classifiers for permutation-invariant MNIST: RBFI / RBF nets and the ReLU / sigmoid baselines.
+"""Fully connected classifiers (permutation-invariant: images are flattened): RBFI / RBF nets
+and the ReLU / sigmoid baselines.
 
-Every model takes a float tensor of shape (B, 784) with values in [0, 1] (also (B, 1, 28, 28)
-or (B, 28, 28), flattened, so attack libraries can pass images) and returns (B, 10) class
-scores. ``model.config`` is the :class:`~rbfi.models.config.ModelConfig` it was built from;
+Every model takes a float tensor of shape (B, C*H*W) with values in [0, 1], the images of its
+dataset flattened (MNIST: (B, 784)), or the images themselves, (B, C, H, W) (MNIST also (B, 28,
+28)), flattened here so attack libraries can pass images; it returns (B, classes) scores.
+``model.config`` is the :class:`~rbfi.models.config.ModelConfig` it was built from;
 ``model.loss`` names the paper's training loss ("square" or "cross_entropy").
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor, nn
@@ -31,16 +31,21 @@ class Classifier(nn.Module):
         self.body = nn.Sequential()
 
     def flatten_input(self, x: Tensor) -> Tensor:
-        side = math.isqrt(self.in_features)
-        image_shapes = {(side, side), (1, side, side)} if side * side == self.in_features else set()
+        """(B, C*H*W) from (B, C*H*W), (B, C, H, W) or, for one channel, (B, H, W), where
+        (C, H, W) is ``config.input_shape``; ValueError naming both shapes otherwise (an MNIST
+        net given CIFAR-10 images, ...)."""
+        c, h, w = self.config.input_shape
+        images = h > 1  # (1, 1, n): a net on plain vectors takes no images
+        image_shapes = set()
+        if images:
+            image_shapes = {(c, h, w), (h, w)} if c == 1 else {(c, h, w)}
         if x.dim() == 2 and x.shape[1] == self.in_features:
             return x
         if x.dim() >= 3 and tuple(x.shape[1:]) in image_shapes:
             return x.reshape(x.shape[0], self.in_features)
-        expected = f"(B, {self.in_features})"
-        if image_shapes:
-            expected += f" or (B, 1, {side}, {side})"
-        raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
+        expected = f"(B, {self.in_features})" + (f" or (B, {c}, {h}, {w})" if images else "")
+        got = f"(B, {', '.join(map(str, x.shape[1:]))})" if x.dim() >= 2 else str(tuple(x.shape))
+        raise ValueError(f"expected input of shape {expected}, got {got}")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(self.flatten_input(x))

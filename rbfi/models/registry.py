@@ -15,7 +15,8 @@ def build_model(
     layers: str | Sequence[int] = DEFAULT_LAYERS,
     geometry: str | None = None,
     *,
-    in_features: int = 784,
+    dataset: str | None = None,
+    in_features: int | None = None,
     u_bounds: Sequence[float] = (0.01, 3.0),
     w_bounds: Sequence[float] = (0.0, 1.0),
     pseudogradient: bool = True,
@@ -25,6 +26,9 @@ def build_model(
 
     ``geometry`` applies to rbfi/rbf nets only (default: alternate ^ and v, starting with ^);
     ``pseudogradient`` sets the RBFI layers' gradient mode (a runtime switch, not saved).
+    ``dataset``: what the net reads ("mnist", "fashion-mnist", "cifar10"; default "mnist"), its
+    input size C x H x W; given ``in_features`` alone, the net reads plain vectors of that size
+    (a net of no dataset, as in small experiments with the units).
     """
     if isinstance(arch, ModelConfig):
         config = arch
@@ -33,6 +37,7 @@ def build_model(
             arch=arch,
             layers=layers,
             geometry=geometry,
+            dataset=dataset if dataset is not None or in_features is not None else "mnist",
             in_features=in_features,
             u_bounds=tuple(u_bounds),
             w_bounds=tuple(w_bounds),

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from rbfi.data import DEFAULT_PIXEL_SCALE, LEGACY_PIXEL_SCALE, PIXEL_SCALES
+from rbfi.data import (
+    DEFAULT_PIXEL_SCALE,
+    LEGACY_PIXEL_SCALE,
+    data_dir_option,
+    get_dataset,
+    pixel_scale_option,
+)
 from rbfi.models.config import ModelConfig
 from rbfi.nn.losses import LOSSES
 from rbfi.options import (
@@ -61,7 +67,8 @@ def _shown_as(kind: Kind, metavar: str) -> Kind:
 
 @dataclass
 class TrainConfig:
-    """A training run: the model, the optimiser (AdaDelta, the paper's), data and seed."""
+    """A training run: the model (and the dataset it reads), the optimiser (AdaDelta, the
+    paper's), data and seed."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = option(10, "training epochs", kind=PositiveInt())
@@ -119,13 +126,8 @@ class TrainConfig:
         flag="--limit",
         aliases=("--test-limit",),
     )
-    data_dir: str | None = option(None, "directory of MNIST IDX files", kind=Text())
-    pixel_scale: int = option(
-        DEFAULT_PIXEL_SCALE,
-        "pixels are k / 255 (the published numbers' scale) or k / 256 (the data wheel as "
-        "stored; what runs saved without this setting trained on)",
-        kind=Int(*PIXEL_SCALES),
-    )
+    data_dir: str | None = data_dir_option()
+    pixel_scale: int = pixel_scale_option(DEFAULT_PIXEL_SCALE)
     device: str = option("cpu", "torch device (cpu, cuda, cuda:1, ...)", kind=Device())
     init_from: str | None = option(
         None,
@@ -290,10 +292,14 @@ class TrainConfig:
             )
         if self.loss is None:
             self.loss = self.model.loss
-        if self.model.layers[-1] != 10:
-            raise ValueError(
-                f"the last layer must have 10 units (MNIST classes), got {self.model.layers[-1]}"
-            )
+        if self.model.dataset is not None:  # None: a net on plain vectors (no data to train on)
+            dataset = get_dataset(self.model.dataset)
+            dataset.check_pixel_scale(self.pixel_scale)
+            if self.model.layers[-1] != dataset.n_classes:
+                raise ValueError(
+                    f"the last layer must have {dataset.n_classes} units ({dataset.title} "
+                    f"classes), got {self.model.layers[-1]}"
+                )
 
     def _apply_recipe(self) -> None:
         """Fill the settings of ``certified_recipe`` that still hold their defaults."""
@@ -324,7 +330,7 @@ class TrainConfig:
     def from_json(cls, data: dict) -> TrainConfig:
         """From :meth:`to_json`, or from the flat settings rbfi 0.1 saved (arch, layers, ...
         at the top level). Unknown keys are ignored; bad values raise ValueError; settings
-        without ``pixel_scale`` (saved before it existed) mean k / 256; without
+        of MNIST nets without ``pixel_scale`` (saved before it existed) mean k / 256; without
         ``certified_recipe``, the linf-dist recipe when the loss was the clipped hinge (the
         knobs it now groups were options of their own) and ibp otherwise."""
         if not isinstance(data, dict):
@@ -338,7 +344,8 @@ class TrainConfig:
             data["model"] = {k: v for k, v in model.items() if v is not None}
         if "model" not in data:
             raise ValueError("training settings without a model")
-        data.setdefault("pixel_scale", LEGACY_PIXEL_SCALE)  # saved before the setting existed
+        if isinstance(data["model"], dict) and data["model"].get("dataset", "mnist") == "mnist":
+            data.setdefault("pixel_scale", LEGACY_PIXEL_SCALE)  # saved before it existed
         if "certified_recipe" not in data:  # saved before it existed: the clipped hinge was
             hinge = data.get("certified_loss") == "clipped_hinge"  # set on its own
             data["certified_recipe"] = "linf-dist" if hinge else "ibp"

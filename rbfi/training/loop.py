@@ -1,6 +1,6 @@
-"""Training on permutation-invariant MNIST (paper, Sec. 6): AdaDelta, batch 100, square-error
-loss for RBFI and sigmoid nets, cross-entropy for ReLU nets; parameters of RBFI layers are
-projected onto their bounds after every optimiser step (Sec. 4.2).
+"""Training on the model's dataset (MNIST by default; paper, Sec. 6): AdaDelta, batch 100,
+square-error loss for RBFI and sigmoid nets, cross-entropy for ReLU nets; parameters of RBFI
+layers are projected onto their bounds after every optimiser step (Sec. 4.2).
 
 Every epoch ends with an evaluation on the test set, a checkpoint (weights + optimiser and RNG
 state) and one JSON line appended to ``metrics.jsonl``. A resumed run continues from the last
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rbfi.data import load_mnist
+from rbfi.data import load_dataset
 from rbfi.io import Progress, atomic_write_bytes
 from rbfi.io.atomic import append_text
 from rbfi.io.checkpoint import INDEX_NAME, CheckpointError, check_run_directory, load_tensors
@@ -169,7 +169,8 @@ def _set_up(config: TrainConfig, out_dir: Path, index: dict | None, log) -> Trai
     if config.init_from:
         _load_initial_weights(model, config)
     log(
-        f"training {model.describe()} ({run.objective.describe()}) on {len(data[0])} images, "
+        f"training {model.describe()} ({run.objective.describe()}) on {len(data[0])} "
+        f"{config.model.dataset} images, "
         f"{config.epochs} epochs -> {out_dir}"
         + (f", starting from {config.init_from}" if config.init_from else "")
     )
@@ -178,8 +179,13 @@ def _set_up(config: TrainConfig, out_dir: Path, index: dict | None, log) -> Trai
 
 def _load_data(config: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(x_train, y_train, x_test, y_test) on ``device``, cut to the configured limits."""
-    x_train, y_train = load_mnist("train", config.data_dir, config.pixel_scale)
-    x_test, y_test = load_mnist("test", config.data_dir, config.pixel_scale)
+    dataset = config.model.dataset
+    if dataset is None:
+        raise ValueError(
+            "the model reads plain vectors, not a dataset: there is nothing to train on"
+        )
+    x_train, y_train = load_dataset(dataset, "train", config.data_dir, config.pixel_scale)
+    x_test, y_test = load_dataset(dataset, "test", config.data_dir, config.pixel_scale)
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     if config.test_limit:
@@ -285,10 +291,13 @@ def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
     from rbfi.models import zoo
 
     index = read_checkpoint_index(zoo.checkpoint_path(config.init_from))
-    if model_config_of(index) != config.model:
+    source = model_config_of(index)
+    if source != config.model:
+        held, wanted = source.describe(), config.model.describe()
+        if source.dataset != config.model.dataset:
+            held, wanted = f"{held} of {source.dataset}", f"{wanted} of {config.model.dataset}"
         raise CheckpointError(
-            f"--init-from {config.init_from} holds {model_config_of(index).describe()}, "
-            f"not the {config.model.describe()} being trained"
+            f"--init-from {config.init_from} holds {held}, not the {wanted} being trained"
         )
     load_checked_weights(model, index, config.model, str(config.init_from))
 
