@@ -170,7 +170,9 @@ def test_hand_run_summary_takes_the_worst_case_per_example(tmp_path):
     low, high = stats.clopper_pearson(7, 10)
     assert (out["pgd"]["0.1"]["low"], out["pgd"]["0.1"]["high"]) == (low, high)
     assert out["train_seconds"] == 180.0 and out["health"]["status"] == "converged"
-    main([f"Madry={run}", "--out", str(tmp_path / "out")])
+    assert main([f"Madry={run}", "--out", str(tmp_path / "out")]) == 0
+    assert main([f"None={tmp_path / 'nowhere'}", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| Madry | 10 / 4 | 90.0 [55.5-99.7] | yes | 70.0 [34.8-93.3]" in text
     assert "100 steps x 1 restart(s)" in text and "first 4" in text

@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import rbfi.stats as stats
@@ -178,12 +177,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--title", default="ReLU 512^3 baselines: learning curves")
     args = parser.parse_args(argv)
+    if not all("=" in item for item in args.runs):
+        parser.error("each run is NAME=RUN_DIR")
     runs = dict(item.split("=", 1) for item in args.runs)
-    nets = {name: summarise_run(path) for name, path in runs.items()}
+    try:
+        nets = {name: summarise_run(path) for name, path in runs.items()}
+    except (OSError, ValueError, KeyError) as error:
+        print(f"baseline_runs: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
     for net in nets.values():
         decided = target(net)
         if decided is not None:
-            net["target"] = {"claim": decided[0], **asdict(decided[1])}
+            claim, verdict = decided
+            net["target"] = {"claim": claim, "status": verdict.status, "reason": verdict.reason}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "summary.json", nets)
