@@ -173,9 +173,6 @@ class Estimate:
     sd: float | None = None
     method: str = "Clopper-Pearson"
 
-    def contains(self, x: float) -> bool:
-        return self.low <= x <= self.high
-
     @property
     def digits(self) -> int:
         """Decimals of the percentages: 2 when the interval is narrower than 1 point."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.experiments.paper import ITEMS
 from rbfi.experiments.profiles import PROFILES, Profile, reductions
-from rbfi.experiments.render import VERDICT_NOTE, claims_markdown, table, verdict_cell
+from rbfi.experiments.render import VERDICT_NOTE, table, verdict_cell
 from rbfi.experiments.spec import Item, Job, Rendered, Results
 from rbfi.io import atomic_write_bytes, atomic_write_json, versions
 from rbfi.io.provenance import cpu_name
@@ -372,4 +372,4 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ReproduceFailed", "claims_markdown", "estimate", "reproduce", "select_items"]
+__all__ = ["ReproduceFailed", "estimate", "reproduce", "select_items"]

@@ -11,8 +11,8 @@ from rbfi.experiments.paper.common import (
     strong_eval,
     transfer_source,
 )
-from rbfi.experiments.paper.measure import COLUMN_TITLES, labelled, measure, panels, problems
-from rbfi.experiments.render import claim, curves_png, page, table
+from rbfi.experiments.paper.measure import COLUMN_TITLES, attack_table, panels, problems
+from rbfi.experiments.render import claim, curves_png, page
 from rbfi.experiments.spec import Claim, Item, Rendered, Results
 from rbfi.stats import Doubt, all_of, greater, premise
 
@@ -24,6 +24,24 @@ REGIMES = (
     ("madry", "ReLU(Madry PGD)"),
 )
 ATTACKS = ("fgsm", "ifgsm", "noise", "pgd-paper-legacy", "pgd-paper", "worst", "certified")
+
+
+def caption(profile) -> str:
+    """What Figure 3's table shows, on how many images, and how its nets were trained."""
+    return (
+        f"Accuracy in % at eps = {profile.table_eps:g} [95% interval]: clean on n = "
+        f"{profile.test_limit or 10000}, FGSM, I-FGSM and noise on the same n, the "
+        f"paper's PGD on the first n = {profile.pgd_limit}, the strong suite and "
+        f"certificates on the first n = {profile.strong_limit}; comparisons on the same "
+        f"images by McNemar's exact test. ReLU nets trained {profile.adv_epochs} epochs "
+        f"(training attacks at eps 0.3: the paper's PGD with {profile.adv_pgd_steps} "
+        f"AdaDelta steps, Madry's sign PGD with {profile.madry_steps} steps); RBFI "
+        f"trained normally for {profile.epochs} epochs. A net marked *under-trained* "
+        "or *failed* did not finish learning (rbfi.training.health); the claims resting "
+        "on it are undecided. The Madry net here is trained like the others (AdaDelta, "
+        "the full eps from the first step); the baselines item trains it with the "
+        "recipe that works (eps ramp, Adam; docs/baselines.md)."
+    )
 
 
 class Figure3(Item):
@@ -64,32 +82,13 @@ class Figure3(Item):
 
     def render(self, results: Results, profile) -> Rendered:
         nets, eps = self.nets(profile), profile.table_eps
-        sheet = measure(results, profile, nets, ATTACKS, eps)
-        shown = {label: labelled(results, label, job) for label, job in nets.items()}
-        rows = [[shown[label]] + sheet.cells(label, ("clean", *ATTACKS)) for label in nets]
-        data = {label: sheet.values(label, ("clean", *ATTACKS)) for label in nets}
-        data["intervals"] = sheet.intervals(("clean", *ATTACKS))
-        caption = (
-            f"Accuracy in % at eps = {eps:g} [95% interval]: clean on n = "
-            f"{profile.test_limit or 10000}, FGSM, I-FGSM and noise on the same n, the "
-            f"paper's PGD on the first n = {profile.pgd_limit}, the strong suite and "
-            f"certificates on the first n = {profile.strong_limit}; comparisons on the same "
-            f"images by McNemar's exact test. ReLU nets trained {profile.adv_epochs} epochs "
-            f"(training attacks at eps 0.3: the paper's PGD with {profile.adv_pgd_steps} "
-            f"AdaDelta steps, Madry's sign PGD with {profile.madry_steps} steps); RBFI "
-            f"trained normally for {profile.epochs} epochs. A net marked *under-trained* "
-            "or *failed* did not finish learning (rbfi.training.health); the claims resting "
-            "on it are undecided. The Madry net here is trained like the others (AdaDelta, "
-            "the full eps from the first step); the baselines item trains it with the "
-            "recipe that works (eps ramp, Adam; docs/baselines.md)."
-        )
-        headers = ["network", "clean"] + [COLUMN_TITLES[a] for a in ATTACKS]
+        sheet, shown, numbers, data = attack_table(results, profile, nets, ATTACKS, eps)
         figure = panels(results, profile, nets, ATTACKS, shown)
         png = curves_png(figure, suptitle=f"Figure 3 ({profile.name} profile)")
         return page(
             self,
-            caption,
-            table(headers, rows),
+            caption(profile),
+            numbers,
             self.claims(sheet, list(nets), problems(results, nets)),
             data,
             {"figure3.png": ("Figure 3", png)},

@@ -10,8 +10,8 @@ from rbfi.experiments.paper.common import (
     strong_eval,
     transfer_source,
 )
-from rbfi.experiments.paper.measure import COLUMN_TITLES, Sheet, labelled, measure, panels, problems
-from rbfi.experiments.render import claim, curves_png, page, table
+from rbfi.experiments.paper.measure import COLUMN_TITLES, Sheet, attack_table, panels, problems
+from rbfi.experiments.render import claim, curves_png, page
 from rbfi.experiments.spec import Claim, Item, Rendered, Results
 from rbfi.stats import FAILS, HOLDS, UNDECIDED, Doubt, Estimate, Verdict, greater, premise
 
@@ -65,20 +65,13 @@ class Figure5(Item):
 
     def render(self, results: Results, profile) -> Rendered:
         nets, eps = variants(profile), profile.table_eps
-        sheet = measure(results, profile, nets, ATTACKS, eps)
-        rows = [
-            [labelled(results, label, job)] + sheet.cells(label, ("clean", *ATTACKS))
-            for label, job in nets.items()
-        ]
-        data = {label: sheet.values(label, ("clean", *ATTACKS)) for label in nets}
-        data["intervals"] = sheet.intervals(("clean", *ATTACKS))
+        sheet, _, numbers, data = attack_table(results, profile, nets, ATTACKS, eps)
         caption = (
             f"{net_name(nets['u-bound 3'])}, {profile.epochs} epochs; accuracy in % at eps = "
             f"{eps:g} [95% interval] (clean on n = {profile.test_limit or 10000} images, PGD "
             f"on the first n = {profile.pgd_limit}, strong suite on the first n = "
             f"{profile.strong_limit})."
         )
-        headers = ["network", "clean"] + [COLUMN_TITLES[a] for a in ATTACKS]
         doubts = problems(results, {f"RBFI {label}": job for label, job in nets.items()})
         png = curves_png(
             panels(results, profile, nets, ATTACKS),
@@ -87,7 +80,7 @@ class Figure5(Item):
         return page(
             self,
             caption,
-            table(headers, rows),
+            numbers,
             self.claims(sheet, list(nets), doubts),
             data,
             {"figure5.png": ("Figure 5", png)},

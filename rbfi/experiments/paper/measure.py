@@ -11,7 +11,7 @@ from rbfi.attacks.suites import TITLES
 from rbfi.evaluation.results import row_flags
 from rbfi.experiments.paper.common import sources
 from rbfi.experiments.profiles import Profile
-from rbfi.experiments.render import mean_sd
+from rbfi.experiments.render import mean_sd, table
 from rbfi.experiments.spec import Job, Results
 from rbfi.stats import Doubt, Estimate, accuracy_estimate, over_runs, proportion
 
@@ -115,6 +115,15 @@ class Sheet:
         """net -> column -> the estimate's JSON."""
         return {n: {c: e[c].to_json() for c in columns} for n, e in self.estimates.items()}
 
+    def rows(self, shown: dict[str, str], columns: Sequence[str]) -> list[list[str]]:
+        """A table row per net: its name as ``shown`` (net -> name), then a cell per column."""
+        return [[name] + self.cells(net, columns) for net, name in shown.items()]
+
+    def data(self, columns: Sequence[str]) -> dict:
+        """The usual ``data.json``: net -> column -> recorded accuracy, and "intervals"."""
+        values = {net: self.values(net, columns) for net in self.estimates}
+        return values | {"intervals": self.intervals(columns)}
+
 
 def measure(
     results: Results,
@@ -139,6 +148,19 @@ def measure(
             if len(evals) == 1:
                 sheet.flags[name, column] = flags(results, evals[0], column, eps)
     return sheet
+
+
+def attack_table(
+    results: Results, profile: Profile, nets: dict[str, Job], columns: Sequence[str], eps: float
+) -> tuple[Sheet, dict[str, str], str, dict]:
+    """What an item over single nets and attacks starts from: their :class:`Sheet`, each net's
+    name as shown (:func:`labelled`), the Markdown table (network, clean, a column per attack)
+    and the usual ``data.json`` (:meth:`Sheet.data`)."""
+    sheet = measure(results, profile, nets, columns, eps)
+    shown = {name: labelled(results, name, job) for name, job in nets.items()}
+    headers = ["network", "clean"] + [COLUMN_TITLES[c] for c in columns]
+    numbers = table(headers, sheet.rows(shown, ("clean", *columns)))
+    return sheet, shown, numbers, sheet.data(("clean", *columns))
 
 
 def panels(
