@@ -7,8 +7,8 @@ import math
 from rbfi.experiments.paper.common import cheap_eval, net, net_name, sensitivity_eval
 from rbfi.experiments.paper.measure import labelled, measure, problems
 from rbfi.experiments.render import claim, page, table
-from rbfi.experiments.spec import Item, Rendered, Results
-from rbfi.stats import UNDECIDED, Verdict, all_of, greater, premise
+from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.stats import UNDECIDED, Estimate, Verdict, all_of, greater, premise
 
 COLUMNS = ("clean", "fgsm", "noise", "certified")
 
@@ -47,27 +47,37 @@ class Section69(Item):
             | {"bound": bound[k], "intervals": sheet.intervals(COLUMNS)[k]}
             for k in runs
         }
-
-        def c(key):
-            return sheet[key, "clean"]
-
-        harder = all_of(
-            [
-                greater(c("rbfi deep"), c("rbf deep"), ("deep RBFI", "deep RBF")),
-                greater(c("rbfi shallow"), c("rbf shallow"), ("RBFI", "RBF")),
-            ]
-        )
         # a failing RBF net is the claim's subject; an RBF net still learning could catch up;
         # an RBFI net still learning would only widen the gap
         doubts = problems(
             results, {"RBF 512^3": runs["rbf shallow"], "deep RBF": runs["rbf deep"]}, ("failed",)
         )
-        claims = [
+        caption = (
+            f"Accuracy in % [95% interval] on n = {profile.test_limit or 10000} test images, "
+            f"FGSM / noise / certified at eps {profile.table_eps:g}; the sensitivity bound of "
+            f"eq. (8) (RBF: sqrt(2/e) ||u s||_2 per unit)."
+        )
+        headers = ["network", "clean", "sensitivity bound", "FGSM", "noise", "certified"]
+        claims = self.claims({k: sheet[k, "clean"] for k in runs}, bound, doubts)
+        return page(self, caption, table(headers, rows), claims, data)
+
+    @staticmethod
+    def claims(clean: dict[str, Estimate], bound: dict[str, float], doubts) -> list[Claim]:
+        """RBF nets less accurate than RBFI nets, shallow and deep (``clean``: "rbf deep" ->
+        its clean accuracy, ...); eq. 6's growth with sqrt(n), a formula (undecided)."""
+        harder = all_of(
+            [
+                greater(clean["rbfi deep"], clean["rbf deep"], ("deep RBFI", "deep RBF")),
+                greater(clean["rbfi shallow"], clean["rbf shallow"], ("RBFI", "RBF")),
+            ]
+        )
+        shallow = f"RBF {clean['rbf shallow'].text()} vs RBFI {clean['rbfi shallow'].text()}"
+        deep = f"RBF {clean['rbf deep'].text()} vs RBFI {clean['rbfi deep'].text()}"
+        return [
             claim(
                 "RBF units are harder to train than RBFI units, most of all in deep nets",
                 premise(harder, doubts),
-                f"shallow: RBF {c('rbf shallow').text()} vs RBFI {c('rbfi shallow').text()}; "
-                f"deep: RBF {c('rbf deep').text()} vs RBFI {c('rbfi deep').text()}",
+                f"shallow: {shallow}; deep: {deep}",
             ),
             claim(
                 "an RBF unit's sensitivity grows with sqrt(n) (eq. 6), RBFI's does not",
@@ -78,13 +88,6 @@ class Section69(Item):
                 f"{bound['rbf shallow']:.4g}, RBFI {bound['rbfi shallow']:.4g}",
             ),
         ]
-        caption = (
-            f"Accuracy in % [95% interval] on n = {profile.test_limit or 10000} test images, "
-            f"FGSM / noise / certified at eps {profile.table_eps:g}; the sensitivity bound of "
-            f"eq. (8) (RBF: sqrt(2/e) ||u s||_2 per unit)."
-        )
-        headers = ["network", "clean", "sensitivity bound", "FGSM", "noise", "certified"]
-        return page(self, caption, table(headers, rows), claims, data)
 
 
 ITEM = Section69()
