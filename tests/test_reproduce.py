@@ -484,3 +484,9 @@ def test_rerender_rewrites_only_the_rendering_and_refuses_missing_jobs(tmp_path,
     error = capsys.readouterr().err.strip()
     assert error.startswith("rerender: table3:") and "\n" not in error
     assert json.loads((out / "index.json").read_text()) == fresh
+    index_file = next(out.glob("jobs/*/checkpoint.json"))
+    index_file.write_text(index_file.read_text()[:100])  # truncated: never rendered from
+    assert rerender([str(out), "table2"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "corrupt checkpoint index" in error and "\n" not in error
+    assert json.loads((out / "index.json").read_text()) == fresh
