@@ -43,17 +43,17 @@ def rerender(out: Path, names: list[str]) -> dict:
         if not index["items"].get(name, {}).get("complete"):
             raise ValueError(f"{name} is not complete in {out}: run rbfi reproduce to finish it")
         jobs = ITEMS[name].jobs(profile)
-        missing = [j.label for j in jobs if not j.is_done(out)]
-        if missing:
-            raise ValueError(
-                f"{name}: {len(missing)} of its jobs under today's code are not in {out} "
-                f"(first: {missing[0]}); it cannot be re-rendered without running them"
-            )
         damaged = next(((j, j.damage(out)) for j in jobs if j.damage(out)), None)
         if damaged:
             job, why = damaged
             raise ValueError(
                 f"{name}: {job.label}: {why}; rbfi reproduce sets it aside and runs it again"
+            )
+        missing = [j.label for j in jobs if not j.is_done(out)]
+        if missing:
+            raise ValueError(
+                f"{name}: {len(missing)} of its jobs under today's code are not in {out} "
+                f"(first: {missing[0]}); it cannot be re-rendered without running them"
             )
     results = Results(out)
     for name in names:
