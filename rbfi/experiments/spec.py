@@ -131,8 +131,10 @@ class Job:
         return (directory / RESULT_NAME).is_file()
 
     def damage(self, root: Path) -> str | None:
-        """Why the file that marks this job done cannot be read (truncated, corrupt, not what
-        the job writes), or None: it reads, or the job has not written it yet."""
+        """Why the files of this job cannot be used (a result or checkpoint index truncated or
+        corrupt, weights that do not match their checksum), or None: they can, or the job has
+        not written them yet."""
+        from rbfi.io.atomic import sha256_file
         from rbfi.io.checkpoint import CheckpointError, read_index
 
         directory = self.directory(root)
@@ -140,9 +142,12 @@ class Job:
             if not (directory / "checkpoint.json").exists():
                 return None
             try:
-                read_index(directory)
+                index = read_index(directory)
             except CheckpointError as error:
                 return str(error).replace(str(directory) + "/", "")
+            weights = directory / index["weights"]["file"]  # absent where not kept: not damage
+            if weights.is_file() and sha256_file(weights) != index["weights"]["sha256"]:
+                return f"{weights.name} corrupt (checksum mismatch)"
             return None
         path = directory / RESULT_NAME
         if not path.exists():
