@@ -1,8 +1,8 @@
 """``rbfi reproduce``: the paper's experiment section from one command.
 
 1. Build the job grid of the chosen items under a profile (jobs are shared between items).
-2. Set aside the files of any job that cannot be read (a truncated or corrupt result or
-   checkpoint index): moved to ``OUT/jobs/<id>.corrupt-<time>``, said in one line, and the job
+2. Set aside the files of any job that cannot be used (a truncated or corrupt result or
+   checkpoint index, weights that fail their checksum): moved to ``OUT/jobs/<id>.corrupt-<time>``, said in one line, and the job
    runs again; nothing is ever rendered from a broken file.
 3. Run the jobs whose results are missing (an interrupted reproduction resumes), on the local
    engine or on Ray; a failed job is retried, then reported, without losing the others.
