@@ -2,8 +2,9 @@
 
 1. Build the job grid of the chosen items under a profile (jobs are shared between items).
 2. Set aside the files of any job that cannot be used (a truncated or corrupt result or
-   checkpoint index, weights that fail their checksum): moved to ``OUT/jobs/<id>.corrupt-<time>``, said in one line, and the job
-   runs again; nothing is ever rendered from a broken file.
+   checkpoint index, weights that fail their checksum): moved to
+   ``OUT/jobs/<id>.corrupt-<time>``, said in one line, and the job runs again; nothing is ever
+   rendered from a broken file.
 3. Run the jobs whose results are missing (an interrupted reproduction resumes), on the local
    engine or on Ray; a failed job is retried, then reported, without losing the others.
 4. Render every item whose jobs are all done: ``OUT/<item>/<item>.md``, ``data.json`` and its
