@@ -4,7 +4,7 @@ interval excludes the threshold (or the other side of a comparison).
 - One net on n images, k correct: the Clopper-Pearson interval [p_lo, p_hi] (exact: p_lo solves
   P(X >= k | p_lo) = alpha / 2 and p_hi solves P(X <= k | p_hi) = alpha / 2 for X ~ Bin(n, p);
   p_lo = 0 at k = 0, p_hi = 1 at k = n), found by bisection on the exact binomial tail summed
-  in log space; Wilson's score interval as a closed-form cross-check.
+  in log space.
 - Several runs (seeds): mean ± sd and the t-interval mean ± t(1 - alpha/2, r - 1) sd / sqrt(r),
   with Student's t distribution function in closed form for integer degrees of freedom
   (Abramowitz & Stegun 26.7.3-4) and its quantile by bisection. The verdicts use the wider of
@@ -13,8 +13,10 @@ interval excludes the threshold (or the other side of a comparison).
   pairs are Bin(b + c, 1/2) when both nets are equally accurate).
 
 A :class:`Verdict` is "holds" / "does not hold" only when the evidence excludes the other
-outcome at the 95% level; otherwise "undecided", with the reason. A utility part: it imports
-nothing else of the package.
+outcome at the 95% level; otherwise "undecided", with the reason (short enough for a table
+cell) and its details (every part of a conjunction, every doubt of a premise). These three words
+are the one verdict vocabulary: :data:`WORDS` maps a claim's ``holds`` (True / False / None) to
+them. A utility part: it imports nothing else of the package.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from dataclasses import dataclass
 
 LEVEL = 0.95
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
-SHOWN_PROBLEMS = 3  # a premise's problems named in a reason (the rest counted)
+WORDS = {True: HOLDS, False: FAILS, None: UNDECIDED}  # a claim's ``holds`` -> its verdict
+SHOWN_PROBLEMS = 3  # a premise's doubts named in a reason (the rest counted)
 _BISECTIONS = 60  # interval width 2^-60: below float resolution
 
 
@@ -109,25 +112,6 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     return low, high
 
 
-def normal_quantile(q: float) -> float:
-    """Phi^-1(q) by bisection on Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"expected a probability in (0, 1), got {q!r}")
-    return _bisect(lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2))), q, True, -40.0, 40.0)
-
-
-def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """Wilson's score interval: (k + z^2/2) / (n + z^2) -+ z / (n + z^2) sqrt(k (n - k) / n +
-    z^2 / 4), z = Phi^-1(1 - alpha / 2)."""
-    _check_counts(k, n)
-    z = normal_quantile(1 - (1 - level) / 2)
-    center = (k + z * z / 2) / (n + z * z)
-    half = z / (n + z * z) * math.sqrt(k * (n - k) / n + z * z / 4)
-    low = 0.0 if k == 0 else max(0.0, center - half)  # exactly 0 and 1 at the ends
-    high = 1.0 if k == n else min(1.0, center + half)
-    return low, high
-
-
 # -- Student's t ----------------------------------------------------------------------------
 
 
@@ -189,9 +173,6 @@ class Estimate:
     sd: float | None = None
     method: str = "Clopper-Pearson"
 
-    def contains(self, x: float) -> bool:
-        return self.low <= x <= self.high
-
     @property
     def digits(self) -> int:
         """Decimals of the percentages: 2 when the interval is narrower than 1 point."""
@@ -201,16 +182,33 @@ class Estimate:
         """'75.3-90.6' (in %)."""
         return f"{100 * self.low:.{self.digits}f}-{100 * self.high:.{self.digits}f}"
 
+    def value_text(self) -> str:
+        """'84.0' (in %, with the decimals of :meth:`text`)."""
+        return f"{100 * self.value:.{self.digits}f}"
+
     def text(self) -> str:
         """'84.0 [75.3-90.6]' for one run, '94.6 ± 0.2 [92.1-97.0]' over runs (in %); two
         decimals for intervals under a point wide ('0.00 [0.00-0.04]' for 0 of 10,000)."""
         spread = f" ± {100 * self.sd:.{self.digits}f}" if self.sd is not None else ""
-        return f"{100 * self.value:.{self.digits}f}{spread} [{self.interval_text()}]"
+        return f"{self.value_text()}{spread} [{self.interval_text()}]"
 
     def describe(self) -> str:
         """'n = 100: 95% CI 75.3-90.6' (over runs: 'mean of 2 runs on n = 2000 each: ...')."""
         where = f"n = {self.n}" if self.runs == 1 else f"{self.runs} runs on n = {self.n}"
         return f"{where}: 95% CI {self.interval_text()}"
+
+    @classmethod
+    def from_json(cls, data: dict) -> Estimate:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            data["value"],
+            data["low"],
+            data["high"],
+            data["n"],
+            data.get("runs", 1),
+            data.get("sd"),
+            data.get("method", "Clopper-Pearson"),
+        )
 
     def to_json(self) -> dict:
         return {
@@ -286,14 +284,31 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """ "holds", "does not hold" or "undecided", and why."""
+    """ "holds", "does not hold" or "undecided"; ``reason``: why, in a sentence that fits a
+    table cell; ``details``: what the reason summarises (each part of a conjunction, each doubt
+    of a premise), for the item's own page."""
 
     status: str
     reason: str
+    details: tuple[str, ...] = ()
+    parts: tuple[Verdict, ...] = ()  # a conjunction's parts (:func:`all_of` flattens them)
 
     @property
     def holds(self) -> bool | None:
-        return {HOLDS: True, FAILS: False, UNDECIDED: None}[self.status]
+        return {word: holds for holds, word in WORDS.items()}[self.status]
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """What puts a claim's premise in doubt: ``subject`` (a net) is ``status`` (e.g.
+    "under-trained"), ``detail`` says why (e.g. "seed 0: clean 75.9 < floor 95")."""
+
+    subject: str
+    status: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.status}" + (f" ({self.detail})" if self.detail else "")
 
 
 def _pct(x: float) -> str:
@@ -362,30 +377,41 @@ def within(a: Estimate, b: Estimate, margin: float, names: tuple[str, str] = ("A
     return Verdict(UNDECIDED, why + ": the intervals allow both")
 
 
+_PLURAL = {HOLDS: "hold", FAILS: "do not hold", UNDECIDED: "undecided"}
+
+
 def all_of(verdicts: Iterable[Verdict]) -> Verdict:
     """A conjunction: does not hold if any part does not, holds if every part does, else
-    undecided (the reasons of the parts that decide it)."""
-    verdicts = list(verdicts)
-    failed = [v for v in verdicts if v.status == FAILS]
-    if failed:
-        return Verdict(FAILS, "; ".join(v.reason for v in failed))
-    open_ = [v for v in verdicts if v.status == UNDECIDED]
-    if open_:
-        return Verdict(UNDECIDED, "; ".join(v.reason for v in open_))
-    return Verdict(HOLDS, "; ".join(v.reason for v in verdicts))
+    undecided. Conjunctions among the parts count by their own parts. Its reason is the
+    deciding part's (with several, the first, and how many there are); its details every part's
+    status and reason."""
+    verdicts = [part for v in verdicts for part in (v.parts or (v,))]
+    if len(verdicts) == 1:
+        return verdicts[0]
+    if not verdicts:
+        return Verdict(HOLDS, "no parts")
+    status = next((s for s in (FAILS, UNDECIDED) if any(v.status == s for v in verdicts)), HOLDS)
+    deciding = [v for v in verdicts if v.status == status]
+    reason = deciding[0].reason
+    if len(deciding) > 1:
+        reason = f"{len(deciding)} of {len(verdicts)} parts {_PLURAL[status]}, first: {reason}"
+    details = tuple(f"{v.status}: {v.reason}" for v in verdicts)
+    details += tuple(d for v in verdicts for d in v.details)
+    return Verdict(status, reason, details, tuple(verdicts))
 
 
-def premise(verdict: Verdict, problems: Sequence[str], unless: str | None = None) -> Verdict:
-    """``verdict`` unless its premise is in doubt: any ``problems`` (e.g. "Sigmoid seed 0
-    under-trained: ...") make it undecided, naming them. ``unless``: a status that more
-    training cannot overturn (e.g. "holds" for "clean accuracy above 90%": an under-trained
-    net only gets better), kept as it is."""
-    problems = [p for p in problems if p]
-    if not problems or verdict.status == unless:
+def premise(verdict: Verdict, doubts: Sequence[Doubt], unless: str | None = None) -> Verdict:
+    """``verdict`` unless its premise is in doubt: any ``doubts`` (e.g. the Sigmoid net is
+    under-trained) make it undecided, naming them. ``unless``: a status that more training
+    cannot overturn (e.g. "holds" for "clean accuracy above 90%": an under-trained net only gets
+    better), kept as it is."""
+    doubts = list(doubts)
+    if not doubts or verdict.status == unless:
         return verdict
-    shown = "; ".join(problems[:SHOWN_PROBLEMS])
-    if len(problems) > SHOWN_PROBLEMS:
-        shown += f"; and {len(problems) - SHOWN_PROBLEMS} more"
-    return Verdict(
-        UNDECIDED, f"rests on {shown} (the numbers alone: {verdict.status}, {verdict.reason})"
-    )
+    shown = ", ".join(f"{d.subject} {d.status}" for d in doubts[:SHOWN_PROBLEMS])
+    if len(doubts) > SHOWN_PROBLEMS:
+        shown += f" and {len(doubts) - SHOWN_PROBLEMS} more"
+    details = tuple(f"in doubt: {d}" for d in doubts)
+    alone = f"the numbers alone: {verdict.status}"  # and their parts, where they have parts
+    details += ((alone,) if verdict.details else (f"{alone}: {verdict.reason}",)) + verdict.details
+    return Verdict(UNDECIDED, f"rests on {shown} (the numbers alone: {verdict.status})", details)

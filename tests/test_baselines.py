@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import rbfi.stats as stats
-from rbfi.experiments.baseline_runs import main, summarise_run
 from rbfi.experiments.paper import ITEMS
-from rbfi.experiments.paper.baselines import ITEM
+from rbfi.experiments.paper.baselines import ITEM, Target, target_of
 from rbfi.experiments.paper.table1 import ITEM as TABLE1
 from rbfi.experiments.profiles import PROFILES
 from rbfi.models import ModelConfig
 from rbfi.training import TrainConfig
+from tools.baseline_runs import main, summarise_run, target
 
 
 def test_nets_share_table1_jobs_and_follow_the_recipes():
@@ -32,6 +32,17 @@ def test_nets_share_table1_jobs_and_follow_the_recipes():
     # every net has one evaluation on the same images
     _, evals = ITEM.evals(profile)
     assert {e.payload["limit"] for e in evals.values()} == {profile.strong_limit} == {1000}
+    # the targets (docs/baselines.md): Madry and TRADES trained for 0.3 have none, the IBP net
+    # trained at eps_train 0.2 has IBP's, the normally and the certified-trained RBFI nets none
+    targets = {label: target_of(job.payload["train"]) for label, job in nets.items()}
+    assert targets == {
+        "RBFI": None,
+        "RBFI (certified training)": None,
+        "ReLU": None,
+        "ReLU (Madry PGD)": None,
+        "ReLU (TRADES)": None,
+        "ReLU (IBP)": Target("certified", 0.1, 0.90),
+    }
 
 
 def flags(k: int, n: int = 1000) -> list[bool]:
@@ -68,24 +79,39 @@ def test_verdicts_on_hand_worked_cases():
     for name, net in data["nets"].items():
         for key in ("0.1", "0.3"):
             per_example[name]["worst"][key] = flags(round(net["worst"][key]["value"] * 1000))
-    claims = {c.text: c for c in ITEM.claims(data, per_example, {})}
+    # the targets as if Madry and TRADES had been trained for eps 0.1 (they have one then)
+    targets = {
+        "ReLU (Madry PGD)": Target("worst", 0.1, 0.85),
+        "ReLU (TRADES)": Target("worst", 0.1, 0.85),
+        "ReLU (IBP)": Target("certified", 0.1, 0.90),
+        "RBFI": None,
+    }
+    claims = {c.text: c for c in ITEM.claims(data, per_example, [], targets)}
     madry = claims["target: ReLU (Madry PGD) reaches 85% worst case at eps 0.1"]
-    assert madry.holds is True and "n = 1000" in madry.evidence
+    assert madry.holds is True and madry.evidence == "ReLU (Madry PGD) 90.0 [88.0-91.8] (n = 1000)"
+    assert madry.reason == "n = 1000: 95% CI 88.0-91.8 above 85"  # the reason is the reason
     assert claims["target: ReLU (TRADES) reaches 85% worst case at eps 0.1"].holds is None
     ibp = claims["target: ReLU (IBP) reaches 90% certified accuracy at eps 0.1"]
-    assert ibp.holds is False
+    assert ibp.holds is False and "below 90" in ibp.reason
     # paired: RBFI right on 130 images at 0.3, Madry on the first 100 of them: 30 vs 0
     # discordant, McNemar p = 2 / 2^30
     beats = claims["RBFI trained normally beats ReLU (Madry PGD) in worst-case accuracy at eps 0.3"]
-    assert beats.holds is True and "McNemar" in beats.evidence
+    assert beats.holds is True and "McNemar p = 1.9e-09" in beats.reason
+    assert "McNemar" not in beats.evidence and "(n = 1000)" in beats.evidence
     # 0.1: the same 900 images right: no discordant pairs, undecided
     tie = claims["RBFI trained normally beats ReLU (Madry PGD) in worst-case accuracy at eps 0.1"]
     assert tie.holds is None
+    # without a target (trained for 0.3), no target claim
+    no_targets = {c.text for c in ITEM.claims(data, per_example, [], {"RBFI": None})}
+    assert not any(text.startswith("target:") for text in no_targets)
     # an under-trained premise makes a decided verdict undecided and names the net
-    problems = {"ReLU (Madry PGD)": "ReLU (Madry PGD) under-trained: still rising"}
-    claims = {c.text: c for c in ITEM.claims(data, per_example, problems)}
+    doubts = [stats.Doubt("ReLU (Madry PGD)", "under-trained", "still rising")]
+    claims = {c.text: c for c in ITEM.claims(data, per_example, doubts, targets)}
     madry = claims["target: ReLU (Madry PGD) reaches 85% worst case at eps 0.1"]
-    assert madry.holds is None and "ReLU (Madry PGD) under-trained" in madry.evidence
+    assert madry.holds is None and madry.reason.startswith(
+        "rests on ReLU (Madry PGD) under-trained"
+    )
+    assert "in doubt: ReLU (Madry PGD) under-trained (still rising)" in madry.details
 
 
 def write_run(root, name, pgd_flags, apgd_flags, certified, clean_right):
@@ -144,7 +170,9 @@ def test_hand_run_summary_takes_the_worst_case_per_example(tmp_path):
     low, high = stats.clopper_pearson(7, 10)
     assert (out["pgd"]["0.1"]["low"], out["pgd"]["0.1"]["high"]) == (low, high)
     assert out["train_seconds"] == 180.0 and out["health"]["status"] == "converged"
-    main([f"Madry={run}", "--out", str(tmp_path / "out")])
+    assert main([f"Madry={run}", "--out", str(tmp_path / "out")]) == 0
+    assert main([f"None={tmp_path / 'nowhere'}", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| Madry | 10 / 4 | 90.0 [55.5-99.7] | yes | 70.0 [34.8-93.3]" in text
     assert "100 steps x 1 restart(s)" in text and "first 4" in text
@@ -154,7 +182,6 @@ def test_targets_are_decided_only_when_the_interval_excludes_them():
     """Issue 15's targets on hand-worked binomial cases: 870 / 1000 has the exact 95% interval
     84.8-89.0 (contains 85: undecided), 900 / 1000 has 87.9-91.8 (above: holds), and 780 /
     1000 certified has 75.3-82.5 (below 90: does not hold); a failed net stays undecided."""
-    from rbfi.experiments.baseline_runs import target
 
     def net(recipe: dict, key: str, k: int, status: str = "converged") -> dict:
         return {
@@ -172,7 +199,7 @@ def test_targets_are_decided_only_when_the_interval_excludes_them():
     claim, verdict = target(net(ibp, "certified", 780))
     assert claim == "certified 0.1 >= 90%" and verdict.status == "does not hold"
     failed = target(net(madry, "worst", 900, status="failed"))[1]
-    assert failed.status == "undecided" and failed.reason.startswith("rests on failed net")
+    assert failed.status == "undecided" and failed.reason.startswith("rests on the net failed")
     assert target(net({"adversarial": "none"}, "worst", 900)) is None
     assert target(net({"adversarial": "madry", "adv_eps": 0.3}, "worst", 900)) is None
     assert target(net({"certified_eps": 0.4}, "certified", 900)) is None

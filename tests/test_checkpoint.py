@@ -1,4 +1,5 @@
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,17 +86,65 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+UNPICKLING: list[str] = []  # what the audit hook saw while a test listened
+
+
+def _audit(event: str, args) -> None:
+    if event == "pickle.find_class" and UNPICKLING and UNPICKLING[0] == "listening":
+        UNPICKLING.append(f"{args[0]}.{args[1]}")
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed: it records only while listening
+
+
 def test_loading_never_unpickles(tmp_path, monkeypatch):
-    saved(tmp_path)
+    """Every way into an unpickler is closed while a checkpoint loads (pickle's and _pickle's
+    load, loads and Unpickler, torch.load), and the interpreter's own audit event for a class
+    looked up by any unpickler (pickle.find_class) never fires: the load still succeeds."""
+    import _pickle
     import pickle
+
+    saved(tmp_path)
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a checkpoint must never be unpickled")
 
-    monkeypatch.setattr(pickle, "load", forbidden)
-    monkeypatch.setattr(pickle, "loads", forbidden)
+    for module in (pickle, _pickle):
+        for name in ("load", "loads", "Unpickler"):
+            monkeypatch.setattr(module, name, forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
-    rbfi.load(tmp_path)
+    UNPICKLING[:] = ["listening"]
+    try:
+        assert rbfi.load(tmp_path) is not None
+    finally:
+        seen, UNPICKLING[:] = UNPICKLING[1:], []
+    assert seen == []
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused_and_never_run(tmp_path):
+    """A weights file replaced by a pickle whose unpickling would create a directory (its
+    checksum updated in checkpoint.json, so only the format can stop it): the load is refused
+    in one line and the directory never appears."""
+    import hashlib
+    import os
+    import pickle
+
+    saved(tmp_path)
+    sentinel = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(sentinel),))
+
+    index = json.loads((tmp_path / "checkpoint.json").read_text())
+    weights = tmp_path / index["weights"]["file"]
+    weights.write_bytes(pickle.dumps(Payload()))
+    index["weights"]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (tmp_path / "checkpoint.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError) as caught:
+        rbfi.load(tmp_path)
+    assert "unreadable" in str(caught.value) and "\n" not in str(caught.value)
+    assert not sentinel.exists()
 
 
 def _snapshot(directory):

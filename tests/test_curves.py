@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from rbfi.evaluation.curves import (
-    learning_curves_png,
-    load_metrics,
-    main,
-    robust_label,
-    series,
-)
+from rbfi.evaluation.curves import learning_curves_png, load_metrics, robust_label, series
+from tools.curves import main
 
 RECORDS = [
     {"epoch": 1, "test_accuracy": 0.5, "train_eps": 0.0, "monitor_pgd20_0.3": 0.1},
@@ -56,5 +51,7 @@ def test_png_of_several_runs_and_the_command(tmp_path):
     assert load_metrics(run) == RECORDS
     with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
         load_metrics(tmp_path)
-    main([str(run), "--out", str(tmp_path / "c.png")])
+    assert main([str(run), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main([str(tmp_path), "--out", str(tmp_path / "d.png")]) == 2  # not a run: one line
+    assert not (tmp_path / "d.png").exists()

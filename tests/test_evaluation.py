@@ -337,6 +337,17 @@ def test_certify_and_attack_results_share_their_header_and_certified_rows():
     assert attack["certified"]["0"]["accuracy"] == pytest.approx(0.8)  # eps 0: the clean ones
 
 
+def test_one_reader_of_per_example_flags():
+    """row_flags: a certified row's flags ("certified"; "correct" before format 3), an attack's
+    ("correct"); a row without flags is a one-line ValueError naming its keys."""
+    from rbfi.evaluation.results import row_flags
+
+    assert row_flags({"accuracy": 0.5, "certified": "10"}) == [True, False]
+    assert row_flags({"accuracy": 0.5, "correct": "01"}) == [False, True]
+    with pytest.raises(ValueError, match="without per-example flags \\(keys: accuracy\\)"):
+        row_flags({"accuracy": 0.5})
+
+
 def test_soundness_check_reads_certified_flags_of_both_formats():
     """Format 3 stores certified flags under "certified"; files of format 2 under "correct"."""
     from rbfi.evaluation import soundness_violations

@@ -119,16 +119,16 @@ def test_robust_accuracy_that_dips_less_than_20_points_is_no_collapse():
 
 
 def test_a_table_row_names_the_status_of_a_net_that_did_not_train():
-    """experiments.paper.common.labelled: a converged net keeps its name; a net stuck at chance
+    """experiments.paper.measure.labelled: a converged net keeps its name; a net stuck at chance
     is '(failed)'; runs of mixed health list each bad status once."""
-    from rbfi.experiments.paper.common import labelled
+    from rbfi.experiments.paper.measure import labelled
 
-    class Runs:  # the Results interface labelled reads: train(job) -> metrics + settings
+    class Runs:  # the Results interface labelled reads: health(job)
         def __init__(self, histories):
             self.histories = histories
 
-        def train(self, job):
-            return {"metrics": self.histories[job], "training": settings()}
+        def health(self, job):
+            return assess(self.histories[job], settings())
 
     runs = Runs(
         {
@@ -141,3 +141,26 @@ def test_a_table_row_names_the_status_of_a_net_that_did_not_train():
     assert labelled(runs, "ReLU(Madry PGD)", "chance") == "ReLU(Madry PGD) (failed)"
     mixed = labelled(runs, "ReLU", ["good", "rising", "chance", "rising"])
     assert mixed == "ReLU (failed/under-trained)"
+
+
+def test_reproduction_reads_a_jobs_health_from_its_health_json(tmp_path):
+    """Results.health is run_health: the job's health.json when it covers every epoch (here a
+    stored verdict that differs from what the records alone give, so the test sees which one
+    was read), else assessed from its records (a job made before health.json existed)."""
+    from rbfi.experiments.paper.common import net
+    from rbfi.experiments.profiles import SMOKE
+    from rbfi.experiments.spec import Results
+
+    job = net(SMOKE, "relu", 0)
+    directory = job.directory(tmp_path)
+    directory.mkdir(parents=True)
+    records = history(0.95, 0.975, 0.980, 0.981, 0.981, 0.982)
+    index = {"metrics": records, "training": settings()}
+    (directory / "checkpoint.json").write_text(json.dumps(index))
+    computed = assess(records, settings())
+    assert computed.status == CONVERGED and Results(tmp_path).health(job) == computed
+    stored = health.Health(FAILED, ("stored verdict",), epochs=len(records))
+    (directory / "health.json").write_text(json.dumps(stored.to_json()))
+    assert Results(tmp_path).health(job) == stored
+    (directory / "health.json").write_text(json.dumps({**stored.to_json(), "epochs": 3}))
+    assert Results(tmp_path).health(job).status == CONVERGED  # stale: assessed again

@@ -7,6 +7,7 @@ tensor's scale; per-element ratios are meaningless where a gradient sum cancels 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
@@ -542,9 +543,14 @@ TRITON_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None,
+    reason="triton is not installed (install.sh installs it; or pip install triton==3.9.0)",
+)
 def test_triton_kernels_in_interpreter_mode():
-    """Triton is installed by install.sh (its interpreter runs the kernels on the CPU): this
-    test never skips."""
+    """Triton's interpreter runs the kernels on the CPU. Installed (install.sh installs it),
+    this test always runs; skipped, with the reason, only where triton is absent (a plain
+    ``pip install -e .[dev]``)."""
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(REPO))
     out = subprocess.run(
         [sys.executable, "-c", TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300

@@ -1,7 +1,7 @@
 """Intervals and verdicts against hand-worked cases, closed forms and brute force."""
 
 import math
-import time
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import pytest
@@ -40,29 +40,33 @@ def test_clopper_pearson_edges_in_closed_form(n):
     assert stats.clopper_pearson(n, n) == (pytest.approx(0.025 ** (1 / n), abs=1e-12), 1.0)
 
 
-def test_clopper_pearson_is_fast_and_symmetric_at_10000():
-    start = time.perf_counter()
-    low, high = stats.clopper_pearson(9322, 10_000)
-    mirrored = stats.clopper_pearson(678, 10_000)
-    assert time.perf_counter() - start < 1.0
+def upper_tail_decimal(k: int, n: int, p: float, digits: int = 50) -> Decimal:
+    """P(X >= k), X ~ Bin(n, p), summed term by term with exact binomial coefficients in
+    50-digit decimal arithmetic: independent of the log-space tails of rbfi.stats."""
+    with localcontext() as ctx:
+        ctx.prec = digits
+        p, q = Decimal(p), 1 - Decimal(p)
+        return sum((math.comb(n, j) * p**j * q ** (n - j) for j in range(k, n + 1)), Decimal(0))
+
+
+def test_clopper_pearson_at_10000_solves_its_defining_equations():
+    """At n = 10,000 the ends solve P(X >= k | low) = P(X <= k | high) = 0.025 (checked by
+    exact summation), the interval of 678 mirrors that of 9322, and its width is close to the
+    normal approximation's 2 x 1.96 sqrt(p (1 - p) / n)."""
+    k, n = 9322, 10_000
+    low, high = stats.clopper_pearson(k, n)
+    mirrored = stats.clopper_pearson(n - k, n)
+    assert float(upper_tail_decimal(k, n, low)) == pytest.approx(0.025, abs=1e-9)
+    assert float(1 - upper_tail_decimal(k + 1, n, high)) == pytest.approx(0.025, abs=1e-9)
     assert (low, high) == (
         pytest.approx(1 - mirrored[1], abs=1e-12),
-        pytest.approx(1 - mirrored[0]),
+        pytest.approx(1 - mirrored[0], abs=1e-12),
     )
-    assert low < 0.9322 < high and high - low == pytest.approx(2 * 1.96 * 0.0025, rel=0.03)
-
-
-def test_wilson_by_hand():
-    # 84/100, z = 1.959964, z^2 = 3.841459: centre (84 + 1.920729) / 103.841459 = 0.827422;
-    # half-width 1.959964 / 103.841459 x sqrt(84 x 16 / 100 + 0.960365) = 0.071625
-    low, high = stats.wilson(84, 100)
-    assert low == pytest.approx(0.827422 - 0.071625, abs=2e-6)
-    assert high == pytest.approx(0.827422 + 0.071625, abs=2e-6)
-    assert stats.wilson(0, 10)[0] == 0.0 and stats.wilson(10, 10)[1] == 1.0
+    p = k / n
+    assert high - low == pytest.approx(2 * 1.96 * math.sqrt(p * (1 - p) / n), rel=0.03)
 
 
 def test_quantiles_against_tables():
-    assert stats.normal_quantile(0.975) == pytest.approx(1.959964, abs=1e-6)
     table = {1: 12.706, 2: 4.303, 3: 3.182, 5: 2.571, 10: 2.228, 20: 2.086, 30: 2.042, 120: 1.980}
     for df, t in table.items():
         assert stats.t_quantile(0.975, df) == pytest.approx(t, abs=5e-4)
@@ -124,14 +128,39 @@ def test_comparison_and_equivalence_without_pairs():
 
 
 def test_conjunction_and_premise():
-    h, f, u = (stats.Verdict(s, s) for s in (HOLDS, FAILS, UNDECIDED))
+    h, f, u = (stats.Verdict(s, f"part {s}") for s in (HOLDS, FAILS, UNDECIDED))
     assert stats.all_of([h, h]).status == HOLDS
     assert stats.all_of([h, u]).status == UNDECIDED and stats.all_of([u, f]).status == FAILS
-    v = stats.premise(f, ["Sigmoid seed 0 under-trained: clean 78.0 below the floor 95"])
-    assert v.status == UNDECIDED and "Sigmoid seed 0 under-trained" in v.reason
+    assert stats.all_of([h]) is h  # one part: that part
+    # several deciding parts: the first one's reason and their count; every part in the details
+    both = stats.all_of([u, h, stats.Verdict(UNDECIDED, "second")])
+    assert both.reason == "2 of 3 parts undecided, first: part undecided"
+    assert both.details == ("undecided: part undecided", "holds: part holds", "undecided: second")
+    assert stats.all_of([h, f]).reason == "part does not hold"  # the one deciding part
+    doubt = stats.Doubt("Sigmoid", "under-trained", "seed 0: clean 78.0 < floor 95")
+    v = stats.premise(f, [doubt])
+    assert v.status == UNDECIDED
+    assert v.reason == "rests on Sigmoid under-trained (the numbers alone: does not hold)"
+    assert "in doubt: Sigmoid under-trained (seed 0: clean 78.0 < floor 95)" in v.details
+    assert "the numbers alone: does not hold: part does not hold" in v.details
+    many = stats.premise(f, [stats.Doubt(f"net {i}", "failed") for i in range(5)])
+    assert "net 2 failed and 2 more" in many.reason and "net 3" not in many.reason
+    assert len([d for d in many.details if d.startswith("in doubt")]) == 5
     assert stats.premise(f, []) is f
-    assert stats.premise(h, ["RBFI under-trained: still rising"], unless=HOLDS) is h
-    assert stats.premise(f, ["RBFI under-trained"], unless=HOLDS).status == UNDECIDED
+    assert stats.premise(h, [stats.Doubt("RBFI", "under-trained")], unless=HOLDS) is h
+    assert (
+        stats.premise(f, [stats.Doubt("RBFI", "under-trained")], unless=HOLDS).status == UNDECIDED
+    )
+
+
+def test_verdict_words_and_estimate_json_round_trip():
+    """One vocabulary: WORDS maps a claim's holds to the status words, Verdict.holds back."""
+    assert stats.WORDS == {True: HOLDS, False: FAILS, None: UNDECIDED}
+    for holds, word in stats.WORDS.items():
+        assert stats.Verdict(word, "").holds is holds
+    for estimate in (stats.proportion(84, 100), stats.over_runs([0.9, 0.92, 0.95], 1000)):
+        assert stats.Estimate.from_json(estimate.to_json()) == estimate
+    assert stats.proportion(84, 100).value_text() == "84.0"
 
 
 def test_comparison_by_a_margin():

@@ -4,8 +4,8 @@
 
 Reads each reproduction's ``index.json`` (e.g. ``results/paper-quick`` and
 ``results/paper-standard``) and prints one Markdown row per claim: its verdict in A, in B
-(*holds*, *does not hold*, *undecided*), whether it changed, and B's reason (its evidence where
-it states no reason). Claims are matched by item and text; a claim or item only one side has is
+(*holds*, *does not hold*, *undecided*: :data:`rbfi.stats.WORDS`), whether it changed, and B's
+reason. Claims are matched by item and text; a claim or item only one side has is
 listed as missing on the other. An item that B has not completed yet is shown as "not run".
 Only a change between two verdicts counts as one ("missing" and "not run" do not).
 """
@@ -17,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-VERDICT = {True: "holds", False: "does not hold", None: "undecided"}
-DECIDED = frozenset(VERDICT.values())  # "not run" and "missing" are not verdicts
+from rbfi.stats import WORDS
+
+DECIDED = frozenset(WORDS.values())  # "not run" and "missing" are not verdicts
 
 
 def claims_by_item(out: Path) -> dict[str, dict[str, dict] | None]:
@@ -35,7 +36,7 @@ def verdict(claims: dict[str, dict] | None, text: str) -> str:
         return "not run"
     if text not in claims:
         return "missing"
-    return VERDICT[claims[text]["holds"]]
+    return WORDS[claims[text]["holds"]]
 
 
 def table(out_a: Path, out_b: Path) -> str:
@@ -51,8 +52,7 @@ def table(out_a: Path, out_b: Path) -> str:
             va, vb = verdict(a.get(item), text), verdict(b.get(item), text)
             differs = va != vb and va in DECIDED and vb in DECIDED
             changed += differs
-            claim = claims_b.get(text, {})  # a claim with no stated reason shows its evidence
-            reason = (claim.get("reason") or claim.get("evidence", "")).replace("|", "/")
+            reason = claims_b.get(text, {}).get("reason", "").replace("|", "/")
             rows.append(
                 f"| {item} | {text} | {va} | {vb} | {'**yes**' if differs else ''} | {reason} |"
             )

@@ -40,10 +40,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from rbfi.bounds import certify
-from rbfi.data import checkpoint_test_set
-from rbfi.evaluation.results import mask
+from rbfi.data import checkpoint_test_set, trained_pixel_scale
+from rbfi.evaluation.results import row_flags
 from rbfi.io import atomic_write_json, sha256_file, versions
 from rbfi.io.checkpoint import INDEX_NAME, read_index
 from rbfi.io.provenance import cpu_name
@@ -178,7 +179,7 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
     if missing:
         raise CardError(f"{path} has no worst case at eps {', '.join(missing)}")
     n = int(result["n_examples"])
-    robust = {e: mask(result["worst_case"][e]["correct"]) for e in CARD_EPS}
+    robust = {e: torch.tensor(row_flags(result["worst_case"][e])) for e in CARD_EPS}
     certified = {e: torch.tensor(flags[e][:n]) for e in CARD_EPS}
     for e in CARD_EPS:  # a certificate is a lower bound: no attack may break a certified image
         broken = (certified[e] & ~robust[e]).nonzero().flatten().tolist()
@@ -221,34 +222,52 @@ def other_attacks_entry(path: Path, model, x, y, pixel_scale: int) -> dict:
     }
 
 
-def make_card(args: argparse.Namespace) -> dict:
-    run, dest = Path(args.run), Path(args.zoo) / args.name
-    index = read_index(run)  # refuse a bad run before anything is written
-    load_model(run)
-    training = TrainConfig.from_json(index.get("training") or {})
-    if (dest / CARD_NAME).exists() and not args.overwrite:
-        raise CardError(f"{dest} already holds a card; use --overwrite to replace it")
-    command = training_command(training, args.train_out or str(run), args.trained_threads)
-    metrics = index.get("metrics") or []
-    wall = (
-        sum(m.get("train_seconds", 0.0) + m.get("eval_seconds", 0.0) for m in metrics)
-        if metrics and all("train_seconds" in m for m in metrics)
-        else None
-    )
+def wall_seconds(metrics: list[dict]) -> float | None:
+    """The training wall time: the sum of the epochs' train and eval seconds (None when an
+    epoch did not record them)."""
+    if not metrics or not all("train_seconds" in m for m in metrics):
+        return None
+    return sum(m.get("train_seconds", 0.0) + m.get("eval_seconds", 0.0) for m in metrics)
+
+
+def check_request(args: argparse.Namespace) -> tuple[dict, nn.Module]:
+    """The run's index and its net, loaded once with every check of a load; refuses (before
+    anything is written) a bad run, a taken name without ``--overwrite`` and a request with
+    neither ``--strong-suite`` nor ``--no-strong-suite``."""
+    index = read_index(args.run)
+    model = load_model(args.run)
+    if (Path(args.zoo) / args.name / CARD_NAME).exists() and not args.overwrite:
+        raise CardError(f"{Path(args.zoo) / args.name} already holds a card; use --overwrite")
     if args.strong_suite is None and not args.no_strong_suite:
         raise CardError("give --strong-suite ROBUSTNESS_JSON or --no-strong-suite REASON")
+    return index, model
 
-    torch.set_num_threads(args.threads)
-    model = load_model(run)
-    x, y, _, pixel_scale = checkpoint_test_set(run, args.limit or None)
+
+def measure(model: nn.Module, x, y, batch_size: int) -> dict:
+    """Clean predictions and the certificates at :data:`CARD_EPS` on (x, y), and their time."""
     start = time.perf_counter()
-    clean = predict(model, x, args.batch_size)
-    certificates = {e: certify(model, x, y, float(e), args.batch_size) for e in CARD_EPS}
-    seconds = time.perf_counter() - start
-    flags = {e: c.certified.tolist() for e, c in certificates.items()}
-    k = min(RECHECK_EXAMPLES, len(x))
+    clean = predict(model, x, batch_size)
+    certificates = {e: certify(model, x, y, float(e), batch_size) for e in CARD_EPS}
+    return {
+        "n": len(x),
+        "correct": clean == y,
+        "certificates": certificates,
+        "flags": {e: c.certified.tolist() for e, c in certificates.items()},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def make_card(args: argparse.Namespace) -> dict:
+    run, dest = Path(args.run), Path(args.zoo) / args.name
+    index, model = check_request(args)
+    training = TrainConfig.from_json(index.get("training") or {})
+    command = training_command(training, args.train_out or str(run), args.trained_threads)
+    torch.set_num_threads(args.threads)
+    test = checkpoint_test_set(run, args.limit or None)
+    x, y, pixel_scale = test.x, test.y, test.pixel_scale
+    numbers = measure(model, x, y, args.batch_size)
     strong = (
-        strong_suite_entry(Path(args.strong_suite), model, x, y, flags, pixel_scale)
+        strong_suite_entry(Path(args.strong_suite), model, x, y, numbers["flags"], pixel_scale)
         if args.strong_suite
         else None
     )
@@ -257,9 +276,25 @@ def make_card(args: argparse.Namespace) -> dict:
     ]
     copied = copy_run(run, dest)  # the first write
     weights = dest / copied["weights"]["file"]
-    measured = model.state_dict()
-    if any(not torch.equal(t, measured[k]) for k, t in load_file(str(weights)).items()):
+    loaded = model.state_dict()
+    if any(not torch.equal(t, loaded[k]) for k, t in load_file(str(weights)).items()):
         raise CardError(f"{run} changed while it was measured (a run still training?); retry")
+    card = card_json(args, model, copied, training, command, numbers, strong)
+    if strong is None:
+        card["strong_suite_note"] = args.no_strong_suite
+    if others:
+        card["other_attacks"] = others
+    CARD_SCHEMA.check(card, CARD_NAME)  # never write what a reader refuses
+    atomic_write_json(dest / CARD_NAME, card)
+    return card
+
+
+def card_json(args, model, copied: dict, training, command: str, numbers: dict, strong) -> dict:
+    """The card (:data:`CARD_SCHEMA`) of the net ``model`` copied to the zoo (``copied``: its
+    index there), from what :func:`measure` found (``numbers``) and its strong-suite entry."""
+    weights = Path(copied["_dir"]) / copied["weights"]["file"]
+    certificates, flags, n = numbers["certificates"], numbers["flags"], numbers["n"]
+    k = min(RECHECK_EXAMPLES, n)
     card = {
         "format": "rbfi-model-card",
         "format_version": 1,
@@ -273,27 +308,27 @@ def make_card(args: argparse.Namespace) -> dict:
             "sha256": sha256_file(weights),
             "bytes": weights.stat().st_size,
         },
-        "pixel_scale": pixel_scale,
+        "pixel_scale": trained_pixel_scale(copied.get("training")),
         "training": {
             "command": command,
             "epochs": int(copied["epoch"]),
-            "wall_seconds": wall,
+            "wall_seconds": wall_seconds(copied.get("metrics") or []),
             "machine": {"cpu": cpu_name(), "threads": args.trained_threads},
             "versions": copied.get("versions", {}),
-            "source": str(run),
+            "source": str(args.run),
         },
         "evaluation": {
-            "n_examples": len(x),
-            "clean_accuracy": (clean == y).sum().item() / len(y),
-            "certified": {e: c.certified.sum().item() / len(y) for e, c in certificates.items()},
-            "seconds": seconds,
+            "n_examples": n,
+            "clean_accuracy": numbers["correct"].sum().item() / n,
+            "certified": {e: c.certified.sum().item() / n for e, c in certificates.items()},
+            "seconds": numbers["seconds"],
             "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads()},
             "versions": versions(),
         },
         "strong_suite": strong,
         "recheck": {
             "n_examples": k,
-            "clean_correct": pack_flags((clean[:k] == y[:k]).tolist()),
+            "clean_correct": pack_flags(numbers["correct"][:k].tolist()),
             "certified": {e: pack_flags(flags[e][:k]) for e in CARD_EPS},
             "closest_margin": {
                 e: c.margins[:k].abs().min().item() for e, c in certificates.items()
@@ -301,10 +336,6 @@ def make_card(args: argparse.Namespace) -> dict:
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if strong is None:
-        card["strong_suite_note"] = args.no_strong_suite
-    if others:
-        card["other_attacks"] = others
     notes = list(args.note or [])
     if card["training"]["epochs"] < training.epochs:
         notes.append(
@@ -313,8 +344,6 @@ def make_card(args: argparse.Namespace) -> dict:
         )
     if notes:
         card["notes"] = notes
-    CARD_SCHEMA.check(card, CARD_NAME)  # never write what a reader refuses
-    atomic_write_json(dest / CARD_NAME, card)
     return card
 
 

@@ -8,8 +8,8 @@ rewrites ``OUT/ITEM/`` (Markdown, JSON, PNG), the item's claims in ``OUT/index.j
 (the profile as run, ``runs``, ``resume``, each item's ``compute_seconds``) stays as it was, which
 ``rbfi reproduce`` cannot promise: it rewrites the profile with today's settings. The item's jobs
 are those of the current code under the profile the run recorded (its name and pixel scale); an
-item whose jobs are not all in ``OUT`` is refused with a one-line error and exit 2, and nothing
-is written.
+item whose jobs are not all in ``OUT``, or whose job files cannot be read, is refused with a
+one-line error and exit 2, and nothing is written.
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ def rerender(out: Path, names: list[str]) -> dict:
             raise ValueError(f"no item {name!r} (items: {', '.join(ITEMS)})")
         if not index["items"].get(name, {}).get("complete"):
             raise ValueError(f"{name} is not complete in {out}: run rbfi reproduce to finish it")
-        missing = [j.label for j in ITEMS[name].jobs(profile) if not j.is_done(out)]
+        jobs = ITEMS[name].jobs(profile)
+        damaged = next(((j, j.damage(out)) for j in jobs if j.damage(out)), None)
+        if damaged:
+            job, why = damaged
+            raise ValueError(
+                f"{name}: {job.label}: {why}; rbfi reproduce sets it aside and runs it again"
+            )
+        missing = [j.label for j in jobs if not j.is_done(out)]
         if missing:
             raise ValueError(
                 f"{name}: {len(missing)} of its jobs under today's code are not in {out} "

@@ -29,6 +29,15 @@ from rbfi.nn import has_rbfi
 from rbfi.options import Choice, PositiveFloat, PositiveInt, check_fields, option
 
 SUITES = ("paper", "strong")
+# The attack catalogue: one display title per attack, for every table, figure, claim and report
+# that names the attack to people (its name stays the key in results files).
+TITLES = {
+    "fgsm": "FGSM",
+    "ifgsm": "I-FGSM",
+    "noise": "noise",
+    "pgd-paper": "PGD, corrected",
+    "pgd-paper-legacy": "PGD as the author ran it",
+}
 AUTOATTACK_CHOICES = ("standard", "plus", "apgd", "off")
 GROUP = "attack budget"
 
@@ -90,6 +99,11 @@ class AttackSpec:
     @property
     def kind(self) -> str:
         return self.cls.kind
+
+    @property
+    def title(self) -> str:
+        """How people read its name (:data:`TITLES`; else the name itself)."""
+        return TITLES.get(self.name, self.name)
 
     @property
     def gradient(self) -> str:

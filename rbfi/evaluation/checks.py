@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from rbfi.attacks.pgd import PGD
 from rbfi.attacks.suites import AttackSpec
 from rbfi.evaluation.config import EvalConfig, attack_seed
-from rbfi.evaluation.results import certified_flags, mask
+from rbfi.evaluation.results import mask, row_flags
 from rbfi.models import predict
 
 RELU_SANITY_EPS = 0.5  # the constant 0.5 image is within 0.5 of every image
@@ -308,7 +308,8 @@ def soundness_violations(outcomes: dict, certified: dict) -> list[dict]:
             for cert_key in keys:
                 if float(cert_key) < float(key):
                     continue
-                bad = (mask(certified_flags(certified[cert_key])) & broken).nonzero().squeeze(1)
+                certified_here = torch.tensor(row_flags(certified[cert_key]), dtype=torch.bool)
+                bad = (certified_here & broken).nonzero().squeeze(1)
                 if len(bad):
                     found.append(
                         {

@@ -8,14 +8,12 @@ Robust series are every record key of the form
 - ``test_certified_<eps>``: certified accuracy at eps (certified training's monitor),
 
 and clean accuracy is ``test_accuracy`` (the test images of the run). ``train_eps``, when
-recorded, is drawn on a second axis (the eps ramp).
-
-    python -m rbfi.evaluation.curves RUN_DIR [RUN_DIR ...] --out curves.png
+recorded, is drawn on a second axis (the eps ramp). From the command line:
+``python -m tools.curves RUN_DIR ... --out curves.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -101,20 +99,3 @@ def learning_curves_png(
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m rbfi.evaluation.curves", description="learning curves of training runs"
-    )
-    parser.add_argument("runs", nargs="+", help="run directories (holding metrics.jsonl)")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--title", default="")
-    args = parser.parse_args(argv)
-    runs = {Path(r).name: load_metrics(r) for r in args.runs}
-    Path(args.out).write_bytes(learning_curves_png(runs, title=args.title))
-    print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from rbfi.attacks.suites import TITLES
 from rbfi.evaluation.results import BITS, CERTIFIED_ROW, EPS_KEY, header_schema
 from rbfi.io import atomic_write_bytes
 from rbfi.io.schema import AnyValue, Bool, Int, List, Map, Nullable, Num, Obj, Str
@@ -149,7 +150,12 @@ def to_markdown(results: dict) -> str:
             + (" (checked)." if not results.get("soundness_violations") else ": **VIOLATED**."),
         ]
     lines += ["", "Attacks:", ""]
-    lines += [f"- `{a['name']}` ({a['family']}): {a['summary']}" for a in results["attacks"]]
+    lines += [
+        f"- `{a['name']}` ({a['family']}"
+        + (f"; {TITLES[a['name']]}" if a["name"] in TITLES else "")
+        + f"): {a['summary']}"
+        for a in results["attacks"]
+    ]
     if results.get("skipped"):
         lines += [
             "",

@@ -152,7 +152,16 @@ def certified_rows(
     return rows
 
 
-def certified_flags(row: dict) -> str:
-    """The certified flags of a row; rows written before format 3 of robustness.json kept them
-    under "correct"."""
-    return row["certified"] if "certified" in row else row["correct"]
+FLAG_KEYS = ("certified", "correct")  # the order per-example flags are looked up in
+
+
+def row_flags(row: dict) -> list[bool]:
+    """The per-example flags of one row of a results file (True where the example is still
+    right under the attack, or certified): the one reader of them. Keys are looked up in the
+    order of :data:`FLAG_KEYS`: a certified row keeps its flags under "certified" ("correct" in
+    robustness.json before format 3), an attack's or the worst case's row under "correct"; no
+    row holds both. ValueError (one line) for a row without flags."""
+    for key in FLAG_KEYS:
+        if isinstance(row.get(key), str):
+            return [c == "1" for c in row[key]]
+    raise ValueError(f"a result row without per-example flags (keys: {', '.join(row) or 'none'})")

@@ -27,6 +27,7 @@ import re
 import sys
 from pathlib import Path
 
+from rbfi.evaluation.results import row_flags
 from rbfi.experiments.render import table
 from rbfi.experiments.reproduce import summary_markdown
 from rbfi.io import atomic_write_bytes
@@ -59,9 +60,12 @@ def _accuracy(data: dict | None, section: str, eps: str) -> Estimate | None:
     entry = ((data or {}).get(section) or {}).get(eps)
     if not entry:
         return None
-    bits = entry.get("certified", entry.get("correct"))
-    if isinstance(bits, str) and bits:
-        return proportion(bits.count("1"), len(bits))
+    try:
+        right = row_flags(entry)
+    except ValueError:  # a row without per-example flags: k from the accuracy
+        right = []
+    if right:
+        return proportion(sum(right), len(right))
     return accuracy_estimate(entry["accuracy"], data["n_examples"])
 
 

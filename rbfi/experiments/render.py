@@ -8,12 +8,8 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from rbfi.experiments.spec import Claim
-from rbfi.stats import Estimate, Verdict, over_runs
-
-
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+from rbfi.experiments.spec import Claim, Item, Rendered
+from rbfi.stats import WORDS, Verdict
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -24,23 +20,27 @@ def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), sd
 
 
-def cell(values: Sequence[float], n: int) -> str:
-    """'97.1 ± 0.2 [96.5-97.7]' (in %): the mean ± sd over runs measured on n images each and
-    its 95% interval (:func:`rbfi.stats.over_runs`); one run: '84.0 [75.3-90.6]'."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    return over_runs(values, n).text()
-
-
-def estimate_cell(estimate: Estimate | None) -> str:
-    """'84.0 [75.3-90.6]' (in %), '–' for None."""
-    return "–" if estimate is None else estimate.text()
-
-
 def claim(text: str, verdict: Verdict, evidence: str) -> Claim:
     """A paper's claim with our verdict (:mod:`rbfi.stats`) and the numbers behind it."""
-    return Claim(text, verdict.holds, evidence, verdict.reason)
+    return Claim(text, verdict.holds, evidence, verdict.reason, list(verdict.details))
+
+
+def page(
+    item: Item,
+    caption: str,
+    numbers: str,
+    claims: Sequence[Claim],
+    data: dict,
+    figures: dict[str, tuple[str, bytes]] | None = None,
+) -> Rendered:
+    """An item's rendering in the order every item shows it: its title, the caption (what was
+    measured, on how many images), the table of ``numbers``, the claims beside our numbers, and
+    the ``figures`` (file name -> (alt text, PNG))."""
+    figures = figures or {}
+    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims)]
+    parts += [f"![{alt}]({name})" for name, (alt, _) in figures.items()]
+    pngs = {name: png for name, (_, png) in figures.items()}
+    return Rendered("\n\n".join(parts), data, pngs, list(claims))
 
 
 INTERVALS_NOTE = (
@@ -57,18 +57,28 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | No
     return "\n".join(lines)
 
 
-VERDICTS = {True: "**holds**", False: "**does not hold**", None: "undecided"}
+def verdict_cell(holds: bool | None) -> str:
+    """'**holds**', '**does not hold**' (decided, in bold) or 'undecided': the words of
+    :data:`rbfi.stats.WORDS`."""
+    return WORDS[holds] if holds is None else f"**{WORDS[holds]}**"
 
 
 def claims_markdown(claims: Sequence[Claim]) -> str:
+    """An item's page: its claims beside our numbers and, under the table, the details of each
+    reason (every pair of a comparison, every doubt of a premise)."""
     if not claims:
         return ""
-    rows = [(c.text, VERDICTS[c.holds], c.evidence, c.reason or "–") for c in claims]
-    return (
-        "### The paper's claims beside our numbers\n\n"
-        + table(["claim (paper)", "here", "our numbers [95% CI]", "why"], rows, "llll")
-        + "\n\n"
-        + VERDICT_NOTE
+    rows = [(c.text, verdict_cell(c.holds), c.evidence, c.reason or "–") for c in claims]
+    details = [
+        f"- *{c.text}*:\n" + "\n".join(f"  - {line}" for line in c.details)
+        for c in claims
+        if c.details
+    ]
+    return "\n\n".join(
+        ["### The paper's claims beside our numbers"]
+        + [table(["claim (paper)", "here", "our numbers [95% CI]", "why"], rows, "llll")]
+        + (["Details of the reasons:", "\n".join(details)] if details else [])
+        + [VERDICT_NOTE]
     )
 
 

@@ -1,9 +1,13 @@
 """``rbfi reproduce``: the paper's experiment section from one command.
 
 1. Build the job grid of the chosen items under a profile (jobs are shared between items).
-2. Run the jobs whose results are missing (an interrupted reproduction resumes), on the local
+2. Set aside the files of any job that cannot be used (a truncated or corrupt result or
+   checkpoint index, weights that fail their checksum): moved to
+   ``OUT/jobs/<id>.corrupt-<time>``, said in one line, and the job runs again; nothing is ever
+   rendered from a broken file.
+3. Run the jobs whose results are missing (an interrupted reproduction resumes), on the local
    engine or on Ray; a failed job is retried, then reported, without losing the others.
-3. Render every item whose jobs are all done: ``OUT/<item>/<item>.md``, ``data.json`` and its
+4. Render every item whose jobs are all done: ``OUT/<item>/<item>.md``, ``data.json`` and its
    figures; then ``OUT/summary.md`` and ``OUT/index.json`` (every claim beside our numbers).
 """
 
@@ -21,12 +25,14 @@ from pathlib import Path
 from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.experiments.paper import ITEMS
 from rbfi.experiments.profiles import PROFILES, Profile, reductions
-from rbfi.experiments.render import VERDICT_NOTE, VERDICTS, claims_markdown, table
+from rbfi.experiments.render import VERDICT_NOTE, table, verdict_cell
 from rbfi.experiments.spec import Item, Job, Rendered, Results
 from rbfi.io import atomic_write_bytes, atomic_write_json, versions
+from rbfi.io.provenance import cpu_name
 from rbfi.sweeps import Engine, LocalEngine, Task, run_tasks
 
 JOB_FUNCTION = "rbfi.experiments.jobs:run_job"
+MAX_CELL = 300  # characters of a cell of the summary's claims table (the item's page has all)
 
 
 class ReproduceFailed(RuntimeError):
@@ -54,6 +60,31 @@ def job_grid(items: Sequence[Item], profile: Profile) -> tuple[list[Job], dict[s
         for job in sorted(item_jobs, key=lambda j: j.kind != "train"):
             jobs.setdefault(job.id, job)
     return list(jobs.values()), per_item
+
+
+def set_aside_damaged(jobs: Sequence[Job], out: Path, log: Callable[[str], None]) -> list[Path]:
+    """Move the directory of every job whose done-marking file cannot be read
+    (:meth:`Job.damage`) to ``jobs/<id>.corrupt-<UTC time>`` beside it, with one line each,
+    so that the job runs again; returns where they went."""
+    moved = []
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for job in jobs:
+        damage = job.damage(out)
+        if damage is None:
+            continue
+        directory = job.directory(out)
+        target = directory.with_name(f"{directory.name}.corrupt-{stamp}")
+        for k in range(2, 1000):
+            if not target.exists():
+                break
+            target = directory.with_name(f"{directory.name}.corrupt-{stamp}-{k}")
+        directory.rename(target)
+        moved.append(target)
+        log(
+            f"reproduce: {job.label}: {damage}; moved {directory.relative_to(out)} to "
+            f"{target.relative_to(out)}, the job runs again"
+        )
+    return moved
 
 
 def weights_file(job: Job, out: Path) -> Path | None:
@@ -186,78 +217,35 @@ def reproduce(
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
     items = select_items(only)
-    jobs, per_item = job_grid(items, profile)
-    by_id = {j.id: j for j in jobs}
+    # the whole grid, the chosen items first (in --only order): theirs are the jobs to run, the
+    # rest says what is left for the index
+    rest = [item for item in ITEMS.values() if item not in items]
+    every_job, per_item = job_grid([*items, *rest], profile)
+    chosen = {i for item in items for i in per_item[item.name]}
+    jobs = [j for j in every_job if j.id in chosen]
     out.mkdir(parents=True, exist_ok=True)
-    todo = [j for j in jobs if not j.is_done(out)]
+    set_aside_damaged(jobs, out, log)
     check_resumable(jobs, out)
+    todo = [j for j in jobs if not j.is_done(out)]
     engine = engine or LocalEngine()
     log(
         f"reproduce ({profile.name}, {engine.name}): {len(items)} item(s), {len(jobs)} jobs, "
         f"{len(todo)} to run -> {out}"
     )
     started = time.perf_counter()
-    report = run_tasks(
-        [_task(j, profile) for j in todo],
-        str(out),
-        engine,
-        retries=retries,
-        log=log,
-        deadline=stop_after,
-    )
-    seconds = time.perf_counter() - started
-    results = Results(out)
-    previous = _read(out / "index.json")
-    if previous.get("profile", {}).get("name") not in (None, profile.name):
-        previous = {}
-    index = {
-        "profile": asdict(profile) | {"strong": asdict(profile.strong)},
-        # items rendered by earlier invocations with other --only selections are kept
-        "items": {
-            name: entry
-            for name, entry in previous.get("items", {}).items()
-            if name in ITEMS and name not in per_item and entry.get("complete")
-        },
-        "versions": versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+    tasks = [_task(j, profile) for j in todo]
+    report = run_tasks(tasks, str(out), engine, retries=retries, log=log, deadline=stop_after)
+    run = {
+        "command": command,
+        "engine": engine.name,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "jobs_run": len(report.done),
+        "failed": report.failed,
+        "blocked": report.blocked,
+        "deferred": len(report.deferred),
     }
-    for item in items:
-        missing = [by_id[i].label for i in per_item[item.name] if not by_id[i].is_done(out)]
-        if missing:
-            index["items"][item.name] = {"title": item.title, "complete": False, "missing": missing}
-            continue
-        rendered = render_item(item, results, profile, out)
-        compute = round(sum(job_seconds(by_id[i], out) for i in per_item[item.name]))
-        index["items"][item.name] = item_entry(item, rendered, compute)
-    every_job, every_item = job_grid(list(ITEMS.values()), profile)
-    every_by_id = {j.id: j for j in every_job}
-    for name, ids in every_item.items():
-        if name not in index["items"]:
-            missing = [every_by_id[i].label for i in ids if not every_by_id[i].is_done(out)]
-            index["items"][name] = {
-                "title": ITEMS[name].title,
-                "complete": False,
-                "missing": missing,
-            }
-    index["items"] = {name: index["items"][name] for name in ITEMS}
-    left = [j for j in every_job if not j.is_done(out)]
-    index["resume"] = {
-        "jobs_left": len(left),
-        "hours_left_estimate": round(sum(j.cost for j in left) / 3600, 2),
-        "needed_weights": [str(p.relative_to(out)) for p in needed_weights(every_job, out)],
-    }
-    index["runs"] = previous.get("runs", []) + [
-        {
-            "command": command,
-            "engine": engine.name,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(seconds, 1),
-            "jobs_run": len(report.done),
-            "failed": report.failed,
-            "blocked": report.blocked,
-            "deferred": len(report.deferred),
-        }
-    ]
+    index = build_index(items, profile, out, every_job, per_item, run)
     atomic_write_json(out / "index.json", index)
     atomic_write_bytes(out / "summary.md", summary_markdown(index, out).encode())
     if not report.ok:
@@ -266,6 +254,47 @@ def reproduce(
             f"(first: {next(iter(report.failed.items()), ('-', '-'))}); see {out / 'index.json'}"
         )
     return index
+
+
+def build_index(
+    items: Sequence[Item],
+    profile: Profile,
+    out: Path,
+    every_job: Sequence[Job],
+    per_item: dict[str, list[str]],
+    run: dict,
+) -> dict:
+    """``index.json``: every item's entry (the chosen ``items`` rendered where their jobs are
+    all done; the complete entries of items rendered by earlier invocations kept), what is
+    left to run, and this invocation appended to the runs of the earlier ones."""
+    previous = _read(out / "index.json")
+    if previous.get("profile", {}).get("name") not in (None, profile.name):
+        previous = {}
+    by_id, chosen, results = {j.id: j for j in every_job}, {i.name for i in items}, Results(out)
+    entries = {}
+    for name, item in ITEMS.items():
+        kept = previous.get("items", {}).get(name, {})
+        missing = [by_id[i].label for i in per_item[name] if not by_id[i].is_done(out)]
+        if name not in chosen and kept.get("complete"):
+            entries[name] = kept  # rendered by an earlier invocation with another --only
+        elif name in chosen and not missing:
+            compute = round(sum(job_seconds(by_id[i], out) for i in per_item[name]))
+            entries[name] = item_entry(item, render_item(item, results, profile, out), compute)
+        else:
+            entries[name] = {"title": item.title, "complete": False, "missing": missing}
+    left = [j for j in every_job if not j.is_done(out)]
+    return {
+        "profile": asdict(profile) | {"strong": asdict(profile.strong)},
+        "items": entries,
+        "versions": versions(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_name()},
+        "resume": {
+            "jobs_left": len(left),
+            "hours_left_estimate": round(sum(j.cost for j in left) / 3600, 2),
+            "needed_weights": [str(p.relative_to(out)) for p in needed_weights(every_job, out)],
+        },
+        "runs": previous.get("runs", []) + [run],
+    }
 
 
 def job_seconds(job: Job, out: Path) -> float:
@@ -311,8 +340,13 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
             else f"{item['title']} (incomplete: {len(item.get('missing', []))} job(s) left)"
         )
         for claim in item.get("claims", []):
-            verdict = VERDICTS[claim["holds"]]
-            rows.append([link, claim["text"], verdict, claim["evidence"], claim.get("reason", "")])
+            cells = [claim["evidence"], claim.get("reason", "")]
+            more = f" (all of it: [the item's page]({link_prefix}{item.get('markdown', '')}))"
+            cells = [
+                c if len(c) <= MAX_CELL else c[: MAX_CELL - len(more) - 1] + "…" + more
+                for c in cells
+            ]
+            rows.append([link, claim["text"], verdict_cell(claim["holds"]), *cells])
             link = "〃"
         if not item.get("claims"):
             rows.append([link, "–", "–", "–", "–"])
@@ -339,4 +373,4 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ReproduceFailed", "claims_markdown", "estimate", "reproduce", "select_items"]
+__all__ = ["ReproduceFailed", "estimate", "reproduce", "select_items"]

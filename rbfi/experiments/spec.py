@@ -22,6 +22,7 @@ from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.evaluation import EvalConfig
 from rbfi.models.config import ModelConfig
 from rbfi.training import TrainConfig
+from rbfi.training.health import Health, run_health
 
 JOBS_DIR = "jobs"
 RESULT_NAME = "result.json"
@@ -90,13 +91,16 @@ def _payload_identity(kind: str, payload: dict) -> dict:
 @dataclass(frozen=True)
 class Job:
     """``kind`` "train" (payload: a TrainConfig) or "evaluate" (payload: the run it evaluates
-    and what to compute); ``label`` names it for people; ``cost``: estimated seconds."""
+    and what to compute); ``label`` names it for people; ``net``: the net it trains or
+    evaluates, as labels name it (e.g. 'RBFI(512^, 512v, 512^, 10v) seed 0'); ``cost``:
+    estimated seconds. Neither name enters the id."""
 
     kind: str
     payload: dict
     label: str
     deps: tuple[str, ...] = ()
     cost: float = 1.0
+    net: str = ""
 
     @property
     def id(self) -> str:
@@ -126,33 +130,66 @@ class Job:
             return saved.get("epoch") == self.payload["train"]["epochs"]
         return (directory / RESULT_NAME).is_file()
 
+    def damage(self, root: Path) -> str | None:
+        """Why the files of this job cannot be used (a result or checkpoint index truncated or
+        corrupt, weights that do not match their checksum), or None: they can, or the job has
+        not written them yet."""
+        from rbfi.io.atomic import sha256_file
+        from rbfi.io.checkpoint import CheckpointError, read_index
 
-def train_job(config: TrainConfig, label: str, cost: float = 1.0) -> Job:
-    return Job("train", {"train": config.to_json()}, label, cost=cost)
+        directory = self.directory(root)
+        if self.kind == "train":
+            if not (directory / "checkpoint.json").exists():
+                return None
+            try:
+                index = read_index(directory)
+            except CheckpointError as error:
+                return str(error).replace(str(directory) + "/", "")
+            weights = directory / index["weights"]["file"]  # absent where not kept: not damage
+            if weights.is_file() and sha256_file(weights) != index["weights"]["sha256"]:
+                return f"{weights.name} corrupt (checksum mismatch)"
+            return None
+        path = directory / RESULT_NAME
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            return f"{RESULT_NAME} unreadable ({error})"
+        return None if isinstance(data, dict) else f"{RESULT_NAME} holds no JSON object"
+
+
+def train_job(config: TrainConfig, net: str, cost: float = 1.0) -> Job:
+    """Train ``config``; ``net`` names it (the label is 'train NET')."""
+    return Job("train", {"train": config.to_json()}, f"train {net}", cost=cost, net=net)
 
 
 def evaluate_job(
-    run: Job, what: str, label: str, cost: float = 1.0, limit: int | None = None, **settings
+    run: Job, what: str, task: str, cost: float = 1.0, limit: int | None = None, **settings
 ) -> Job:
     """Evaluate the net of ``run``: ``what`` is "attacks" (settings: ``config``, an
     EvalConfig; the certified floor comes with it unless ``config.certify`` is off) or
     "sensitivity" (the bound of eq. 7-8); on the first ``limit`` test images. Other kinds are
-    refused by :func:`rbfi.experiments.jobs.run_job`."""
+    refused by :func:`rbfi.experiments.jobs.run_job`. ``task`` names what it computes (the
+    label is 'eval NET TASK')."""
     if "config" in settings and isinstance(settings["config"], EvalConfig):
         settings["config"] = settings["config"].to_json()
     payload = {"run": run.id, "what": what, "limit": limit, **settings}
-    return Job("evaluate", payload, label, deps=(run.id,), cost=cost)
+    label = f"eval {run.net} {task}"
+    return Job("evaluate", payload, label, deps=(run.id,), cost=cost, net=run.net)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper and whether our numbers bear it out (None: undecided), with the
-    reason (:class:`rbfi.stats.Verdict`)."""
+    """A claim of the paper and whether our numbers bear it out (None: undecided): the
+    numbers behind it (``evidence``), the reason and its details (:class:`rbfi.stats.Verdict`:
+    the reason fits a table cell, the details go to the item's own page)."""
 
     text: str
     holds: bool | None
     evidence: str
     reason: str = ""
+    details: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -190,6 +227,11 @@ class Results:
     def evaluation(self, job: Job) -> dict:
         """An evaluate job's result (accuracies, per-example flags, bounds)."""
         return self._json(job.directory(self.root) / RESULT_NAME)
+
+    def health(self, job: Job) -> Health:
+        """Whether a training job's net finished learning (:func:`rbfi.training.health.run_health`:
+        its ``health.json``, else assessed from its records)."""
+        return run_health(job.directory(self.root), self.train(job))
 
 
 class Item:

@@ -186,12 +186,14 @@ def write_health(run_dir: str | Path, metrics: Sequence[Mapping], training: Mapp
     return health
 
 
-def run_health(run_dir: str | Path) -> Health:
-    """The health of the run in ``run_dir``: its ``health.json`` when that covers every epoch
-    recorded, else computed from ``metrics.jsonl`` (or the checkpoint's metrics) and the
-    checkpoint's training settings."""
+def run_health(run_dir: str | Path, index: Mapping | None = None) -> Health:
+    """The health of the run in ``run_dir``, the one reader of it: its ``health.json`` when that
+    covers every epoch recorded, else assessed from ``metrics.jsonl`` (or the checkpoint's
+    metrics) and the checkpoint's training settings (runs made before ``health.json`` existed).
+    ``index``: the run's parsed ``checkpoint.json``, when the caller has read it already."""
     run_dir = Path(run_dir)
-    index = json.loads((run_dir / "checkpoint.json").read_text())
+    if index is None:
+        index = json.loads((run_dir / "checkpoint.json").read_text())
     metrics = index.get("metrics") or []
     lines = run_dir / "metrics.jsonl"
     if lines.is_file():

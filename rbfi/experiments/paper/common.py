@@ -1,4 +1,6 @@
-"""The nets and evaluations the items share (same settings, same job ids, trained once)."""
+"""The nets and evaluations the items share (same settings, same job ids, trained once), and
+which evaluation measured which attack (:func:`sources`). Reading their numbers:
+:mod:`rbfi.experiments.paper.measure`."""
 
 from __future__ import annotations
 
@@ -7,11 +9,9 @@ from dataclasses import replace
 from rbfi.attacks.suites import SuiteOptions
 from rbfi.evaluation import EvalConfig
 from rbfi.experiments.profiles import Profile
-from rbfi.experiments.spec import Job, Results, evaluate_job, train_job
+from rbfi.experiments.spec import Job, evaluate_job, train_job
 from rbfi.models import ModelConfig
-from rbfi.stats import Estimate, accuracy_estimate, over_runs, proportion
 from rbfi.training import TrainConfig
-from rbfi.training.health import Health, assess
 
 NAMES = {"relu": "ReLU", "sigmoid": "Sigmoid", "rbfi": "RBFI", "rbf": "RBF"}
 CHEAP_ATTACKS = ("fgsm", "ifgsm", "noise")
@@ -70,8 +70,7 @@ def net(
         * factor
         * max(scale, 0.05)
     )
-    name = label or f"{model.describe()} seed {seed}"
-    return train_job(config, f"train {name}", cost=cost)
+    return train_job(config, label or f"{model.describe()} seed {seed}", cost=cost)
 
 
 def transfer_source(profile: Profile) -> Job:
@@ -94,7 +93,7 @@ def cheap_eval(profile: Profile, run: Job) -> Job:
     return evaluate_job(
         run,
         "attacks",
-        f"eval {run.label[6:]} fgsm ifgsm noise",
+        "fgsm ifgsm noise",
         cost=n * 15 * len(profile.eps_grid) * 1e-4,
         limit=n,
         config=config,
@@ -119,7 +118,7 @@ def pgd_eval(profile: Profile, run: Job) -> Job:
     return evaluate_job(
         run,
         "attacks",
-        f"eval {run.label[6:]} paper pgd",
+        "paper pgd",
         cost=cost * 7e-5,  # no early stopping: about the same for every net
         limit=profile.pgd_limit,
         config=config,
@@ -142,7 +141,7 @@ def strong_eval(profile: Profile, run: Job) -> Job:
     job = evaluate_job(
         run,
         "attacks",
-        f"eval {run.label[6:]} strong suite",
+        "strong suite",
         # measured: 1.9 s per image and eps for RBFI 512 with full budgets; the quick
         # profile's reduced budgets (AutoAttack's APGD only) about a fifth of that
         cost=profile.strong_limit
@@ -156,118 +155,33 @@ def strong_eval(profile: Profile, run: Job) -> Job:
 
 
 def sensitivity_eval(run: Job) -> Job:
-    return evaluate_job(run, "sensitivity", f"eval {run.label[6:]} sensitivity", cost=1.0)
+    return evaluate_job(run, "sensitivity", "sensitivity", cost=1.0)
 
 
-def accuracy(results: Results, job: Job, attack: str, eps: float) -> float:
-    """Accuracy of an evaluate job's ``attack`` at ``eps`` ("worst" / "certified" for the
-    worst case and the certificates)."""
-    data = results.evaluation(job)
-    key = f"{eps:g}"
-    if attack == "worst":
-        return data["worst_case"][key]["accuracy"]
-    if attack == "certified":
-        return data["certified"][key]["accuracy"]
-    return data["results"][attack][key]["accuracy"]
+# the evaluation that measures each attack (and the worst case) on a net
+SOURCE = {
+    **{attack: "cheap" for attack in CHEAP_ATTACKS},
+    **{attack: "pgd" for attack in PAPER_PGD},
+    "worst": "strong",
+}
 
 
-def curve(results: Results, jobs: list[Job], attack: str, eps_grid) -> tuple:
-    """(eps, mean, sd) of an attack's accuracy over the runs of ``jobs``."""
-    from rbfi.experiments.render import mean_sd
-
-    means, sds = [], []
-    for eps in eps_grid:
-        mean, sd = mean_sd([accuracy(results, j, attack, eps) for j in jobs])
-        means.append(mean)
-        sds.append(sd if len(jobs) > 1 else None)
-    return list(eps_grid), means, sds if len(jobs) > 1 else None
-
-
-# -- numbers with their intervals, and the health of the nets behind them ----------------------
-
-
-def test_images(job: Job) -> int:
-    """How many test images a training job's clean accuracy was measured on."""
-    return job.payload["train"].get("test_limit") or 10000
-
-
-def clean(results: Results, job: Job) -> Estimate:
-    """The final clean test accuracy of a training job, with its exact 95% interval."""
-    return accuracy_estimate(results.final(job)["test_accuracy"], test_images(job))
-
-
-def clean_runs(results: Results, jobs: list[Job]) -> Estimate:
-    """The mean clean accuracy of several runs, with its 95% interval (one run: exact)."""
-    values = [results.final(j)["test_accuracy"] for j in jobs]
-    return over_runs(values, test_images(jobs[0]))
-
-
-def flags(results: Results, job: Job, attack: str, eps: float) -> list[bool]:
-    """Per-example outcome (right under the attack / certified) of an evaluate job."""
-    data = results.evaluation(job)
-    key = f"{eps:g}"
-    if attack == "worst":
-        row = data["worst_case"][key]
-    elif attack == "certified":
-        row = data["certified"][key]
-    else:
-        row = data["results"][attack][key]
-    bits = row.get("certified", row.get("correct"))
-    if not isinstance(bits, str):
-        raise ValueError(f"{job.label}: no per-example flags for {attack} at eps {key}")
-    return [b == "1" for b in bits]
-
-
-def measured(results: Results, job: Job, attack: str, eps: float) -> Estimate:
-    """An evaluate job's accuracy under ``attack`` at ``eps`` as k of n, with its interval."""
-    right = flags(results, job, attack, eps)
-    return proportion(sum(right), len(right))
-
-
-def measured_runs(results: Results, jobs: list[Job], attack: str, eps: float) -> Estimate:
-    """The mean over runs (each on the same n images) with its 95% interval."""
-    if len(jobs) == 1:
-        return measured(results, jobs[0], attack, eps)
-    n = len(flags(results, jobs[0], attack, eps))
-    return over_runs([accuracy(results, j, attack, eps) for j in jobs], n)
-
-
-def health(results: Results, job: Job) -> Health:
-    """Whether a training job's net finished learning (:mod:`rbfi.training.health`)."""
-    index = results.train(job)
-    return assess(index.get("metrics") or [], index.get("training") or {})
+def sources(profile: Profile, runs: list[Job], attack: str, certified_from: str = "strong"):
+    """The evaluation jobs that measured ``attack`` on a net's ``runs``: FGSM, I-FGSM and noise
+    on every run, the paper's PGD and the strong suite (its worst case) on the first, as the
+    paper ran PGD; the certificates come with the strong suite or, ``certified_from="cheap"``,
+    with the cheap evaluation of every run."""
+    kind = SOURCE.get(attack, certified_from if attack == "certified" else None)
+    if kind == "cheap":
+        return [cheap_eval(profile, run) for run in runs]
+    if kind == "pgd":
+        return [pgd_eval(profile, runs[0])]
+    if kind == "strong":
+        return [strong_eval(profile, runs[0])]
+    raise ValueError(f"no evaluation measures {attack!r}")
 
 
 def net_name(run: Job) -> str:
-    """A training job's net as tables name it: its label without "train " and the seed, e.g.
+    """A training job's net as tables name it, its model's description, e.g.
     'RBFI(512^, 512v, 512^, 10v)'."""
-    return run.label[6:].rsplit(" seed", 1)[0]
-
-
-def labelled(results: Results, name: str, jobs: Job | list[Job]) -> str:
-    """``name`` as a table row or legend shows it: with the status of its runs appended when
-    one did not finish learning, e.g. 'ReLU(Madry PGD) (failed)', so that a net that did not
-    train is never shown as if it had."""
-    runs = jobs if isinstance(jobs, list) else [jobs]
-    bad = sorted({h.status for h in (health(results, job) for job in runs) if not h.trained})
-    return f"{name} ({'/'.join(bad)})" if bad else name
-
-
-def problems(results: Results, nets: dict[str, Job | list[Job]], ignore=()) -> list[str]:
-    """What makes a claim resting on ``nets`` ({name: job or runs}) doubtful: one line per net
-    with runs not converged (statuses in ``ignore`` excepted, e.g. "failed" for a claim that a
-    net fails to learn), e.g. 'Sigmoid under-trained (seed 0: clean 75.9 < floor 95, +64.2
-    points in the last 3 epochs; seed 1: ...)'."""
-    out = []
-    for name, jobs in nets.items():
-        runs = jobs if isinstance(jobs, list) else [jobs]
-        bad = []
-        for job in runs:
-            h = health(results, job)
-            if not h.trained and h.status not in ignore:
-                seed = job.payload["train"]["seed"]
-                bad.append((h.status, f"seed {seed}: {h.short()}" if len(runs) > 1 else h.short()))
-        if bad:
-            statuses = "/".join(sorted({status for status, _ in bad}))
-            out.append(f"{name} {statuses} ({'; '.join(text for _, text in bad)})")
-    return out
+    return ModelConfig.from_json(run.payload["train"]["model"]).describe()

@@ -6,22 +6,16 @@ from __future__ import annotations
 
 from rbfi.experiments.paper.baselines import relu_adversarial
 from rbfi.experiments.paper.common import (
-    accuracy,
     cheap_eval,
-    clean,
-    curve,
-    flags,
-    labelled,
-    measured,
     net,
     pgd_eval,
-    problems,
     strong_eval,
     transfer_source,
 )
-from rbfi.experiments.render import claim, claims_markdown, curves_png, table
-from rbfi.experiments.spec import Item, Rendered, Results
-from rbfi.stats import all_of, greater, premise
+from rbfi.experiments.paper.measure import COLUMN_TITLES, attack_table, panels, problems
+from rbfi.experiments.render import claim, curves_png, page
+from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.stats import Doubt, all_of, greater, premise
 
 REGIMES = (
     ("none", "ReLU"),
@@ -30,15 +24,27 @@ REGIMES = (
     ("pgd", "ReLU(PGD)"),
     ("madry", "ReLU(Madry PGD)"),
 )
-ATTACKS = (
-    ("fgsm", "FGSM"),
-    ("ifgsm", "I-FGSM"),
-    ("noise", "noise"),
-    ("pgd-paper-legacy", "PGD as the author ran it"),
-    ("pgd-paper", "PGD, corrected"),
-    ("worst", "worst case, strong suite"),
-    ("certified", "certified (IBP)"),
-)
+ATTACKS = ("fgsm", "ifgsm", "noise", "pgd-paper-legacy", "pgd-paper", "worst", "certified")
+
+
+def caption(profile) -> str:
+    """What Figure 3's table shows, on how many images, and how its nets were trained."""
+    return (
+        f"Accuracy in % at eps = {profile.table_eps:g} [95% interval]: clean on n = "
+        f"{profile.test_limit or 10000}, FGSM, I-FGSM and noise on the same n, the "
+        f"paper's PGD on the first n = {profile.pgd_limit}, the strong suite and "
+        f"certificates on the first n = {profile.strong_limit}; comparisons on the same "
+        f"images by McNemar's exact test. The FGSM, I-FGSM and PGD nets trained "
+        f"{profile.adv_epochs} epochs with AdaDelta (training attacks at eps 0.3, x and x' "
+        f"both fed; the paper's PGD with {profile.adv_pgd_steps} steps); the ReLU and RBFI "
+        f"nets are Table 1's ({profile.epochs} epochs, trained normally); the Madry net (x' "
+        f"only) is the baselines item's: sign PGD with {profile.baseline_steps} steps, eps "
+        "ramped from 0 over half the steps, Adam with cosine decay, "
+        f"{profile.baseline_epochs} epochs (the paper's AdaDelta with the full eps from the "
+        "first step leaves it at chance: docs/baselines.md). A net marked *under-trained* "
+        "or *failed* did not finish learning (rbfi.training.health); the claims resting on "
+        "it are undecided."
+    )
 
 
 class Figure3(Item):
@@ -89,98 +95,45 @@ class Figure3(Item):
         return list(nets.values()) + source + [j for three in evals.values() for j in three]
 
     def render(self, results: Results, profile) -> Rendered:
-        nets, evals = self.evals(profile)
-        eps = profile.table_eps
+        nets, eps = self.nets(profile), profile.table_eps
+        sheet, shown, numbers, data = attack_table(results, profile, nets, ATTACKS, eps)
+        figure = panels(results, profile, nets, ATTACKS, shown)
+        png = curves_png(figure, suptitle=f"Figure 3 ({profile.name} profile)")
+        return page(
+            self,
+            caption(profile),
+            numbers,
+            self.claims(sheet, list(nets), problems(results, nets)),
+            data,
+            {"figure3.png": ("Figure 3", png)},
+        )
 
-        def job_for(label, attack):
-            cheap, pgd, strong = evals[label]
-            return {
-                "fgsm": cheap,
-                "ifgsm": cheap,
-                "noise": cheap,
-                "pgd-paper": pgd,
-                "pgd-paper-legacy": pgd,
-            }.get(attack, strong)
-
-        data = {
-            label: {"clean": results.final(job)["test_accuracy"]} for label, job in nets.items()
-        }
-        estimates = {label: {"clean": clean(results, job)} for label, job in nets.items()}
-        per_example = {}
-        for label in nets:
-            for attack, _ in ATTACKS:
-                job = job_for(label, attack)
-                data[label][attack] = accuracy(results, job, attack, eps)
-                estimates[label][attack] = measured(results, job, attack, eps)
-                per_example[label, attack] = flags(results, job, attack, eps)
-        data["intervals"] = {
-            label: {k: e.to_json() for k, e in row.items()} for label, row in estimates.items()
-        }
-        shown = {label: labelled(results, label, job) for label, job in nets.items()}
-        rows = [
-            [shown[label], estimates[label]["clean"].text()]
-            + [estimates[label][a].text() for a, _ in ATTACKS]
-            for label in nets
-        ]
-        panels = []
-        for attack, title in ATTACKS:
-            grid = profile.strong_eps if attack in ("worst", "certified") else profile.eps_grid
-            panels.append(
-                (
-                    title,
-                    {
-                        shown[label]: curve(results, [job_for(label, attack)], attack, grid)
-                        for label in nets
-                    },
-                )
-            )
-        doubts = problems(results, nets)
-        claims = []
-        for attack, title in ATTACKS[:6]:
-            rbfi = estimates["RBFI"][attack]
+    @staticmethod
+    def claims(sheet, labels: list[str], doubts: list[Doubt]) -> list[Claim]:
+        """Under each attack but the certificates, RBFI beats every adversarially trained ReLU
+        net (McNemar's exact test on the same images)."""
+        others = [label for label in labels if label != "RBFI"]
+        out = []
+        for attack in ATTACKS[:6]:
             verdicts = [
                 greater(
-                    rbfi,
-                    estimates[label][attack],
+                    sheet["RBFI", attack],
+                    sheet[label, attack],
                     ("RBFI", label),
-                    flags=(per_example["RBFI", attack], per_example[label, attack]),
+                    flags=(sheet.flags["RBFI", attack], sheet.flags[label, attack]),
                 )
-                for label in nets
-                if label != "RBFI"
+                for label in others
             ]
-            claims.append(
+            out.append(
                 claim(
-                    f"under {title}, RBFI trained normally beats the adversarially trained "
-                    "ReLU nets",
+                    f"under {COLUMN_TITLES[attack]}, RBFI trained normally beats the "
+                    "adversarially trained ReLU nets",
                     premise(all_of(verdicts), doubts),
-                    f"RBFI {rbfi.text()}; "
-                    + ", ".join(f"{b} {estimates[b][attack].text()}" for b in nets if b != "RBFI"),
+                    f"RBFI {sheet['RBFI', attack].text()}; "
+                    + ", ".join(f"{b} {sheet[b, attack].text()}" for b in others),
                 )
             )
-        markdown = "\n\n".join(
-            [
-                f"## {self.title}",
-                f"Accuracy in % at eps = {eps:g} [95% interval]: clean on n = "
-                f"{profile.test_limit or 10000}, FGSM, I-FGSM and noise on the same n, the "
-                f"paper's PGD on the first n = {profile.pgd_limit}, the strong suite and "
-                f"certificates on the first n = {profile.strong_limit}; comparisons on the same "
-                f"images by McNemar's exact test. The FGSM, I-FGSM and PGD nets trained "
-                f"{profile.adv_epochs} epochs with AdaDelta (training attacks at eps 0.3, x and "
-                f"x' both fed; the paper's PGD with {profile.adv_pgd_steps} steps); the ReLU "
-                f"and RBFI nets are Table 1's ({profile.epochs} epochs, trained normally); the "
-                "Madry net (x' only) is the baselines item's: sign PGD with "
-                f"{profile.baseline_steps} steps, eps ramped from 0 over half the steps, Adam "
-                f"with cosine decay, {profile.baseline_epochs} epochs (the paper's AdaDelta "
-                "with the full eps from the first step leaves it at chance: docs/baselines.md). "
-                "A net marked *under-trained* or *failed* did not finish learning "
-                "(rbfi.training.health); the claims resting on it are undecided.",
-                table(["network", "clean"] + [t for _, t in ATTACKS], rows),
-                claims_markdown(claims),
-                "![Figure 3](figure3.png)",
-            ]
-        )
-        figure = curves_png(panels, suptitle=f"Figure 3 ({profile.name} profile)")
-        return Rendered(markdown, data, {"figure3.png": figure}, claims)
+        return out
 
 
 ITEM = Figure3()

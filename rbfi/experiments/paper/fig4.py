@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import (
-    accuracy,
-    cheap_eval,
-    clean,
-    curve,
-    labelled,
-    layers,
-    measured,
-    net,
-    pgd_eval,
-    problems,
-    sensitivity_eval,
-)
-from rbfi.experiments.render import claim, claims_markdown, curves_png, table
-from rbfi.experiments.spec import Item, Rendered, Results
-from rbfi.stats import UNDECIDED, Verdict, all_of, at_least, at_most, premise
+from rbfi.experiments.paper.common import cheap_eval, layers, net, pgd_eval, sensitivity_eval
+from rbfi.experiments.paper.measure import COLUMN_TITLES, Sheet, labelled, measure, panels, problems
+from rbfi.experiments.render import claim, curves_png, page, table
+from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
+from rbfi.stats import FAILS, UNDECIDED, Verdict, all_of, at_least, at_most, premise
 
-ATTACKS = (
-    ("fgsm", "FGSM"),
-    ("ifgsm", "I-FGSM"),
-    ("noise", "noise"),
-    ("pgd-paper", "PGD, corrected"),
-)
+ATTACKS = ("fgsm", "ifgsm", "noise", "pgd-paper")
 
 
 class Figure4(Item):
@@ -46,82 +30,69 @@ class Figure4(Item):
         return out
 
     def render(self, results: Results, profile) -> Rendered:
-        runs = self.runs(profile)
+        nets = {f"{lam:g}": job for lam, job in self.runs(profile).items()}
         eps = profile.table_eps
-        data, rows, estimates = {}, [], {}
-        for lam, job in runs.items():
-            cheap, pgd = cheap_eval(profile, job), pgd_eval(profile, job)
-            row = {
-                "clean": results.final(job)["test_accuracy"],
-                "sensitivity_bound": results.evaluation(sensitivity_eval(job))["bound"],
-            }
-            for attack, _ in ATTACKS:
-                row[attack] = accuracy(
-                    results, pgd if attack.startswith("pgd") else cheap, attack, eps
-                )
-            data[f"{lam:g}"] = row
-            estimates[f"{lam:g}"] = {"clean": clean(results, job)} | {
-                attack: measured(results, pgd if attack.startswith("pgd") else cheap, attack, eps)
-                for attack, _ in ATTACKS
-            }
-            rows.append(
-                [labelled(results, f"{lam:g}", job), estimates[f"{lam:g}"]["clean"].text()]
-                + [f"{row['sensitivity_bound']:.4g}"]
-                + [estimates[f"{lam:g}"][a].text() for a, _ in ATTACKS]
-            )
-        panels = []
-        for attack, title in ATTACKS:
-            panel = {}
-            for lam, job in runs.items():
-                source = (
-                    pgd_eval(profile, job) if attack.startswith("pgd") else cheap_eval(profile, job)
-                )
-                panel[f"lambda {lam:g}"] = curve(results, [source], attack, profile.eps_grid)
-            panels.append((title, panel))
-        data["intervals"] = {
-            k: {name: e.to_json() for name, e in row.items()} for k, row in estimates.items()
+        sheet = measure(results, profile, nets, ATTACKS, eps)
+        bounds = {k: results.evaluation(sensitivity_eval(job))["bound"] for k, job in nets.items()}
+        rows = [
+            [labelled(results, k, job), sheet[k, "clean"].text(), f"{bounds[k]:.4g}"]
+            + sheet.cells(k, ATTACKS)
+            for k, job in nets.items()
+        ]
+        data = {
+            k: sheet.values(k, ["clean"])
+            | {"sensitivity_bound": bounds[k]}
+            | sheet.values(k, ATTACKS)
+            for k in nets
         }
-        names = {f"{lam:g}": f"ReLU lambda {lam:g}" for lam in runs}
-        learned = [k for k, row in estimates.items() if at_least(row["clean"], 0.5).holds]
-        fragile = all_of([at_most(estimates[k]["fgsm"], 0.5) for k in learned])
-        largest = f"{max(runs):g}"
-        stops = at_most(estimates[largest]["clean"], 0.5)
-        claims = [
+        data["intervals"] = sheet.intervals(("clean", *ATTACKS))
+        caption = (
+            f"ReLU {'-'.join(map(str, layers(profile)))} ({profile.epochs} epochs) trained with "
+            f"loss + lambda x its sensitivity bound (eq. 7); accuracy in % at eps = {eps:g} [95% "
+            f"interval]: clean, FGSM, I-FGSM and noise on n = {profile.test_limit or 10000} test "
+            f"images, PGD on the first n = {profile.pgd_limit}."
+        )
+        headers = ["lambda", "clean", "sensitivity bound"] + [COLUMN_TITLES[a] for a in ATTACKS]
+        figure = panels(results, profile, nets, ATTACKS, {k: f"lambda {k}" for k in nets})
+        png = curves_png(figure, suptitle=f"Figure 4 ({profile.name} profile)")
+        return page(
+            self,
+            caption,
+            table(headers, rows),
+            self.claims(results, sheet, nets),
+            data,
+            {"figure4.png": ("Figure 4", png)},
+        )
+
+    @staticmethod
+    def claims(results: Results, sheet: Sheet, nets: dict[str, Job]) -> list[Claim]:
+        """FGSM keeps every net that learnt (clean above 50%) fragile; the largest lambda stops
+        the net from learning (undecided with one lambda only)."""
+        learned = [k for k in nets if at_least(sheet[k, "clean"], 0.5).holds]
+        fragile = all_of([at_most(sheet[k, "fgsm"], 0.5) for k in learned])
+        largest = max(nets, key=float)
+        doubts = problems(results, {f"ReLU lambda {k}": nets[k] for k in learned})
+        stops = premise(
+            at_most(sheet[largest, "clean"], 0.5),
+            problems(results, {f"ReLU lambda {largest}": nets[largest]}, ignore=("failed",)),
+            unless=FAILS,  # a net that learnt does not unlearn with training
+        )
+        return [
             claim(
                 "regularisation does not make ReLU nets robust (FGSM at eps 0.3)",
-                premise(fragile, problems(results, {names[k]: runs[float(k)] for k in learned})),
-                "; ".join(
-                    f"lambda {k}: clean {r['clean'].text()}, FGSM {r['fgsm'].text()}"
-                    for k, r in estimates.items()
+                premise(fragile, doubts),
+                "FGSM [95% CI] (clean) per lambda: "
+                + "; ".join(
+                    f"{k}: {sheet[k, 'fgsm'].text()} ({sheet[k, 'clean'].value_text()})"
+                    for k in nets
                 ),
             ),
             claim(
                 "large lambda stops the ReLU net from learning",
-                premise(
-                    stops,
-                    problems(results, {names[largest]: runs[max(runs)]}, ignore=("failed",)),
-                    unless="does not hold",  # a net that learnt does not unlearn with training
-                )
-                if len(runs) > 1
-                else Verdict(UNDECIDED, "one lambda only"),
-                f"largest lambda {largest}: clean {estimates[largest]['clean'].text()}",
+                stops if len(nets) > 1 else Verdict(UNDECIDED, "one lambda only"),
+                f"largest lambda {largest}: clean {sheet[largest, 'clean'].text()}",
             ),
         ]
-        markdown = "\n\n".join(
-            [
-                f"## {self.title}",
-                f"ReLU {'-'.join(map(str, layers(profile)))} ({profile.epochs} epochs) "
-                f"trained with loss + lambda x its "
-                f"sensitivity bound (eq. 7); accuracy in % at eps = {eps:g} [95% interval]: clean, "
-                f"FGSM, I-FGSM and noise on n = {profile.test_limit or 10000} test images, PGD "
-                f"on the first n = {profile.pgd_limit}.",
-                table(["lambda", "clean", "sensitivity bound"] + [t for _, t in ATTACKS], rows),
-                claims_markdown(claims),
-                "![Figure 4](figure4.png)",
-            ]
-        )
-        figure = curves_png(panels, suptitle=f"Figure 4 ({profile.name} profile)")
-        return Rendered(markdown, data, {"figure4.png": figure}, claims)
 
 
 ITEM = Figure4()

@@ -4,29 +4,18 @@ lambda x the sensitivity bound (eq. 8), under the paper's PGD and the strong sui
 from __future__ import annotations
 
 from rbfi.experiments.paper.common import (
-    accuracy,
-    clean,
-    curve,
-    flags,
-    labelled,
-    measured,
     net,
     net_name,
     pgd_eval,
-    problems,
     strong_eval,
     transfer_source,
 )
-from rbfi.experiments.render import claim, claims_markdown, curves_png, table
-from rbfi.experiments.spec import Item, Rendered, Results
-from rbfi.stats import FAILS, HOLDS, UNDECIDED, Estimate, Verdict, greater, premise
+from rbfi.experiments.paper.measure import COLUMN_TITLES, Sheet, attack_table, panels, problems
+from rbfi.experiments.render import claim, curves_png, page
+from rbfi.experiments.spec import Claim, Item, Rendered, Results
+from rbfi.stats import FAILS, HOLDS, UNDECIDED, Doubt, Estimate, Verdict, greater, premise
 
-ATTACKS = (
-    ("pgd-paper-legacy", "PGD as the author ran it"),
-    ("pgd-paper", "PGD, corrected"),
-    ("worst", "worst case, strong suite"),
-    ("certified", "certified (IBP)"),
-)
+ATTACKS = ("pgd-paper-legacy", "pgd-paper", "worst", "certified")
 
 
 def variants(profile) -> dict:
@@ -75,83 +64,50 @@ class Figure5(Item):
         )
 
     def render(self, results: Results, profile) -> Rendered:
-        runs = variants(profile)
-        eps = profile.table_eps
-        data, rows, panels, estimates, per_example = {}, [], [], {}, {}
-        for label, job in runs.items():
-            pgd, strong = pgd_eval(profile, job), strong_eval(profile, job)
-            row = {"clean": results.final(job)["test_accuracy"]}
-            for attack, _ in ATTACKS:
-                row[attack] = accuracy(
-                    results, pgd if attack.startswith("pgd") else strong, attack, eps
-                )
-            data[label] = row
-            estimates[label] = {"clean": clean(results, job)}
-            for attack, _ in ATTACKS:
-                source = pgd if attack.startswith("pgd") else strong
-                estimates[label][attack] = measured(results, source, attack, eps)
-                per_example[label, attack] = flags(results, source, attack, eps)
-            rows.append(
-                [labelled(results, label, job), estimates[label]["clean"].text()]
-                + [estimates[label][a].text() for a, _ in ATTACKS]
-            )
-        for attack, title in ATTACKS:
-            grid = profile.eps_grid if attack.startswith("pgd") else profile.strong_eps
-            panels.append(
-                (
-                    title,
-                    {
-                        label: curve(
-                            results,
-                            [
-                                pgd_eval(profile, job)
-                                if attack.startswith("pgd")
-                                else strong_eval(profile, job)
-                            ],
-                            attack,
-                            grid,
-                        )
-                        for label, job in runs.items()
-                    },
-                )
-            )
-        data["intervals"] = {
-            k: {name: e.to_json() for name, e in row.items()} for k, row in estimates.items()
-        }
-        labels = list(runs)
-        doubts = problems(results, {f"RBFI {label}": job for label, job in runs.items()})
-        claims = []
-        for attack, title in ATTACKS[:3]:
-            base, loose, reg = (estimates[k][attack] for k in labels)
+        nets, eps = variants(profile), profile.table_eps
+        sheet, _, numbers, data = attack_table(results, profile, nets, ATTACKS, eps)
+        caption = (
+            f"{net_name(nets['u-bound 3'])}, {profile.epochs} epochs; accuracy in % at eps = "
+            f"{eps:g} [95% interval] (clean on n = {profile.test_limit or 10000} images, PGD "
+            f"on the first n = {profile.pgd_limit}, strong suite on the first n = "
+            f"{profile.strong_limit})."
+        )
+        doubts = problems(results, {f"RBFI {label}": job for label, job in nets.items()})
+        png = curves_png(
+            panels(results, profile, nets, ATTACKS),
+            suptitle=f"Figure 5 ({profile.name} profile)",
+        )
+        return page(
+            self,
+            caption,
+            numbers,
+            self.claims(sheet, list(nets), doubts),
+            data,
+            {"figure5.png": ("Figure 5", png)},
+        )
+
+    @staticmethod
+    def claims(sheet: Sheet, labels: list[str], doubts: list[Doubt]) -> list[Claim]:
+        """Under the paper's PGD and the strong suite, the u-bound 10 net with lambda recovers
+        at least half of what the u-bound 10 net lost against u-bound 3."""
+        out = []
+        for attack in ATTACKS[:3]:
+            base, loose, reg = (sheet[k, attack] for k in labels)
             lost = greater(
                 base,
                 loose,
                 ("u3", "u10"),
-                flags=(per_example[labels[0], attack], per_example[labels[1], attack]),
+                flags=(sheet.flags[labels[0], attack], sheet.flags[labels[1], attack]),
             )
-            claims.append(
+            out.append(
                 claim(
-                    f"under {title}, a small regularisation recovers most of the robustness the "
-                    "u-bound 10 net lost",
+                    f"under {COLUMN_TITLES[attack]}, a small regularisation recovers most of the "
+                    "robustness the u-bound 10 net lost",
                     premise(recovers_half(base, loose, reg, lost), doubts),
                     f"u3 {base.text()}, u10 {loose.text()}, u10+reg {reg.text()}",
                 )
             )
-        markdown = "\n\n".join(
-            [
-                f"## {self.title}",
-                f"{net_name(runs['u-bound 3'])}, {profile.epochs} "
-                f"epochs; accuracy in % at eps = "
-                f"{eps:g} [95% interval] (clean on n = {profile.test_limit or 10000} images, PGD "
-                f"on the first n = {profile.pgd_limit}, strong suite on the first n = "
-                f"{profile.strong_limit}).",
-                table(["network", "clean"] + [t for _, t in ATTACKS], rows),
-                claims_markdown(claims),
-                "![Figure 5](figure5.png)",
-            ]
-        )
-        figure = curves_png(panels, suptitle=f"Figure 5 ({profile.name} profile)")
-        return Rendered(markdown, data, {"figure5.png": figure}, claims)
+        return out
 
 
 ITEM = Figure5()

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import (
-    NAMES,
-    cheap_eval,
-    clean,
-    labelled,
-    measured,
-    net,
-    net_name,
-    problems,
-)
-from rbfi.experiments.render import claim, claims_markdown, table
-from rbfi.experiments.spec import Item, Rendered, Results
-from rbfi.stats import all_of, at_least, at_most, premise
+from rbfi.experiments.paper.common import NAMES, cheap_eval, net, net_name
+from rbfi.experiments.paper.measure import labelled, measure, problems
+from rbfi.experiments.render import claim, page, table
+from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
+from rbfi.stats import HOLDS, Estimate, all_of, at_least, at_most, premise
 
 ARCHS = ("relu", "sigmoid", "rbfi")
 
@@ -33,33 +25,39 @@ class Section68(Item):
         return list(runs.values()) + [cheap_eval(profile, j) for j in runs.values()]
 
     def render(self, results: Results, profile) -> Rendered:
-        runs = deep_nets(profile)
-        eps = profile.table_eps
-        data, estimates = {}, {}
-        for arch, job in runs.items():
-            cheap = cheap_eval(profile, job)
-            estimates[arch] = {
-                "clean": clean(results, job),
-                "fgsm": measured(results, cheap, "fgsm", eps),
-                "certified": measured(results, cheap, "certified", eps),
-            }
-            data[arch] = {k: e.value for k, e in estimates[arch].items()}
-            data[arch]["intervals"] = {k: e.to_json() for k, e in estimates[arch].items()}
+        runs, eps = deep_nets(profile), profile.table_eps
+        columns = ("clean", "fgsm", "certified")
+        sheet = measure(results, profile, runs, columns[1:], eps, certified_from="cheap")
         rows = [
-            [
-                labelled(results, net_name(runs[a]), runs[a]),
-                *(estimates[a][k].text() for k in ("clean", "fgsm", "certified")),
-            ]
-            for a in runs
+            [labelled(results, net_name(job), job)] + sheet.cells(a, columns)
+            for a, job in runs.items()
         ]
-        relu, rbfi, sigmoid = (estimates[a]["clean"] for a in ("relu", "rbfi", "sigmoid"))
-        claims = [
+        data = {
+            NAMES[a]: {c: sheet[a, c].value for c in columns}
+            | {"intervals": sheet.intervals(columns)[a]}
+            for a in runs
+        }
+        caption = (
+            f"{profile.deep_layers} hidden layers of {profile.deep_width} units, "
+            f"{profile.deep_epochs} epochs, square-error loss and AdaDelta for sigmoid and RBFI "
+            f"(alternating ^v), cross-entropy for ReLU; accuracy in %, FGSM and certified at eps "
+            f"{eps:g} [95% interval] on n = {profile.test_limit or 10000} images."
+        )
+        headers = ["network", "clean", "FGSM", "certified"]
+        claims = self.claims(results, runs, {a: sheet[a, "clean"] for a in runs})
+        return page(self, caption, table(headers, rows), claims, data)
+
+    @staticmethod
+    def claims(results: Results, runs: dict[str, Job], clean: dict[str, Estimate]) -> list[Claim]:
+        """Deep ReLU and RBFI nets above 90% clean; the deep sigmoid net below 30%."""
+        relu, rbfi, sigmoid = (clean[a] for a in ("relu", "rbfi", "sigmoid"))
+        return [
             claim(
                 "ReLU and RBFI deep nets train well",
                 premise(
                     all_of([at_least(relu, 0.9), at_least(rbfi, 0.9)]),
                     problems(results, {"deep ReLU": runs["relu"], "deep RBFI": runs["rbfi"]}),
-                    unless="holds",  # more training would not make them worse
+                    unless=HOLDS,  # more training would not make them worse
                 ),
                 f"ReLU {relu.text()}, RBFI {rbfi.text()} (train well: above 90%)",
             ),
@@ -72,19 +70,6 @@ class Section68(Item):
                 f"sigmoid {sigmoid.text()} (barely beats chance: below 30%)",
             ),
         ]
-        markdown = "\n\n".join(
-            [
-                f"## {self.title}",
-                f"{profile.deep_layers} hidden layers of {profile.deep_width} units, "
-                f"{profile.deep_epochs} epochs, square-error loss and AdaDelta for sigmoid and "
-                f"RBFI (alternating ^v), cross-entropy for ReLU; accuracy in %, FGSM and "
-                f"certified at eps {eps:g} [95% interval] on n = {profile.test_limit or 10000} "
-                "images.",
-                table(["network", "clean", "FGSM", "certified"], rows),
-                claims_markdown(claims),
-            ]
-        )
-        return Rendered(markdown, {NAMES[a]: v for a, v in data.items()}, {}, claims)
 
 
 ITEM = Section68()

@@ -4,24 +4,21 @@ noise, the strong suite's worst case, and the certified lower bound."""
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import (
-    NAMES,
-    accuracy,
-    cheap_eval,
-    clean_runs,
+from rbfi.experiments.paper.common import NAMES, cheap_eval, net, pgd_eval, sources, strong_eval
+from rbfi.experiments.paper.measure import (
+    COLUMN_TITLES,
     curve,
     labelled,
-    measured_runs,
-    net,
-    pgd_eval,
+    measure,
+    panels,
     problems,
-    strong_eval,
 )
-from rbfi.experiments.render import INTERVALS_NOTE, claim, claims_markdown, curves_png, table
+from rbfi.experiments.render import INTERVALS_NOTE, claim, curves_png, page, table
 from rbfi.experiments.spec import Claim, Item, Rendered, Results
 from rbfi.stats import (
     FAILS,
     UNDECIDED,
+    Doubt,
     Verdict,
     all_of,
     at_least,
@@ -32,15 +29,18 @@ from rbfi.stats import (
 )
 
 ARCHS = ("relu", "sigmoid", "rbfi")
-COLUMNS = [
-    ("fgsm", "FGSM (eq. 12)"),
-    ("ifgsm", "I-FGSM (eq. 13)"),
-    ("pgd-paper-legacy", "PGD as the author ran it"),
-    ("pgd-paper", "PGD, projection corrected"),
-    ("noise", "noise"),
-    ("worst", "worst case, strong suite"),
-    ("certified", "certified (IBP)"),
-]
+COLUMNS = ("fgsm", "ifgsm", "pgd-paper-legacy", "pgd-paper", "noise", "worst", "certified")
+CHEAP = ("fgsm", "ifgsm", "noise")  # measured on every run; the others on the first
+RECORDED = (
+    "clean",
+    "fgsm",
+    "ifgsm",
+    "noise",
+    "pgd-paper-legacy",
+    "pgd-paper",
+    "worst",
+    "certified",
+)
 
 
 class Table1(Item):
@@ -70,89 +70,49 @@ class Table1(Item):
         return out + list(pgd.values()) + list(strong.values())
 
     def render(self, results: Results, profile) -> Rendered:
-        runs, cheap, pgd, strong = self.evals(profile)
-        eps = profile.table_eps
-        data: dict = {"eps": eps, "nets": {}, "intervals": {}}
-        estimates: dict = {}
-        rows = []
-        for arch in ARCHS:
-            values = {
-                "clean": [results.final(r)["test_accuracy"] for r in runs[arch]],
-                "fgsm": [accuracy(results, j, "fgsm", eps) for j in cheap[arch]],
-                "ifgsm": [accuracy(results, j, "ifgsm", eps) for j in cheap[arch]],
-                "noise": [accuracy(results, j, "noise", eps) for j in cheap[arch]],
-                "pgd-paper-legacy": [accuracy(results, pgd[arch], "pgd-paper-legacy", eps)],
-                "pgd-paper": [accuracy(results, pgd[arch], "pgd-paper", eps)],
-                "worst": [accuracy(results, strong[arch], "worst", eps)],
-                "certified": [accuracy(results, strong[arch], "certified", eps)],
-            }
-            estimates[arch] = {"clean": clean_runs(results, runs[arch])}
-            for key, _ in COLUMNS:
-                jobs = (
-                    cheap[arch]
-                    if key in ("fgsm", "ifgsm", "noise")
-                    else [pgd[arch] if key.startswith("pgd") else strong[arch]]
-                )
-                estimates[arch][key] = measured_runs(results, jobs, key, eps)
-            data["nets"][arch] = values
-            data["intervals"][arch] = {k: e.to_json() for k, e in estimates[arch].items()}
-            rows.append(
-                [
-                    labelled(results, f"{NAMES[arch]} ({len(runs[arch])} runs)", runs[arch]),
-                    estimates[arch]["clean"].text(),
-                ]
-                + [estimates[arch][key].text() for key, _ in COLUMNS]
-            )
-        headers = ["network", "clean"] + [f"{title}" for _, title in COLUMNS]
-        figure_panels = []
-        for key, title, jobs_of in (
-            ("fgsm", "FGSM", cheap),
-            ("ifgsm", "I-FGSM", cheap),
-            ("noise", "noise", cheap),
-            ("pgd-paper-legacy", "PGD as the author ran it", pgd),
-            ("pgd-paper", "PGD, corrected projection", pgd),
-        ):
-            panel = {}
-            for arch in ARCHS:
-                jobs = jobs_of[arch] if isinstance(jobs_of[arch], list) else [jobs_of[arch]]
-                panel[NAMES[arch]] = curve(results, jobs, key, profile.eps_grid)
-            figure_panels.append((title, panel))
-        panel = {}
-        for arch in ARCHS:
-            panel[f"{NAMES[arch]} worst case"] = curve(
-                results, [strong[arch]], "worst", profile.strong_eps
-            )
-            panel[f"{NAMES[arch]} certified"] = curve(
-                results, [strong[arch]], "certified", profile.strong_eps
-            )
-        figure_panels.append(("strong suite: worst case and certified floor", panel))
-        figure = curves_png(figure_panels, suptitle=f"Figure 2 ({profile.name} profile)")
-        health = {
-            "all runs": {NAMES[a]: runs[a] for a in ARCHS},
-            "first runs": {NAMES[a]: runs[a][0] for a in ARCHS},
+        runs, eps = self.runs(profile), profile.table_eps
+        sheet = measure(results, profile, runs, COLUMNS, eps)
+        rows = [
+            [labelled(results, f"{NAMES[a]} ({len(runs[a])} runs)", runs[a])]
+            + sheet.cells(a, ("clean", *COLUMNS))
+            for a in ARCHS
+        ]
+        doubts = {
+            "all runs": problems(results, {NAMES[a]: runs[a] for a in ARCHS}),
+            "first runs": problems(results, {NAMES[a]: runs[a][0] for a in ARCHS}),
         }
-        claims = self.claims(
-            estimates,
-            {k: problems(results, nets) for k, nets in health.items()},
+        strong = {
+            f"{NAMES[a]} {what}": curve(results, sources(profile, runs[a], key), key)
+            for a in ARCHS
+            for key, what in (("worst", "worst case"), ("certified", "certified"))
+        }
+        figure = panels(results, profile, runs, COLUMNS[:5], {a: NAMES[a] for a in ARCHS})
+        figure.append(("strong suite: worst case and certified floor", strong))
+        data = {
+            "eps": eps,
+            "nets": {a: {c: sheet.recorded[a][c] for c in RECORDED} for a in ARCHS},
+            "intervals": sheet.intervals(("clean", *COLUMNS)),
+        }
+        caption = (
+            f"Accuracy in % at eps = {eps:g} [95% interval] (mean ± sd over runs where there "
+            f"are several). Clean, FGSM, I-FGSM and noise on n = {profile.test_limit or 10000} "
+            f"test images for every run; PGD on the first n = {profile.pgd_limit} images and the "
+            f"strong suite and certificates on the first n = {profile.strong_limit}, for the "
+            f"first run of each kind (as the paper ran PGD). {INTERVALS_NOTE}"
         )
-        n_pgd, n_strong = profile.pgd_limit, profile.strong_limit
-        markdown = "\n\n".join(
-            [
-                f"## {self.title}",
-                f"Accuracy in % at eps = {eps:g} [95% interval] (mean ± sd over runs where there "
-                f"are several). Clean, FGSM, I-FGSM and noise on n = {profile.test_limit or 10000} "
-                f"test images for every run; PGD on the first n = {n_pgd} images and the strong "
-                f"suite and certificates on the first n = {n_strong}, for the first run of each "
-                f"kind (as the paper ran PGD). {INTERVALS_NOTE}",
-                table(headers, rows),
-                claims_markdown(claims),
-                "![Figure 2](figure2.png)",
-            ]
+        headers = ["network", "clean"] + [COLUMN_TITLES[c] for c in COLUMNS]
+        png = curves_png(figure, suptitle=f"Figure 2 ({profile.name} profile)")
+        return page(
+            self,
+            caption,
+            table(headers, rows),
+            self.claims(sheet.estimates, doubts),
+            data,
+            {"figure2.png": ("Figure 2", png)},
         )
-        return Rendered(markdown, data, {"figure2.png": figure}, claims)
 
     @staticmethod
-    def claims(estimates: dict, doubts: dict[str, list[str]]) -> list[Claim]:
+    def claims(estimates: dict, doubts: dict[str, list[Doubt]]) -> list[Claim]:
         """``estimates``: arch -> column -> Estimate; ``doubts``: the health problems of "all
         runs" (clean, FGSM, I-FGSM, noise) and of the "first runs" (PGD, strong suite)."""
 
@@ -172,7 +132,8 @@ class Table1(Item):
                 ", ".join(f"{NAMES[a]} {e(a, 'clean').text()}" for a in ARCHS),
             )
         ]
-        for key, title in COLUMNS[:6]:
+        for key in COLUMNS[:6]:
+            title = COLUMN_TITLES[key]
             weak = all_of([at_most(e("relu", key), 0.02), at_most(e("sigmoid", key), 0.02)])
             keeps = at_least(e("rbfi", key), 0.9)
             if weak.status == FAILS:
@@ -181,7 +142,7 @@ class Table1(Item):
                 )
             else:
                 verdict = all_of([weak, keeps])
-            cheap = key in ("fgsm", "ifgsm", "noise")
+            cheap = key in CHEAP
             out.append(
                 claim(
                     f"under {title}, where ReLU and sigmoid fall below 2%, RBFI keeps above 90%",
@@ -199,7 +160,7 @@ class Table1(Item):
         out.append(
             claim(
                 "FGSM and I-FGSM barely affect RBFI; even noise is a stronger attack on it",
-                premise(barely, [p for p in doubts["all runs"] if p.startswith("RBFI")]),
+                premise(barely, [d for d in doubts["all runs"] if d.subject == NAMES["rbfi"]]),
                 f"RBFI: FGSM {e('rbfi', 'fgsm').text()}, I-FGSM {e('rbfi', 'ifgsm').text()}, "
                 f"noise {e('rbfi', 'noise').text()}",
             )

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from rbfi.experiments.paper.common import (
-    cheap_eval,
-    clean,
-    flags,
-    labelled,
-    measured,
-    net,
-    problems,
-    sensitivity_eval,
-)
+from rbfi.experiments.paper.common import cheap_eval, net, sensitivity_eval
 from rbfi.experiments.paper.fig5 import variants
-from rbfi.experiments.render import claim, claims_markdown, table
-from rbfi.experiments.spec import Item, Rendered, Results
-from rbfi.stats import FAILS, HOLDS, UNDECIDED, Verdict, all_of, at_most, greater, premise
+from rbfi.experiments.paper.measure import Sheet, labelled, measure, problems
+from rbfi.experiments.render import claim, page, table
+from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
+from rbfi.stats import FAILS, HOLDS, UNDECIDED, Estimate, Verdict, all_of, at_most, greater, premise
+
+
+def arch(run: Job) -> str:
+    return run.payload["train"]["model"]["arch"]
 
 
 def misranked(ordering: list[str], fgsm: dict, flagged: dict) -> Verdict:
@@ -40,22 +36,18 @@ def misranked(ordering: list[str], fgsm: dict, flagged: dict) -> Verdict:
     return Verdict(UNDECIDED, f"no pair ranked against FGSM accuracy; {open_} pair(s) undecided")
 
 
-def comparable_and_fragile(data: dict, fgsm: dict, doubts: list[str]) -> tuple:
-    """(verdict, doubts): a ReLU net with a bound at most 10 x the largest RBFI bound whose FGSM
-    accuracy is below 50%."""
-    largest_rbfi = max(v["bound"] for k, v in data.items() if k.startswith("RBFI"))
-    comparable = [
-        k for k, v in data.items() if k.startswith("ReLU") and v["bound"] <= 10 * largest_rbfi
-    ]
+def comparable_and_fragile(bounds: dict, archs: dict, fgsm: dict[str, Estimate]) -> Verdict:
+    """A ReLU net with a bound at most 10 x the largest RBFI bound whose FGSM accuracy is
+    below 50% (``bounds``, ``archs``, ``fgsm``: per net)."""
+    largest_rbfi = max(b for k, b in bounds.items() if archs[k] == "rbfi")
+    comparable = [k for k, b in bounds.items() if archs[k] == "relu" and b <= 10 * largest_rbfi]
     if not comparable:
-        return Verdict(FAILS, f"no ReLU bound within 10 x RBFI's {largest_rbfi:.4g}"), doubts
+        return Verdict(FAILS, f"no ReLU bound within 10 x RBFI's {largest_rbfi:.4g}")
     verdicts = [at_most(fgsm[k], 0.5) for k in comparable]
     best = next((v for v in verdicts if v.status == HOLDS), None)
     if best is not None:
-        verdict = Verdict(HOLDS, f"bound within 10 x RBFI's {largest_rbfi:.4g}; {best.reason}")
-    else:
-        verdict = all_of(verdicts)
-    return verdict, [d for d in doubts if d.split(" ")[0] in ("ReLU,", "ReLU") or "RBFI" in d]
+        return Verdict(HOLDS, f"bound within 10 x RBFI's {largest_rbfi:.4g}; {best.reason}")
+    return all_of(verdicts)
 
 
 class Table4(Item):
@@ -82,62 +74,57 @@ class Table4(Item):
         )
 
     def render(self, results: Results, profile) -> Rendered:
-        runs = self.runs(profile)
-        data, rows, fgsm, flagged = {}, [], {}, {}
-        eps = profile.table_eps
-        for label, job in runs.items():
-            bound = results.evaluation(sensitivity_eval(job))["bound"]
-            cheap = cheap_eval(profile, job)
-            fgsm[label] = measured(results, cheap, "fgsm", eps)
-            flagged[label] = flags(results, cheap, "fgsm", eps)
-            accuracy_clean = clean(results, job)
-            data[label] = {
-                "bound": bound,
-                "clean": accuracy_clean.value,
-                "fgsm": fgsm[label].value,
-                "intervals": {"clean": accuracy_clean.to_json(), "fgsm": fgsm[label].to_json()},
-            }
-            rows.append(
-                [
-                    labelled(results, label, job),
-                    f"{bound:.4g}",
-                    accuracy_clean.text(),
-                    fgsm[label].text(),
-                ]
-            )
-        ordering = sorted(data, key=lambda k: data[k]["bound"])
-        doubts = problems(results, runs)
-        claims = [
+        runs, eps = self.runs(profile), profile.table_eps
+        sheet = measure(results, profile, runs, ["fgsm"], eps, certified_from="cheap")
+        bounds = {k: results.evaluation(sensitivity_eval(job))["bound"] for k, job in runs.items()}
+        rows = [
+            [labelled(results, k, job), f"{bounds[k]:.4g}"] + sheet.cells(k, ("clean", "fgsm"))
+            for k, job in runs.items()
+        ]
+        data = {
+            k: {"bound": bounds[k]}
+            | {c: sheet[k, c].value for c in ("clean", "fgsm")}
+            | {"intervals": sheet.intervals(("clean", "fgsm"))[k]}
+            for k in runs
+        }
+        caption = (
+            f"Upper bounds on the l_inf sensitivity of the outputs (eq. 7 for ReLU and sigmoid "
+            f"nets, eq. 8 for RBFI), beside clean and FGSM accuracy (%) at eps {eps:g} [95% "
+            f"interval] on n = {profile.test_limit or 10000} test images."
+        )
+        headers = ["network", "sensitivity bound", "clean", "FGSM"]
+        return page(
+            self, caption, table(headers, rows), self.claims(results, runs, sheet, bounds), data
+        )
+
+    @staticmethod
+    def claims(results: Results, runs: dict[str, Job], sheet: Sheet, bounds: dict) -> list[Claim]:
+        """The bounds misrank the nets by FGSM accuracy; a ReLU net's bound comparable to
+        RBFI's with FGSM accuracy below 50%."""
+        ordering = sorted(runs, key=lambda k: bounds[k])
+        fgsm = {k: sheet[k, "fgsm"] for k in runs}
+        flagged = {k: sheet.flags[k, "fgsm"] for k in runs}
+        archs = {k: arch(job) for k, job in runs.items()}
+        relu_or_rbfi = {k: job for k, job in runs.items() if archs[k] in ("relu", "rbfi")}
+        return [
             claim(
                 "the bounds do not rank architectures by their robustness",
-                premise(misranked(ordering, fgsm, flagged), doubts),
-                "by bound: "
-                + ", ".join(ordering)
-                + "; FGSM: "
-                + ", ".join(f"{k} {fgsm[k].text()}" for k in ordering),
+                premise(misranked(ordering, fgsm, flagged), problems(results, runs)),
+                "FGSM by bound, smallest first: "
+                + "; ".join(f"{k} {fgsm[k].text()}" for k in ordering),
             ),
             claim(
                 "a regularised ReLU net can have a bound comparable to RBFI's and still be fragile",
-                premise(*comparable_and_fragile(data, fgsm, doubts)),
-                ", ".join(
-                    f"{k}: {v['bound']:.4g} (FGSM {fgsm[k].text()})"
-                    for k, v in data.items()
-                    if k.startswith("ReLU")
+                premise(
+                    comparable_and_fragile(bounds, archs, fgsm), problems(results, relu_or_rbfi)
+                ),
+                "; ".join(
+                    f"{k}: bound {bounds[k]:.4g}, FGSM {fgsm[k].text()}"
+                    for k in runs
+                    if archs[k] == "relu"
                 ),
             ),
         ]
-        markdown = "\n\n".join(
-            [
-                f"## {self.title}",
-                f"Upper bounds on the l_inf sensitivity of the outputs (eq. 7 for ReLU and sigmoid "
-                f"nets, eq. 8 for RBFI), beside clean and FGSM accuracy (%) at eps "
-                f"{profile.table_eps:g} [95% interval] on n = {profile.test_limit or 10000} test "
-                f"images.",
-                table(["network", "sensitivity bound", "clean", "FGSM"], rows),
-                claims_markdown(claims),
-            ]
-        )
-        return Rendered(markdown, data, {}, claims)
 
 
 ITEM = Table4()

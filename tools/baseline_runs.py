@@ -9,22 +9,27 @@ Each run directory holds the training run (``checkpoint.json``, ``metrics.jsonl`
 - ``attack-apgd/robustness.json`` (optional): ``rbfi attack --attacks autoattack`` on the first
   n_2 <= n_1 images. The worst case over PGD and APGD is taken per example on those n_2.
 
-    python -m rbfi.experiments.baseline_runs NAME=RUN_DIR ... --out results/baselines
+    python -m tools.baseline_runs NAME=RUN_DIR ... --out results/baselines
+
+A net's target (issue 15's: docs/baselines.md) is the one the ``baselines`` item of ``rbfi
+reproduce`` judges it by: :func:`rbfi.experiments.paper.baselines.target_of`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import rbfi.stats as stats
 from rbfi.evaluation.curves import learning_curves_png, load_metrics
+from rbfi.evaluation.results import row_flags
+from rbfi.experiments.paper.baselines import target_of
 from rbfi.experiments.render import table
 from rbfi.io import atomic_write_bytes, atomic_write_json
-from rbfi.training.health import assess
+from rbfi.training.health import run_health
 
 EPS = ("0.1", "0.2", "0.3")
 RECIPE_KEYS = (
@@ -50,43 +55,19 @@ RECIPE_KEYS = (
 )
 
 
-# issue 15's targets on the 512^3 ReLU MLP: nets adversarially trained for eps 0.1 keep >= 85%
-# under the worst case at eps 0.1; nets IBP-trained for it (training eps up to 0.2, twice the
-# test eps as in Gowal et al.) certify >= 90% at eps 0.1. Nets trained for 0.3 have no target
-# ("as high as they go").
-TARGETS = {"adversarial": ("worst", "0.1", 0.85), "certified": ("certified", "0.1", 0.90)}
-TRAINED_FOR_01 = {"adversarial": 0.1 + 1e-9, "certified": 0.2 + 1e-9}
-
-
 def target(net: dict) -> tuple[str, stats.Verdict] | None:
-    """The target of ``net``'s training regime and its verdict on the measured numbers (an
-    under-trained or failed net leaves it undecided; more training may yet change it)."""
-    recipe = net["recipe"]
-    if recipe.get("certified_eps") is not None:
-        kind, train_eps = "certified", recipe["certified_eps"]
-    elif recipe.get("adversarial", "none") != "none":
-        kind, train_eps = "adversarial", recipe.get("adv_eps", 0.3)
-    else:
+    """The target of ``net``'s recipe (:func:`~rbfi.experiments.paper.baselines.target_of`) and
+    its verdict on the measured numbers (an under-trained or failed net leaves it undecided),
+    or None for a net without one."""
+    goal = target_of(net["recipe"])
+    if goal is None:
         return None
-    if train_eps > TRAINED_FOR_01[kind]:
-        return None
-    key, eps, threshold = TARGETS[kind]
-    data = net.get(key, {}).get(eps)
-    claim = f"{key} {eps} >= {threshold:.0%}"
+    data = net.get(goal.kind, {}).get(f"{goal.eps:g}")
     if data is None:
-        return claim, stats.Verdict(stats.UNDECIDED, f"no {key} result at {eps}")
-    verdict = stats.at_least(stats.Estimate(**data), threshold)
+        return goal.text(), stats.Verdict(stats.UNDECIDED, f"no {goal.kind} result at {goal.eps:g}")
     health = net["health"]
-    problems = [] if health["status"] == "converged" else [f"{health['status']} net"]
-    return claim, stats.premise(verdict, problems)
-
-
-def flags_of(record: dict) -> list[bool]:
-    """Per-example flags of a result entry ("correct", or "certified" for certificates)."""
-    text = record.get("correct", record.get("certified"))
-    if text is None:
-        raise ValueError("a result entry without per-example flags")
-    return [c == "1" for c in text]
+    doubts = [] if health["status"] == "converged" else [stats.Doubt("the net", health["status"])]
+    return goal.text(), goal.judge(stats.Estimate.from_json(data), doubts)
 
 
 def estimate(flags: Sequence[bool]) -> dict:
@@ -99,7 +80,7 @@ def summarise_run(run_dir: str | Path) -> dict:
     index = json.loads((run_dir / "checkpoint.json").read_text())
     training = index.get("training") or {}
     metrics = load_metrics(run_dir)
-    health = assess(metrics, training)
+    health = run_health(run_dir, index)
     pgd = json.loads((run_dir / "attack-pgd" / "robustness.json").read_text())
     n1 = int(pgd["n_examples"])
     clean = [p == y for p, y in zip(pgd["clean_predictions"], pgd["labels"])]
@@ -112,8 +93,8 @@ def summarise_run(run_dir: str | Path) -> dict:
         "final_test_accuracy": metrics[-1]["test_accuracy"],
         "health": health.to_json(),
         "clean": estimate(clean),
-        "pgd": {e: estimate(flags_of(pgd["worst_case"][e])) for e in EPS},
-        "certified": {e: estimate(flags_of(pgd["certified"][e])) for e in EPS}
+        "pgd": {e: estimate(row_flags(pgd["worst_case"][e])) for e in EPS},
+        "certified": {e: estimate(row_flags(pgd["certified"][e])) for e in EPS}
         if pgd.get("certified")
         else {},
         "pgd_attacks": sorted(pgd["results"]),
@@ -129,20 +110,20 @@ def summarise_run(run_dir: str | Path) -> dict:
         if n2 > n1 or apgd["labels"] != pgd["labels"][:n2]:
             raise ValueError(f"{apgd_file}: not the first {n2} images of the PGD evaluation")
         out["n_worst"] = n2
-        out["apgd"] = {e: estimate(flags_of(apgd["worst_case"][e])) for e in EPS}
-        pgd_flags = {e: flags_of(pgd["worst_case"][e])[:n2] for e in EPS}
-        apgd_flags = {e: flags_of(apgd["worst_case"][e]) for e in EPS}
+        out["apgd"] = {e: estimate(row_flags(apgd["worst_case"][e])) for e in EPS}
+        pgd_flags = {e: row_flags(pgd["worst_case"][e])[:n2] for e in EPS}
+        apgd_flags = {e: row_flags(apgd["worst_case"][e]) for e in EPS}
         out["worst"] = {
             e: estimate([a and b for a, b in zip(pgd_flags[e], apgd_flags[e])]) for e in EPS
         }
-        out["pgd_on_worst_images"] = {e: estimate(flags_of(pgd["worst_case"][e])[:n2]) for e in EPS}
+        out["pgd_on_worst_images"] = {
+            e: estimate(row_flags(pgd["worst_case"][e])[:n2]) for e in EPS
+        }
     return out
 
 
 def text(data: dict) -> str:
-    return stats.Estimate(
-        data["value"], data["low"], data["high"], data["n"], data["runs"], data["sd"]
-    ).text()
+    return stats.Estimate.from_json(data).text()
 
 
 def markdown(nets: dict[str, dict]) -> str:
@@ -187,21 +168,28 @@ def _target_cell(net: dict) -> str:
     return f"{claim}: {verdict.status} ({verdict.reason})"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rbfi.experiments.baseline_runs",
+        prog="python -m tools.baseline_runs",
         description="tables and learning curves of hand-trained baseline runs",
     )
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--title", default="ReLU 512^3 baselines: learning curves")
     args = parser.parse_args(argv)
+    if not all("=" in item for item in args.runs):
+        parser.error("each run is NAME=RUN_DIR")
     runs = dict(item.split("=", 1) for item in args.runs)
-    nets = {name: summarise_run(path) for name, path in runs.items()}
+    try:
+        nets = {name: summarise_run(path) for name, path in runs.items()}
+    except (OSError, ValueError, KeyError) as error:
+        print(f"baseline_runs: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
     for net in nets.values():
         decided = target(net)
         if decided is not None:
-            net["target"] = {"claim": decided[0], **asdict(decided[1])}
+            claim, verdict = decided
+            net["target"] = {"claim": claim, "status": verdict.status, "reason": verdict.reason}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "summary.json", nets)
@@ -212,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         learning_curves_png(curves, title=args.title),
     )
     print(f"wrote {out}/summary.md, summary.json, learning-curves.png")
+    return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":
+    sys.exit(main())
