@@ -4,13 +4,13 @@ from one command, in this process or on Ray; resumes an interrupted reproduction
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from rbfi.cli.options import _argparse_type, add_common, add_config_options, config_from_args
 from rbfi.experiments.config import ReproduceConfig
+from rbfi.io.paths import portable_command
 from rbfi.options import Text
 
 HELP = "regenerate the paper's tables and figures (locally or on Ray)"
@@ -45,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
     items = select_items(config.only)
     out = Path(args.out or Path("results") / f"paper-{profile.name}")
     check_run_directory(out)
-    if config.readme and not Path(config.readme).is_file():
-        raise ValueError(f"--readme {config.readme}: no such file")
     if args.estimate_only:
         print(estimate(items, profile, out))
         return 0
@@ -56,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
         _ray()  # a missing Ray is a one-line error before anything starts
         engine = RayEngine(address=config.ray_address, num_cpus=config.ray_cpus)
-    command = "rbfi " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    command = "rbfi " + portable_command(sys.argv[1:]) if sys.argv else ""
     index = reproduce(
         profile,
         out,
@@ -66,10 +64,6 @@ def run(args: argparse.Namespace) -> int:
         command=command,
         stop_after=None if config.stop_after is None else config.stop_after * 60,
     )
-    if config.readme:
-        from rbfi.experiments.readme import update_readme
-
-        update_readme(Path(config.readme))
     print((out / "summary.md").read_text())
     done = sum(index["items"][item.name]["complete"] for item in items)
     print(f"{done} of {len(items)} items rendered in {out}", file=sys.stderr)

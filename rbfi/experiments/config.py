@@ -55,11 +55,6 @@ class ReproduceConfig:
         "results/paper-quick was made with 256)",
         kind=_shown_as(Int(255, 256), "{255,256}"),
     )
-    readme: str | None = option(
-        None,
-        "also regenerate the results section of this README",
-        kind=_shown_as(Text(), "PATH"),
-    )
 
     def __post_init__(self) -> None:
         check_fields(self)
