@@ -176,7 +176,10 @@ def kernels_section(root: Path) -> str:
     def measured(data: dict) -> str:
         m = data["machine"]
         same = data is not kernels and _machine(m) == _machine(first)
-        return f"`{m['command']}` ({'the same machine' if same else _machine(m)}, {m['date'][:10]})"
+        load = m.get("loadavg_before")
+        busy = f", 1-min load average {load[0]:.1f} before the run" if load else ""
+        where = "the same machine" if same else _machine(m)
+        return f"`{m['command']}` ({where}, {m['date'][:10]}{busy})"
 
     ratios = kernels["ratios"]
     bounds = " and ".join(
@@ -193,13 +196,13 @@ def kernels_section(root: Path) -> str:
     return (
         f"Each number is the median over {kernels['rounds']} or more rounds, each round timing "
         "every variant once, interleaved (order rotated), with the range of the per-round "
-        "ratios in brackets: other work on the machine widens the range more than it moves "
-        "the median. "
+        "ratios in brackets: other work on the machine (a load average above its cores) "
+        "slows every variant and widens the range. "
         f"Measured by {measured(kernels)}: one training step of the "
         f"paper network {kernels['network']} at batch {kernels['batch']} (forward + "
-        f"pseudogradient backward) takes {kernels['ms']['fused']['median']:.1f} ms with the "
-        f"fused kernels, **{_ratio(ratios['naive_over_fused'], 0)} faster** than the naive "
-        f"layer and **{_ratio(ratios['fused_over_relu'])}** the time of a same-size ReLU MLP. "
+        f"pseudogradient backward) with the fused kernels is "
+        f"**{_ratio(ratios['naive_over_fused'], 0)} faster** than with the naive layer and "
+        f"takes **{_ratio(ratios['fused_over_relu'])}** the time of a same-size ReLU MLP. "
         f"By {measured(interval)}: the interval bound pass costs {bounds}. By {measured(step)}: "
         f"a certified training step costs **{_ratio(step['ratios']['certified'])}** a normal "
         f"one (batch {step['batch']})." + (f" Tables: {links}." if links else "") + "\n"
