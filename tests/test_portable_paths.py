@@ -71,7 +71,7 @@ def forbidden_prefixes(root: Path) -> list[str]:
 
 def machine_paths(text: str, prefixes: list[str]) -> list[str]:
     """The occurrences of ``prefixes`` in ``text`` that begin a path (not inside a longer name
-    or URL, e.g. ``https://x.org/tmp/``) and, for a prefix without a trailing separator, end
+    or a URL) and, for a prefix without a trailing separator, end
     one."""
     alternatives = [
         re.escape(p) + ("" if p.endswith(os.sep) else r"(?![\w.-])") for p in prefixes
