@@ -12,31 +12,31 @@ training images (``rbfi train``'s defaults). A *step* is what the training loop 
 - certified, weight 1: the same with ``certified_weight = 1`` (no clean loss term);
 - certified, pseudo: the same with pseudogradients through the bounds (context).
 
-Each variant trains its own copy of one initial net, variants interleaved step by step, so
-load from other processes hits them alike; the ratio is the median certified step over the
-median normal step of the same run. Per variant the median time of the three phases (the
-objective's forward, the backward, the optimiser step) is recorded too, to show where the time
-goes. The Markdown table is printed and written with the raw numbers (JSON) to
-``benchmarks/results/``.
+Each variant trains its own copy of one initial net. Timings (``timing.py``): ``--warmup``
+untimed steps of each, then ``--rounds`` rounds, each one step of every variant on the round's
+batch, the order rotated, so that load from other processes hits them alike; per variant the
+median step with its min-max, and each variant's ratio to the normal step per round, reported
+as its median with min-max. Per variant the median time of the three phases (the objective's
+forward, the backward, the optimiser step) is recorded too, to show where the time goes. The
+Markdown table is printed and written with the raw numbers and the machine (JSON) to
+``benchmarks/results/`` (``machine.py``).
 
-    python benchmarks/bench_certified_step.py                    # 2 threads, 15 reps
-    python benchmarks/bench_certified_step.py --checkpoint zoo/rbfi512 --name certified-step-zoo
+    python benchmarks/bench_certified_step.py --threads 2        # 7 rounds
+    python benchmarks/bench_certified_step.py --checkpoint zoo:rbfi512 --name certified-step-zoo
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
-from pathlib import Path
 
+import machine
+import timing
 import torch
 
 import rbfi
 from rbfi.data import load_mnist
-from rbfi.io.provenance import cpu_name
 from rbfi.models import ModelConfig, build_model
 from rbfi.training import TrainConfig
 from rbfi.training.loop import make_optimizer
@@ -44,7 +44,6 @@ from rbfi.training.objectives import make_objective
 
 LAYERS = (512, 512, 512, 10)
 GEOMETRY = "^v^v"
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 2.0
 PHASES = ("objective", "backward", "optimizer")
 LABELS = {
@@ -81,9 +80,6 @@ class Variant:
             for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2)):
                 self.times[phase].append(seconds)
 
-    def total_ms(self) -> list[float]:
-        return [1e3 * sum(parts) for parts in zip(*self.times.values())]
-
 
 def make_variants(args: argparse.Namespace, model_config: ModelConfig) -> dict[str, TrainConfig]:
     certified = {
@@ -109,7 +105,6 @@ def make_variants(args: argparse.Namespace, model_config: ModelConfig) -> dict[s
 
 
 def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
     if args.checkpoint:
         start = rbfi.load(args.checkpoint)
         model_config = start.config
@@ -122,78 +117,80 @@ def run(args: argparse.Namespace) -> dict:
     configs = make_variants(args, model_config)
     state = start.state_dict()
     variants = {name: Variant(config, state, total_steps) for name, config in configs.items()}
-    load_before = os.getloadavg()
-    for rep in range(args.warmup + args.reps):
-        x, y = (t[rep * args.batch : (rep + 1) * args.batch] for t in (x_train, y_train))
+    batch: list[torch.Tensor] = []
+
+    def take(index: int) -> None:  # the batch of step ``index`` (warm-up steps first)
+        batch[:] = [t[index * args.batch : (index + 1) * args.batch] for t in (x_train, y_train)]
+
+    for step in range(args.warmup):
+        take(step)
         for variant in variants.values():
-            variant.step(x, y, record=rep >= args.warmup)
-    median = {name: statistics.median(v.total_ms()) for name, v in variants.items()}
+            variant.step(*batch, record=False)
+    times = timing.interleaved(
+        {name: (lambda v=v: v.step(*batch)) for name, v in variants.items()},
+        args.rounds,
+        warmup=0,
+        before_round=lambda r: take(args.warmup + r),
+    )
     phases = {
         name: {p: 1e3 * statistics.median(ts) for p, ts in v.times.items()}
         for name, v in variants.items()
     }
-    info = rbfi.ops.kernel_info()
     return {
-        "cpu": cpu_name(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "rbfi": rbfi.__version__,
-        "simd_width": info["cpu"]["simd_width"],
+        "benchmark": "certified_step",
+        "machine": machine.describe(),
         "network": model_config.to_json(),
         "start": args.checkpoint or "random initialisation (seed 0)",
         "batch": args.batch,
-        "reps": args.reps,
+        "rounds": args.rounds,
         "warmup": args.warmup,
         "objectives": {name: v.objective.describe() for name, v in variants.items()},
-        "median_ms": median,
+        "ms": {name: timing.spread_ms(ts) for name, ts in times.items()},
         "phases_median_ms": phases,
-        "times_ms": {name: v.total_ms() for name, v in variants.items()},
-        "ratio": median["certified"] / median["normal"],
-        "ratios": {name: median[name] / median["normal"] for name in median},
+        "times_ms": {name: [1e3 * t for t in ts] for name, ts in times.items()},
+        "ratios": {name: timing.ratio(times, name, "normal") for name in times},
         "target_ratio": TARGET_RATIO,
-        "loadavg_before": list(load_before),
-        "loadavg_after": list(os.getloadavg()),
     }
 
 
 def to_markdown(results: dict) -> str:
     net = results["network"]
     lines = [
-        f"{results['cpu']}, {results['threads']} threads, torch {results['torch']}, "
-        f"rbfi {results['rbfi']}",
+        machine.header(results["machine"]),
         f"Net: {net['arch']} {'-'.join(map(str, [net['in_features'], *net['layers']]))} "
         f"({net['geometry']}), start: {results['start']}; batch {results['batch']} MNIST "
-        f"training images; median of {results['reps']} steps after {results['warmup']} warm-up "
-        f"steps, variants interleaved step by step",
-        f"1-min load average before {results['loadavg_before'][0]:.2f}, after "
-        f"{results['loadavg_after'][0]:.2f} (includes this run)",
+        f"training images; {results['warmup']} warm-up steps, then {results['rounds']} rounds, "
+        "each one step of every variant (order rotated)",
+        f"1-min load average before {results['machine']['loadavg_before'][0]:.2f}",
         "",
-        "| variant | objective | step ms | forward ms | backward ms | optimiser ms | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| variant | objective | step ms: median [min-max] | forward ms | backward ms "
+        "| optimiser ms | ratio per round: median (min-max) |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
-    for name, ms in results["median_ms"].items():
+    for name, ms in results["ms"].items():
         p = results["phases_median_ms"][name]
-        ratio = f"{results['ratios'][name]:.2f}x"
+        ratio = timing.text(results["ratios"][name], 2, "x") if name != "normal" else ""
         if name == "certified":
             ratio = f"**{ratio}**"
         lines.append(
-            f"| {LABELS[name]} | {results['objectives'][name]} | {ms:.1f} | "
+            f"| {LABELS[name]} | {results['objectives'][name]} | "
+            f"{ms['median']:.1f} [{ms['min']:.1f}-{ms['max']:.1f}] | "
             f"{p['objective']:.1f} | {p['backward']:.1f} | {p['optimizer']:.1f} | {ratio} |"
         )
-    verdict = "met" if results["ratio"] <= results["target_ratio"] else "NOT met"
+    certified = results["ratios"]["certified"]
+    verdict = "met" if certified["median"] <= results["target_ratio"] else "NOT met"
     lines += [
         "",
-        f"Target: certified step <= {results['target_ratio']:g}x the normal step; "
-        f"{results['ratio']:.2f}x ({verdict}).",
+        f"Target: certified step <= {results['target_ratio']:g}x the normal step (median); "
+        f"{timing.text(certified, 2, 'x')} ({verdict}).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--reps", type=int, default=15, help="timed steps per variant")
+    ap.add_argument("--rounds", type=int, default=timing.DEFAULT_ROUNDS, help="timed rounds")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
     ap.add_argument("--eps", type=float, default=0.3, help="certified_eps")
     ap.add_argument("--certified-loss", default="cross_entropy")
@@ -201,17 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--certified-weight", type=float, default=None)
     ap.add_argument("--no-pseudo", action="store_true", help="skip the pseudogradient variant")
     ap.add_argument("--checkpoint", default=None, help="start from this run's weights")
-    ap.add_argument("--no-save", action="store_true", help="print only, write no results")
-    ap.add_argument("--name", default="certified-step-cpu", help="results file stem")
+    machine.add_arguments(ap, "certified-step-cpu")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads or 2)
     results = run(args)
     text = to_markdown(results)
     print(text)
     if not args.no_save:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{args.name}.md").write_text(text)
-        (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {RESULTS / args.name}.md and .json")
+        paths = machine.save(args.name, results, text)
+        print(f"wrote {paths[0]} and {paths[1].name}")
 
 
 if __name__ == "__main__":

@@ -9,36 +9,34 @@ clipped to [0, 1] (``rbfi.bounds.input_box``). Variants, per batch size:
   layer the fused interval kernel: z_lo = max_i (u near)^2, z_hi = max_i (u far)^2);
 - bounds (chunked): the same with every layer on the pure-torch ``chunked`` backend (what
   ``auto`` used before the CPU interval kernel existed; context only, timed after the others
-  with ``--chunked-reps`` calls, so that its large temporaries do not disturb them);
-- train step: forward + backward of the square-error loss (all parameters, not x);
-- certified step: forward + backward, with pseudogradients, of the square error of the
-  worst-case scores (true class at its lower bound, the others at their upper bound), as in
-  ``rbfi.training.objectives`` (the eps-weighted mix with the clean loss left out).
+  with ``--chunked-reps`` calls, so that its large temporaries do not disturb them).
 
-Timings: medians of ``--reps`` calls after warm-up, the four main variants interleaved call by
-call so that load from other processes hits them alike; ratios come from the same run. The Markdown
-table is printed and, with the raw numbers and the machine (CPU model, cores, torch threads, the
-C kernel's SIMD width and flags, versions, date, command) as JSON, written to
+What a certified *training step* costs is measured by ``bench_certified_step.py`` (the training
+loop's own objectives and optimiser), not here.
+
+Timings (``timing.py``): ``--rounds`` rounds after a warm-up, each round one call of forward and
+bounds, the order rotated; per variant the median with its min-max, and the ratio bounds /
+forward per round, reported as its median with min-max. The Markdown table is printed and,
+with the raw numbers and the machine (CPU model, cores, torch threads, the C kernel's SIMD
+width and flags, versions, date, command) as JSON, written to
 ``benchmarks/results/interval-cpu.{md,json}`` (``--name``; ``--no-save`` writes nothing).
 
-    python benchmarks/bench_interval.py --threads 2     # batches 100 and 1000, 9 reps
-    python benchmarks/bench_interval.py --quick         # 3 reps, no chunked variant
+    python benchmarks/bench_interval.py --threads 2     # batches 100 and 1000, 7 rounds
+    python benchmarks/bench_interval.py --quick         # no chunked variant
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import machine
+import timing
 import torch
 
 import rbfi
 from rbfi.bounds import input_box, interval_bounds
 from rbfi.nn import rbfi_layers
-from rbfi.nn.losses import square_error
 
 LAYERS = "512,512,512,10"
 GEOMETRY = "^v^v"
@@ -48,8 +46,6 @@ LABELS = {
     "forward": "plain forward `model(x)`, no grad",
     "bounds": "interval bound pass, no grad",
     "bounds_chunked": "interval bound pass, chunked backend (before)",
-    "train": "plain training step (fwd + bwd)",
-    "certified": "certified training step (interval fwd + bwd, pseudogradients)",
 }
 
 
@@ -72,7 +68,7 @@ def make_batch(batch: int, eps: float) -> tuple[torch.Tensor, ...]:
 def variants(batch: int, eps: float) -> dict[str, Callable[[], None]]:
     """name -> a callable running that variant once (``bounds_chunked`` last)."""
     model, model_chunked = make_model(), make_model("chunked")
-    x, labels, lo, hi = make_batch(batch, eps)
+    x, _, lo, hi = make_batch(batch, eps)
 
     def forward() -> None:
         with torch.no_grad():
@@ -86,37 +82,7 @@ def variants(batch: int, eps: float) -> dict[str, Callable[[], None]]:
         with torch.no_grad():
             interval_bounds(model_chunked, lo, hi)
 
-    def train() -> None:
-        model.zero_grad(set_to_none=True)
-        square_error(model(x), labels).backward()
-
-    def certified() -> None:
-        model.zero_grad(set_to_none=True)
-        s_lo, s_hi = interval_bounds(model, lo, hi)
-        worst = s_hi.scatter(1, labels[:, None], s_lo.gather(1, labels[:, None]))
-        square_error(worst, labels).backward()
-
-    return {
-        "forward": forward,
-        "bounds": bounds,
-        "train": train,
-        "certified": certified,
-        "bounds_chunked": bounds_chunked,
-    }
-
-
-def time_interleaved(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant; one call of each per round, ``reps`` rounds."""
-    for fn in fns.values():  # warm-up (builds the kernel on first use)
-        fn()
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
+    return {"forward": forward, "bounds": bounds, "bounds_chunked": bounds_chunked}
 
 
 def check_bounds(batch: int, eps: float) -> float:
@@ -131,45 +97,45 @@ def check_bounds(batch: int, eps: float) -> float:
 
 def table(results: dict) -> str:
     lines = [
-        "| batch | variant | ms (median) | ratio |",
+        "| batch | variant | ms: median [min-max] | ratio per round: median (min-max) |",
         "|---:|---|---:|---|",
     ]
     for batch, res in results["batches"].items():
-        ms = res["median_ms"]
+        ms, ratios = res["ms"], res["ratios"]
         ratio = {
-            "bounds": f"**{ms['bounds'] / ms['forward']:.2f}x** the plain forward",
-            "bounds_chunked": f"{ms['bounds_chunked'] / ms['forward']:.2f}x the plain forward"
-            if "bounds_chunked" in ms
+            "bounds": f"**{timing.text(ratios['bounds_over_forward'], 2, 'x')}** the plain forward",
+            "bounds_chunked": f"{ratios['chunked_over_forward']:.1f}x the plain forward (medians)"
+            if "chunked_over_forward" in ratios
             else "",
-            "certified": f"**{ms['certified'] / ms['train']:.2f}x** the plain training step",
         }
-        for name in ("forward", "bounds", "bounds_chunked", "train", "certified"):
+        for name in ("forward", "bounds", "bounds_chunked"):
             if name in ms:
-                row = f"| {batch} | {LABELS[name]} | {ms[name]:.2f} | {ratio.get(name, '')} |"
-                lines.append(row)
+                m = ms[name]
+                cell = f"{m['median']:.2f} [{m['min']:.2f}-{m['max']:.2f}]"
+                lines.append(f"| {batch} | {LABELS[name]} | {cell} | {ratio.get(name, '')} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", default="100,1000", help="comma-separated batch sizes")
-    ap.add_argument("--reps", type=int, default=9, help="timed calls per variant")
+    ap.add_argument("--rounds", type=int, default=timing.DEFAULT_ROUNDS, help="timed rounds")
     ap.add_argument("--eps", type=float, default=0.3)
-    ap.add_argument("--quick", action="store_true", help="3 reps, no chunked variant")
+    ap.add_argument("--quick", action="store_true", help="no chunked variant")
     ap.add_argument("--chunked-reps", type=int, default=3, help="calls of the chunked pass")
     ap.add_argument("--no-chunked", action="store_true", help="skip the chunked bound pass")
     machine.add_arguments(ap, "interval-cpu")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    reps = 3 if args.quick else args.reps
     chunked = not (args.quick or args.no_chunked)
 
     results: dict = {
+        "benchmark": "interval",
         "machine": machine.describe(),
         "network": f"784-{LAYERS.replace(',', '-')} ({GEOMETRY})",
         "eps": args.eps,
-        "reps": reps,
+        "rounds": args.rounds,
         "chunked_reps": args.chunked_reps if chunked else 0,
         "target_bounds_over_forward": TARGET_BOUNDS_RATIO,
         "batches": {},
@@ -177,33 +143,43 @@ def main(argv: list[str] | None = None) -> None:
     for batch in (int(b) for b in args.batches.split(",")):
         fns = variants(batch, args.eps)
         slow = fns.pop("bounds_chunked")
-        times = time_interleaved(fns, reps)
+        times = timing.interleaved(fns, args.rounds, warmup=2)
+        ratios = {"bounds_over_forward": timing.ratio(times, "bounds", "forward")}
         if chunked:
-            times.update(time_interleaved({"bounds_chunked": slow}, args.chunked_reps))
-        med = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+            times.update(timing.interleaved({"bounds_chunked": slow}, args.chunked_reps))
+        ms = {name: timing.spread_ms(ts) for name, ts in times.items()}
+        if chunked:
+            ratios["chunked_over_forward"] = (
+                ms["bounds_chunked"]["median"] / ms["forward"]["median"]
+            )
         results["batches"][str(batch)] = {
-            "median_ms": med,
+            "ms": ms,
             "times_ms": {name: [t * 1e3 for t in ts] for name, ts in times.items()},
-            "bounds_over_forward": med["bounds"] / med["forward"],
-            "certified_over_train": med["certified"] / med["train"],
+            "ratios": ratios,
             "max_abs_gap_fused_vs_chunked": check_bounds(min(batch, 100), args.eps),
         }
     header = (
         f"{machine.header(results['machine'])}\n"
-        f"Paper network {results['network']}, eps = {args.eps} box, median of {reps} calls "
-        f"(variants interleaved; chunked: {results['chunked_reps'] or 'not run'}, separately)\n"
+        f"Paper network {results['network']}, eps = {args.eps} box; {args.rounds} rounds, each "
+        f"one call of every variant (order rotated); chunked: "
+        + (f"{results['chunked_reps']} calls, separately" if chunked else "not run")
+        + "\n"
         f"1-min load average before the run {results['machine']['loadavg_before'][0]:.2f} "
         f"(other work)"
     )
     verdict = ", ".join(
-        f"B={b}: {r['bounds_over_forward']:.2f}x"
-        + (" (met)" if r["bounds_over_forward"] <= TARGET_BOUNDS_RATIO else " (NOT met)")
+        f"B={b}: {timing.text(r['ratios']['bounds_over_forward'], 2, 'x')}"
+        + (
+            " (met)"
+            if r["ratios"]["bounds_over_forward"]["median"] <= TARGET_BOUNDS_RATIO
+            else " (NOT met)"
+        )
         for b, r in results["batches"].items()
     )
     gap = max(r["max_abs_gap_fused_vs_chunked"] for r in results["batches"].values())
     text = (
         f"{header}\n\n{table(results)}\n\n"
-        f"Target: bound pass <= {TARGET_BOUNDS_RATIO}x the plain forward; {verdict}\n"
+        f"Target: bound pass <= {TARGET_BOUNDS_RATIO}x the plain forward (median); {verdict}\n"
         f"Fused vs chunked bound pass (B <= 100): max |difference| {gap:.1e}\n"
     )
     print(text)

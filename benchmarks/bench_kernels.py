@@ -4,18 +4,20 @@ Network: the paper's 784-512-512-512-10, geometry ^v^v, pseudogradients, square-
 one training step = forward + backward of every parameter (x does not require grad). The ReLU
 MLP of the same size uses its paper loss (softmax cross-entropy).
 
-Timings: medians of ``--reps`` steps after warm-up, the variants interleaved round by round in
-this process so that load from other processes hits them alike. Peak memory: each variant in its
-own subprocess: peak RSS (VmHWM, i.e. ru_maxrss without what Linux carries over from the
-parent at fork) after the steps minus the same after imports, model and batch.
+Timings (``timing.py``): ``--rounds`` rounds after a warm-up, each round one step of every
+variant, the order rotated round by round, so that load from other processes hits them alike;
+per variant the median step with its min-max, and the ratios naive / fused and fused / ReLU per
+round, reported as their median with min-max. Peak memory: each variant in its own subprocess:
+peak RSS (VmHWM, i.e. ru_maxrss without what Linux carries over from the parent at fork) after
+the steps minus the same after imports, model and batch.
 
 The report is printed and written, with the machine (CPU model, cores, torch threads, the C
 kernel's SIMD width and flags, versions, date, command) and the raw numbers, to
 ``benchmarks/results/kernels-cpu.{md,json}`` (``--name``; ``--no-save`` writes nothing). The
 README's kernel numbers are generated from that JSON.
 
-    python benchmarks/bench_kernels.py             # batch 100, 7 reps (naive: 3)
-    python benchmarks/bench_kernels.py --quick --threads 2  # 3 reps, smaller scaling batch
+    python benchmarks/bench_kernels.py             # batch 100, 7 rounds
+    python benchmarks/bench_kernels.py --quick --threads 2  # smaller scaling batch
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import tempfile
 import time
 
 import machine
+import timing
 import torch
 
 from rbfi.models import build_model
@@ -76,31 +79,17 @@ def train_step(model: torch.nn.Module, loss_fn, x: torch.Tensor, labels: torch.T
     loss_fn(model(x), labels).backward()
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_variants(variants: list[str], batch: int, reps: dict[str, int], device: str = "cpu"):
-    """Median seconds per step of each variant, interleaved round by round."""
+def time_variants(variants: list[str], batch: int, rounds: int, device: str = "cpu"):
+    """Seconds per step of each variant: :func:`timing.interleaved` over ``rounds`` rounds (the
+    first step of each, untimed, builds the kernel on first use)."""
     x, labels = make_batch(batch, device)
-    setups = {}
+    steps = {}
     for v in variants:
         model, loss_name = make_model(v)
-        setups[v] = (model.to(device), get_loss(loss_name))
-        for _ in range(2 if v != "naive" else 1):  # warm-up (builds the kernel on first use)
-            train_step(*setups[v], x, labels)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for r in range(max(reps.values())):
-        for v in variants:
-            if r >= reps[v]:
-                continue
-            sync(device)
-            t0 = time.perf_counter()
-            train_step(*setups[v], x, labels)
-            sync(device)
-            times[v].append(time.perf_counter() - t0)
-    return {v: statistics.median(ts) for v, ts in times.items()}
+        model, loss_fn = model.to(device), get_loss(loss_name)
+        steps[v] = lambda model=model, loss_fn=loss_fn: train_step(model, loss_fn, x, labels)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    return timing.interleaved(steps, rounds, sync=sync)
 
 
 def peak_rss_kb() -> int:
@@ -158,8 +147,9 @@ def fresh_compile_seconds() -> float | None:
         return res.compile_seconds
 
 
-def first_layer_ms(batch: int, reps: int) -> tuple[float, float]:
-    """Fused 784 -> 512 layer alone: (forward ms, forward + backward of all params ms)."""
+def first_layer_ms(batch: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Fused 784 -> 512 layer alone: the forward, and forward + backward of all params, in ms
+    (median and min-max of ``rounds`` calls after two untimed ones)."""
     from rbfi.ops import scaled_sqdist_max
 
     torch.manual_seed(0)
@@ -167,7 +157,7 @@ def first_layer_ms(batch: int, reps: int) -> tuple[float, float]:
     w = torch.rand(512, IN_FEATURES, requires_grad=True)
     u = (0.2 + 0.5 * torch.rand(512, IN_FEATURES)).requires_grad_()
     fwd, both = [], []
-    for _ in range(reps + 2):
+    for _ in range(rounds + 2):
         t0 = time.perf_counter()
         z = scaled_sqdist_max(x, w, u)
         t1 = time.perf_counter()
@@ -175,7 +165,7 @@ def first_layer_ms(batch: int, reps: int) -> tuple[float, float]:
         t2 = time.perf_counter()
         fwd.append(t1 - t0)
         both.append(t2 - t0)
-    return statistics.median(fwd[2:]) * 1e3, statistics.median(both[2:]) * 1e3
+    return {"forward": timing.spread_ms(fwd[2:]), "forward_backward": timing.spread_ms(both[2:])}
 
 
 def cuda_report(batch: int, reps: int) -> list[str]:
@@ -184,7 +174,8 @@ def cuda_report(batch: int, reps: int) -> list[str]:
     Written without a GPU at hand (this project's sessions had none): untested numbers, guarded
     against missing device properties.
     """
-    t = time_variants(["fused", "relu"], batch, {"fused": reps, "relu": reps}, device="cuda")
+    times = time_variants(["fused", "relu"], batch, reps, device="cuda")
+    t = {v: statistics.median(ts) for v, ts in times.items()}
     props = torch.cuda.get_device_properties(0)
     elems = batch * elements_per_sample()
     # nominal flops: ~5 per element forward (sub, mul, mul, max), ~25 per element and backward
@@ -223,8 +214,8 @@ def cuda_report(batch: int, reps: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--reps", type=int, default=7, help="timed steps per variant (naive: fewer)")
-    ap.add_argument("--quick", action="store_true", help="fewer reps, smaller scaling batch")
+    ap.add_argument("--rounds", type=int, default=timing.DEFAULT_ROUNDS, help="timed rounds")
+    ap.add_argument("--quick", action="store_true", help="smaller scaling batch")
     ap.add_argument("--worker", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=2, help=argparse.SUPPRESS)
     machine.add_arguments(ap, "kernels-cpu")
@@ -235,46 +226,53 @@ def main(argv: list[str] | None = None) -> None:
         worker(args.worker, args.batch, args.steps)
         return
 
-    reps = 3 if args.quick else args.reps
-    naive_reps = max(1, min(3, reps))
     compile_s = fresh_compile_seconds()
     results: dict = {
+        "benchmark": "kernels",
         "machine": machine.describe(),
         "first_use_compile_seconds": compile_s,
         "network": "784-512-512-512-10 (^v^v)",
         "batch": args.batch,
-        "reps": {"naive": naive_reps, "fused": reps, "relu": reps},
+        "rounds": args.rounds,
     }
     lines = [machine.header(results["machine"])]
     lines.append(
         f"First-use compile of the C kernel (fresh cache): {compile_s and round(compile_s, 2)} s"
     )
     B = args.batch
-    t = time_variants(list(VARIANTS), B, results["reps"])
+    times = time_variants(list(VARIANTS), B, args.rounds)
     mem = {v: peak_memory_mb(v, B, threads=args.threads) for v in VARIANTS}
     elems = B * elements_per_sample()
-    results["median_ms"] = {v: t[v] * 1e3 for v in VARIANTS}
-    results["naive_over_fused"] = t["naive"] / t["fused"]
-    results["fused_over_relu"] = t["fused"] / t["relu"]
-    results["epoch_seconds"] = {v: t[v] * EPOCH / B for v in VARIANTS}
+    ms = {v: timing.spread_ms(times[v]) for v in VARIANTS}
+    ratios = {
+        "naive_over_fused": timing.ratio(times, "naive", "fused"),
+        "fused_over_relu": timing.ratio(times, "fused", "relu"),
+    }
+    results["ms"] = ms
+    results["times_ms"] = {v: [1e3 * t for t in ts] for v, ts in times.items()}
+    results["ratios"] = ratios
     results["peak_extra_rss_mb"] = {str(B): mem}
     lines += [
         "",
         f"Paper network 784-512-512-512-10 (^v^v), batch {B}, forward + backward "
-        f"(all params, not x), median of {reps} steps (naive: {naive_reps})",
+        f"(all params, not x); {args.rounds} rounds, each one step of every variant (order "
+        "rotated); median step [min-max]",
         "",
-        "| variant | ms / batch | G elem/s | s / 60k epoch | peak extra RSS (MB) |",
+        "| variant | ms / batch [min-max] | G elem/s | s / 60k epoch | peak extra RSS (MB) |",
         "|---|---:|---:|---:|---:|",
     ]
     for v, label in VARIANTS.items():
-        rate = f"{elems / t[v] / 1e9:.2f}" if v != "relu" else "–"
+        median = ms[v]["median"] / 1e3
+        rate = f"{elems / median / 1e9:.2f}" if v != "relu" else "–"
         lines.append(
-            f"| {label} | {t[v] * 1e3:.1f} | {rate} | {t[v] * EPOCH / B:.1f} | {mem[v]:.0f} |"
+            f"| {label} | {ms[v]['median']:.1f} [{ms[v]['min']:.1f}-{ms[v]['max']:.1f}] | "
+            f"{rate} | {median * EPOCH / B:.1f} | {mem[v]:.0f} |"
         )
     lines += [
         "",
-        f"naive / fused = {results['naive_over_fused']:.0f}x;  fused / ReLU = "
-        f"{results['fused_over_relu']:.1f}x",
+        "Per-round ratios, median (min-max): naive / fused = "
+        f"{timing.text(ratios['naive_over_fused'], 0, 'x')}; fused / ReLU = "
+        f"{timing.text(ratios['fused_over_relu'], 1, 'x')}",
     ]
 
     big = 200 if args.quick else 400
@@ -300,15 +298,17 @@ def main(argv: list[str] | None = None) -> None:
         f"{sum(a + b for a, b in zip(sizes, sizes[1:])) * 4 / 1024:.0f} kB per copy)",
     ]
 
-    f_ms, fb_ms = first_layer_ms(B, reps)
-    results["first_layer_ms"] = {"forward": f_ms, "forward_backward": fb_ms}
+    first = first_layer_ms(B, args.rounds)
+    results["first_layer_ms"] = first
+    rate = B * 784 * 512 / (first["forward_backward"]["median"] / 1e3) / 1e9
     lines += [
         "",
-        f"First layer 784->512 alone, fused, batch {B}: forward {f_ms:.2f} ms, forward + "
-        f"backward {fb_ms:.2f} ms ({B * 784 * 512 / (fb_ms / 1e3) / 1e9:.1f} G elem/s)",
+        f"First layer 784->512 alone, fused, batch {B}, median [min-max] of {args.rounds} calls: "
+        f"forward {timing.text(first['forward'], 2, ' ms')}, forward + backward "
+        f"{timing.text(first['forward_backward'], 2, ' ms')} ({rate:.1f} G elem/s)",
     ]
     if torch.cuda.is_available():
-        lines += cuda_report(B, reps)
+        lines += cuda_report(B, args.rounds)
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_save:

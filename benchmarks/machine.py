@@ -2,10 +2,11 @@
 
 ``describe()`` gives the machine and build a measurement belongs to: the CPU model (from
 /proc/cpuinfo), the cores, torch's version and thread count, the SIMD width and flags the C kernel
-was compiled with (``rbfi.ops.kernel_info()``), the date (UTC) and the command line.
-``save()`` writes ``benchmarks/results/NAME.json`` (the numbers plus that description) and
-``NAME.md`` (the printed report). The README's kernel numbers are generated from these files
-(``rbfi/experiments/readme.py``), never copied by hand.
+was compiled with (``rbfi.ops.kernel_info()``), the date (UTC) and the command line (its paths
+relative to the working directory: ``rbfi.io.paths``). ``save()`` writes
+``benchmarks/results/NAME.json`` (the numbers plus that description) and ``NAME.md`` (the
+printed report). The README's speed sentences are generated from the newest JSON of each
+benchmark (``python -m tools.readme``), never copied by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import datetime
 import json
 import os
 import platform
-import shlex
 import sys
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import torch
 
 import rbfi
 from rbfi.io import atomic_write_bytes
+from rbfi.io.paths import portable_command
 from rbfi.io.provenance import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,9 +40,6 @@ def describe() -> dict:
     """The machine, the build and the command of this measurement (see the module docstring)."""
     cpu = rbfi.ops.kernel_info()["cpu"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    argv = [Path(sys.argv[0]).as_posix()] + sys.argv[1:]
-    if argv[0].startswith(str(Path.cwd()) + "/"):
-        argv[0] = os.path.relpath(argv[0])
     return {
         "cpu": cpu_name(),
         "cores": cores,
@@ -54,7 +52,7 @@ def describe() -> dict:
         "cpu_kernel_flags": cpu["flags"],
         "compiler": cpu.get("compiler_version"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": "python " + shlex.join(argv),
+        "command": "python " + portable_command([sys.argv[0], *sys.argv[1:]]),
         "loadavg_before": list(os.getloadavg()),
     }
 

@@ -204,7 +204,6 @@ def test_estimate_lists_every_item(capsys, tmp_path):
         (["--only", "table9"], "unknown item(s) table9"),
         (["--out", "{afile}"], "exists and is not a directory"),
         (["--retries", "-1"], "non-negative integer"),
-        (["--readme", "{missing}"], "no such file"),
     ],
 )
 def test_bad_reproduce_options(tmp_path, capsys, argv, fragment):
@@ -215,72 +214,6 @@ def test_bad_reproduce_options(tmp_path, capsys, argv, fragment):
     err = capsys.readouterr().err
     assert err.startswith("rbfi: error:") and fragment in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
-
-
-def test_readme_results_sections_match_the_results():
-    """The README's generated sections are what results/ renders to: regenerate them with
-    `python -m rbfi.experiments.readme README.md` after changing results."""
-    from rbfi.experiments.readme import MARKER, rewrite
-
-    text = (ROOT / "README.md").read_text()
-    names = {m.group("name") for m in MARKER.finditer(text)}
-    assert {"paper-standard", "robustness", "kernels", "zoo"} <= names
-    assert rewrite(text, ROOT / "results") == text
-
-
-def test_readme_robustness_section_pairs_attacks_and_certificates(tmp_path):
-    """A run with both results shows the full-test-set certificate and the sandwich on the
-    attacked images; a run only certified shows dashes where attacks would be."""
-    from rbfi.experiments.readme import sections
-
-    def write(path, data):
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(data))
-
-    def acc(a):
-        return {"accuracy": a}
-
-    write(
-        tmp_path / "robustness" / "net_a" / "robustness.json",
-        {
-            "model": {"description": "A"},
-            "n_examples": 300,
-            "clean_accuracy": 0.9,
-            "worst_case": {"0": acc(0.9), "0.1": acc(0.8), "0.3": acc(0.5)},
-            "certified": {"0.1": acc(0.7), "0.3": acc(0.25)},
-        },
-    )
-    for name, cert in (("net_a", 0.654), ("net_b", 0.112)):
-        write(
-            tmp_path / "certify" / name / "certify.json",
-            {
-                "model": {"description": name.upper()},
-                "n_examples": 10000,
-                "clean_accuracy": 0.95,
-                "certified": {"0.1": acc(cert), "0.3": acc(cert / 2)},
-            },
-        )
-    body = sections(tmp_path)["robustness"]
-    rows = {line.split("|")[2].strip(): line for line in body.splitlines() if "](results/" in line}
-    from rbfi.stats import proportion
-
-    def on(n, *counts):  # each cell: k of n with its 95% interval
-        return " / ".join(proportion(k, n).text() for k in counts)
-
-    cells = [c.strip() for c in rows["net_a"].split("|")[3:-1]]
-    assert cells == [
-        on(10000, 9500),
-        on(10000, 6540),
-        on(10000, 3270),
-        "300",
-        on(300, 240, 210),
-        on(300, 150, 75),
-    ]
-    assert cells[0] == "95.00 [94.55-95.42]" and cells[4].startswith("80.0 [75.0-84.4] / ")
-    cells = [c.strip() for c in rows["net_b"].split("|")[3:-1]]
-    assert cells == [on(10000, 9500), on(10000, 1120), on(10000, 560), "–", "–", "–"]
-    assert "first 10,000 test images" in body
-    assert "(results/certify/net_b/certify.md)" in rows["net_b"]
 
 
 def test_table1_verdicts_need_intervals_and_trained_nets():

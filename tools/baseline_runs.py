@@ -29,6 +29,7 @@ from rbfi.evaluation.results import row_flags
 from rbfi.experiments.paper.baselines import target_of
 from rbfi.experiments.render import table
 from rbfi.io import atomic_write_bytes, atomic_write_json
+from rbfi.io.paths import portable_path
 from rbfi.training.health import run_health
 
 EPS = ("0.1", "0.2", "0.3")
@@ -85,7 +86,7 @@ def summarise_run(run_dir: str | Path) -> dict:
     n1 = int(pgd["n_examples"])
     clean = [p == y for p, y in zip(pgd["clean_predictions"], pgd["labels"])]
     out = {
-        "run": str(run_dir),
+        "run": portable_path(run_dir),
         "model": index["model"] if "model" in index else training.get("model"),
         "recipe": {k: training[k] for k in RECIPE_KEYS if training.get(k) is not None},
         "epochs": len(metrics),

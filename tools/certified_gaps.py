@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from rbfi.models.zoo import recorded_ref
+
 
 def pct(fraction: float) -> float:
     return round(100 * fraction, 2)
@@ -39,7 +41,7 @@ def gaps(run: str, limit: int, eps_list: list[float], steps: int, restarts: int)
         clean_test = (model(x_test).argmax(1) == y_test).float().mean().item()
         clean_train = (model(x_train).argmax(1) == y_train).float().mean().item()
     out = {
-        "run": run,
+        "run": recorded_ref(run),
         "images": limit,
         "pgd": {"steps": steps, "restarts": restarts, "loss": "margin"},
         "clean_test": pct(clean_test),

@@ -4,7 +4,7 @@ measured or read from the run's own files here; nothing is typed by hand.
 
     python -m tools.make_card runs/rbfi512 --name rbfi512 --trained-threads 2 \\
         --description "the paper's normally trained RBFI net" \\
-        --strong-suite results/robustness/rbfi512/robustness.json
+        --strong-suite results/zoo-strong/rbfi512/robustness.json
 
 What it does, in order (it refuses, before writing anything, a bad run, a taken name without
 ``--overwrite``, or a strong-suite result of another net):
@@ -47,6 +47,7 @@ from rbfi.data import checkpoint_test_set, trained_pixel_scale
 from rbfi.evaluation.results import row_flags
 from rbfi.io import atomic_write_json, sha256_file, versions
 from rbfi.io.checkpoint import INDEX_NAME, read_index
+from rbfi.io.paths import portable_path
 from rbfi.io.provenance import cpu_name
 from rbfi.models import describe, load_model, model_config_of, predict
 from rbfi.models.zoo import (
@@ -194,7 +195,7 @@ def strong_suite_entry(path: Path, model, x, y, flags: dict, pixel_scale: int) -
         "certified_same_images": {e: sum(flags[e][:n]) / n for e in CARD_EPS},
         # the gap, in images: no attack broke them, the bounds do not certify them
         "robust_not_certified": {e: int((robust[e] & ~certified[e]).sum()) for e in CARD_EPS},
-        "source": str(path),
+        "source": portable_path(path),
         "seconds": float(result["seconds"]),
         # the budgets it ran with (e.g. AutoAttack "apgd": its APGD-CE + APGD-T part only)
         "options": settings.get("options", {}),
@@ -218,7 +219,7 @@ def other_attacks_entry(path: Path, model, x, y, pixel_scale: int) -> dict:
         "attacks": attacks,
         "n_examples": int(result["n_examples"]),
         "worst_case": worst,
-        "source": str(path),
+        "source": portable_path(path),
     }
 
 
@@ -261,7 +262,7 @@ def make_card(args: argparse.Namespace) -> dict:
     run, dest = Path(args.run), Path(args.zoo) / args.name
     index, model = check_request(args)
     training = TrainConfig.from_json(index.get("training") or {})
-    command = training_command(training, args.train_out or str(run), args.trained_threads)
+    command = training_command(training, portable_path(args.train_out or run), args.trained_threads)
     torch.set_num_threads(args.threads)
     test = checkpoint_test_set(run, args.limit or None)
     x, y, pixel_scale = test.x, test.y, test.pixel_scale
@@ -315,7 +316,7 @@ def card_json(args, model, copied: dict, training, command: str, numbers: dict, 
             "wall_seconds": wall_seconds(copied.get("metrics") or []),
             "machine": {"cpu": cpu_name(), "threads": args.trained_threads},
             "versions": copied.get("versions", {}),
-            "source": str(args.run),
+            "source": portable_path(args.run),
         },
         "evaluation": {
             "n_examples": n,
@@ -369,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--overwrite", action="store_true", help="replace an existing card")
-    ap.add_argument("--readme", default=None, help="then regenerate this README's sections")
+    ap.add_argument(
+        "--readme", default=None, help="then regenerate this README's sections (tools.readme)"
+    )
     return ap
 
 
@@ -392,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         + f" on {ev['n_examples']} test images -> {Path(args.zoo) / args.name / CARD_NAME}"
     )
     if args.readme:
-        from rbfi.experiments.readme import update_readme
+        from tools.readme import update_readme
 
         changed = update_readme(Path(args.readme))
         print(f"{args.readme}: {'regenerated' if changed else 'unchanged'}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from rbfi.cli.errors import UsageError
 from rbfi.cli.options import _argparse_type, add_common, add_config_options, config_from_args
 from rbfi.experiments.config import ReproduceConfig
+from rbfi.io.paths import portable_command
 from rbfi.options import Text
 
 HELP = "regenerate the paper's tables and figures (locally or on Ray)"
@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
     items = select_items(config.only)
     out = Path(args.out or Path("results") / f"paper-{profile.name}")
     check_run_directory(out)
-    if config.readme and not Path(config.readme).is_file():
-        raise ValueError(f"--readme {config.readme}: no such file")
     if args.estimate_only:
         if args.json:
             raise UsageError("--json prints the result of a run; --estimate-only prints a table")
@@ -77,7 +75,7 @@ def _reproduce(args: argparse.Namespace, config: ReproduceConfig, profile, items
 
         _ray()  # a missing Ray is a one-line error before anything starts
         engine = RayEngine(address=config.ray_address, num_cpus=config.ray_cpus)
-    command = "rbfi " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    command = "rbfi " + portable_command(sys.argv[1:]) if sys.argv else ""
     index = reproduce(
         profile,
         out,
@@ -88,10 +86,6 @@ def _reproduce(args: argparse.Namespace, config: ReproduceConfig, profile, items
         stop_after=None if config.stop_after is None else config.stop_after * 60,
         log=(lambda line: None) if args.no_progress else None,
     )
-    if config.readme:
-        from rbfi.experiments.readme import update_readme
-
-        update_readme(Path(config.readme))
     if args.json:
         complete = {name: entry["complete"] for name, entry in index["items"].items()}
         print(json.dumps({"out": str(out), "items": complete, "resume": index["resume"]}))

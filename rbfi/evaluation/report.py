@@ -13,6 +13,7 @@ from rbfi.attacks.suites import TITLES
 from rbfi.evaluation.results import BITS, CERTIFIED_ROW, EPS_KEY, header_schema
 from rbfi.io import atomic_write_bytes
 from rbfi.io.schema import AnyValue, Bool, Int, List, Map, Nullable, Num, Obj, Str
+from rbfi.models.zoo import recorded_ref
 
 RESULT_FILES = ("robustness.json", "robustness.md", "robustness.png")
 FAMILY_TITLES = {
@@ -359,11 +360,15 @@ def write_report(
     indent: int | None = None,
 ) -> list[Path]:
     """Write STEM.png, STEM.md and STEM.json into ``out_dir`` (each through a temp file +
-    rename, the JSON last) after checking ``results`` against ``schema``. Refuses (ValueError)
-    a directory that already holds any of them unless ``overwrite``."""
+    rename, the JSON last) after checking ``results`` against ``schema``, the checkpoint
+    recorded as :func:`rbfi.models.zoo.recorded_ref` gives it. Refuses (ValueError) a directory
+    that already holds any of them unless ``overwrite``."""
     out_dir = Path(out_dir)
     names = (f"{stem}.png", f"{stem}.md", f"{stem}.json")
     refuse_overwrite(out_dir, overwrite, names)
+    if results.get("model", {}).get("checkpoint"):  # zoo:NAME or a relative path, never absolute
+        checkpoint = recorded_ref(results["model"]["checkpoint"])
+        results = {**results, "model": {**results["model"], "checkpoint": checkpoint}}
     schema.check(json.loads(json.dumps(results)), names[2])
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()

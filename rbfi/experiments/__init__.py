@@ -1,4 +1,4 @@
 """Experiments built on the library: the paper's tables and figures as items made of jobs
 (``spec``, ``paper/``), their sizes (``profiles``), what a job runs (``jobs``), the reproduction
-(``reproduce``, ``render``) and the README's generated result sections (``readme``). The
-robustness evaluation itself is :mod:`rbfi.evaluation`."""
+(``reproduce``, ``render``). The robustness evaluation itself is :mod:`rbfi.evaluation`; the
+README's generated sections are repository tooling (``tools/readme.py``)."""

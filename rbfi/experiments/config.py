@@ -52,11 +52,6 @@ class ReproduceConfig:
     pixel_scale: int | None = pixel_scale_option(
         None, "the profile's, 255; results/paper-quick was made with 256"
     )
-    readme: str | None = option(
-        None,
-        "also regenerate the results section of this README",
-        kind=_shown_as(Text(), "PATH"),
-    )
 
     def __post_init__(self) -> None:
         check_fields(self)

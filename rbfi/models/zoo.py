@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from rbfi.io.checkpoint import SHA256
+from rbfi.io.paths import portable_path
 from rbfi.io.schema import (
     AnyValue,
     Const,
@@ -175,6 +176,22 @@ def checkpoint_path(ref: str | os.PathLike) -> str | os.PathLike:
     return ref if name is None else resolve(name)
 
 
+def recorded_ref(ref: str | os.PathLike) -> str:
+    """A checkpoint reference as results and checkpoints record it: "zoo:NAME" for "zoo:NAME"
+    and for the folder of a zoo net, any other path through :func:`portable_path` (relative to
+    the working directory when inside it), so that no machine's absolute path is recorded."""
+    if strip_prefix(ref) is not None:
+        return os.fspath(ref)
+    try:
+        root = zoo_dir().resolve()
+    except ZooError:
+        return portable_path(ref)
+    folder = Path(ref).resolve()
+    if folder.parent == root and (folder / CARD_NAME).is_file():
+        return PREFIX + folder.name
+    return portable_path(ref)
+
+
 def read_card(name: str, root: Path | None = None) -> dict:
     """The card of the zoo net ``name``, checked against :data:`CARD_SCHEMA`."""
     path = resolve(name, root) / CARD_NAME
@@ -214,6 +231,7 @@ __all__ = [
     "names",
     "pack_flags",
     "read_card",
+    "recorded_ref",
     "resolve",
     "strip_prefix",
     "unpack_flags",

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from rbfi.io.atomic import append_text
 from rbfi.io.checkpoint import INDEX_NAME, CheckpointError, check_run_directory, load_tensors
 from rbfi.io.checkpoint import read_index as read_checkpoint_index
 from rbfi.io.lock import run_lock
+from rbfi.io.paths import portable_path
 from rbfi.models import (
     build_model,
     evaluate,
@@ -59,7 +60,7 @@ def _resume_point(
     has_checkpoint = (out_dir / INDEX_NAME).exists()
     if not has_checkpoint:
         if resume:
-            log(f"no checkpoint in {out_dir} to resume: starting a new run")
+            log(f"no checkpoint in {portable_path(out_dir)} to resume: starting a new run")
         return config, None
     if not resume:
         raise RunExists(
@@ -120,6 +121,10 @@ def train(
     given back to the caller unchanged (:func:`seeded_rng_scope`).
     """
     out_dir = check_run_directory(out_dir)
+    if config.init_from:  # recorded as zoo:NAME or a relative path, never an absolute one
+        from rbfi.models.zoo import recorded_ref
+
+        config = replace(config, init_from=recorded_ref(config.init_from))
     with run_lock(out_dir, "training"):  # one process per run directory (RunLocked: exit 2)
         config, index = _resume_point(out_dir, config, resume, log)
         with seeded_rng_scope(config.seed, config.device):
@@ -164,14 +169,14 @@ def _set_up(config: TrainConfig, out_dir: Path, index: dict | None, log) -> Trai
         restore_state(run.optimizer, run.shuffle, state_tensors, index["state"]["info"])
         run.metrics = list(index.get("metrics", []))
         run.start_epoch = int(index["epoch"])
-        log(f"resuming {model.describe()} from epoch {run.start_epoch} in {out_dir}")
+        where = portable_path(out_dir)
+        log(f"resuming {model.describe()} from epoch {run.start_epoch} in {where}")
         return run
     if config.init_from:
         _load_initial_weights(model, config)
     log(
         f"training {model.describe()} ({run.objective.describe()}) on {len(data[0])} "
-        f"{config.model.dataset} images, "
-        f"{config.epochs} epochs -> {out_dir}"
+        f"{config.model.dataset} images, {config.epochs} epochs -> {portable_path(out_dir)}"
         + (f", starting from {config.init_from}" if config.init_from else "")
     )
     return run
