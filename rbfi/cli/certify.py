@@ -1,5 +1,6 @@
 """``rbfi certify``: certified accuracy of a checkpoint over a grid of eps (interval bounds);
-writes certify.{json,md,png}; ``--json`` prints {"clean": %, "certified": {eps: %}}."""
+writes certify.{json,md,png}; ``--json`` prints {"clean": %, "certified": {eps: %}} (and, for
+l_inf-distance nets, "certified_by": {"interval": {eps: %}, "margin": {eps: %}})."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from pathlib import Path
 from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
 from rbfi.evaluation.config import CertifyConfig
 
-HELP = "certified accuracy over a grid of eps (interval bound propagation)"
+HELP = (
+    "certified accuracy over a grid of eps (interval bound propagation; l_inf-distance nets "
+    "also by their margin certificate)"
+)
 
 
 def add_parser(sub) -> None:
