@@ -18,6 +18,7 @@ ever holding the (B, M, N) tensor of scaled distances. Backends and the one fall
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -138,12 +139,9 @@ def scaled_sqdist_max_interval(
 
 def check_p(p: float) -> float:
     """p as a float, ValueError unless it is a number >= 1 or inf."""
-    if isinstance(p, bool):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise ValueError(f"p must be a number >= 1 or inf, got {p!r}")
-    try:
-        value = float(p)
-    except (TypeError, ValueError):
-        raise ValueError(f"p must be a number >= 1 or inf, got {p!r}") from None
+    value = float(p)
     if not value >= 1.0:  # also NaN
         raise ValueError(f"p must be a number >= 1 or inf, got {p!r}")
     return value
