@@ -386,13 +386,15 @@ def test_clipped_hinge_matches_its_formula():
     torch.manual_seed(5)
     s, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
     theta = 0.7
-    for mix in (1.0, 0.75, 0.0):
+    for mix, clip in itertools.product((1.0, 0.75, 0.0), (True, False)):
         total = 0.0
         for b in range(6):
-            h = [min(1, max(0, (s[b, c] - s[b, y[b]] + theta) / theta)) for c in range(4)]
+            h = [max(0, (s[b, c] - s[b, y[b]] + theta) / theta) for c in range(4)]
+            h = [min(1, v) for v in h] if clip else h
             others = [h[c] for c in range(4) if c != y[b]]
             total += mix * max(others) + (1 - mix) * sum(others) / 3
-        assert clipped_hinge_v2(s, y, theta, mix).item() == pytest.approx(total / 6)
+        assert clipped_hinge_v2(s, y, theta, mix, clip).item() == pytest.approx(total / 6)
+    assert clipped_hinge_v2(s, y, 0.01, 1.0, False) > 1.5  # unclipped: misclassified weigh more
 
 
 def test_shift_images_moves_pixels_and_repeats_edges():

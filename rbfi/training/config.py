@@ -258,6 +258,14 @@ class TrainConfig:
         kind=Float(0.0, 1.0),
         group=LINF_GROUP,
     )
+    linf_hinge_clip: bool = option(
+        True,
+        "v1's hinge: not clipped at 1, so misclassified examples keep their gradient (v2 "
+        "clips it; use with --linf-ce 0 --linf-hinge-mix 0.75 for v1's loss)",
+        flag="--linf-no-clip",
+        invert=True,
+        group=LINF_GROUP,
+    )
     linf_ce: float = option(
         0.05,
         "weight of the cross-entropy of the logits at the start; it decays geometrically "

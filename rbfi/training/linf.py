@@ -15,7 +15,8 @@ margin that certifies eps) and logits = scale s:
     loss = mix max_c h_c + (1 - mix) mean_c h_c + lambda_t CE(logits, y),
 
 averaged over the batch (v2: mix = 1, theta = 2 eps_train; h_c = 0 exactly when the margin
-against c certifies eps, 1 when c wins). The images are shifted by up to ``linf_shift`` pixels
+against c certifies eps, 1 when c wins). ``linf_hinge_clip`` False drops the clip at 1 (v1's
+hinge max(0, s_c - s_y + theta), divided by theta; v1 used mix 0.75 and no cross-entropy). The images are shifted by up to ``linf_shift`` pixels
 (edges repeated) first, as the papers' RandomCrop(28, padding=1, edge).
 """
 
@@ -52,11 +53,14 @@ def p_at(ratio: float, p_start: float, p_end: float) -> float:
     return p_start * (p_end / p_start) ** ratio
 
 
-def clipped_hinge_v2(scores: Tensor, y: Tensor, theta: float, mix: float = 1.0) -> Tensor:
+def clipped_hinge_v2(
+    scores: Tensor, y: Tensor, theta: float, mix: float = 1.0, clip: bool = True
+) -> Tensor:
     """mean over the batch of mix max_c h_c + (1 - mix) mean_c h_c over c != y, with
-    h_c = clip((s_c - s_y + theta) / theta, 0, 1)."""
+    h_c = clip((s_c - s_y + theta) / theta, 0, 1) (v2), or without the upper clip
+    max(0, (s_c - s_y + theta) / theta) (v1's hinge, divided by theta)."""
     true = scores.gather(1, y[:, None])
-    h = ((scores - true + theta) / theta).clamp(0.0, 1.0)
+    h = ((scores - true + theta) / theta).clamp(0.0, 1.0 if clip else None)
     others = torch.ones_like(h, dtype=torch.bool).scatter(1, y[:, None], False)
     worst = h.masked_fill(~others, float("-inf")).amax(dim=1)
     mean = (h * others).sum(dim=1) / (h.shape[1] - 1)
@@ -90,7 +94,8 @@ class LinfDistObjective(Objective):
         c = config
         self.theta = 2.0 * c.linf_eps / c.model.linf_std
         self.name = (
-            f"l_inf-dist v2: clipped hinge (2 eps, eps {c.linf_eps:g}, max weight "
+            f"l_inf-dist: {'clipped ' if c.linf_hinge_clip else ''}hinge (2 eps, eps "
+            f"{c.linf_eps:g}, max weight "
             f"{c.linf_hinge_mix:g}) + CE {c.linf_ce:g} -> {c.linf_ce_end:g}, p {c.linf_p_start:g}"
             f" -> {c.linf_p_end:g} over {c.linf_p_anneal[0]:.3g}-{c.linf_p_anneal[1]:.3g} of "
             f"the steps, shifts {c.linf_shift}"
@@ -112,7 +117,7 @@ class LinfDistObjective(Objective):
             x = shift_images(x, c.linf_shift, generator)
         scores = model.distance_scores(x)
         logits = model.body[-1].scale * scores
-        loss = clipped_hinge_v2(scores, y, self.theta, c.linf_hinge_mix)
+        loss = clipped_hinge_v2(scores, y, self.theta, c.linf_hinge_mix, c.linf_hinge_clip)
         if ce > 0:
             loss = loss + ce * F.cross_entropy(logits, y)
         return loss, logits.detach()
