@@ -1414,7 +1414,8 @@ int rbfi_lp_backward(const float *x, const float *w, const float *y, const float
                 for (; i < N; i++)
                     for (int64_t b = b0; b < b1; b++) {
                         const int64_t o = b * M + j;
-                        if (gy[o] != 0.0f) dx[b * N + i] += lp_qs(x[b * N + i] - wr[i], gy[o], ys[o], pw);
+                        if (gy[o] != 0.0f)
+                            dx[b * N + i] += lp_qs(x[b * N + i] - wr[i], gy[o], ys[o], pw);
                     }
             }
         }
