@@ -184,3 +184,64 @@ def test_bad_arguments_raise():
         RBFI(3, 2, u_bounds=(2.0, 1.0))
     with pytest.raises(ValueError, match=r"\(\*, 3\)"):
         RBFI(3, 2)(torch.rand(4, 5))
+
+
+def _mnist_like(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse stroke-like 784-pixel images in [0, 1]: ten random prototypes (15% of the pixels
+    on), each image a noisy, partly erased copy of its class's prototype."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = (torch.rand(10, 784, generator=g) < 0.15).float()
+    y = torch.randint(0, 10, (n,), generator=g)
+    kept = (torch.rand(n, 784, generator=g) < 0.8).float()
+    noise = (torch.rand(n, 784, generator=g) < 0.03).float()
+    x = (prototypes[y] * kept + noise).clamp(0, 1) * (0.5 + 0.5 * torch.rand(n, 784, generator=g))
+    return x, y
+
+
+def test_rbf_units_start_with_z_of_order_one_and_rbfi_units_keep_their_init():
+    from rbfi.nn.functional import scaled_sqdist_sum
+    from rbfi.nn.modules import rbf_u_scale
+
+    x, _ = _mnist_like(300)
+    for n_in, data in ((784, x), (64, torch.rand(300, 64))):
+        torch.manual_seed(0)
+        layer = RBFI(n_in, 128, norm="l2")
+        scale = rbf_u_scale(n_in)
+        assert layer.u.min() >= 0.2 * scale - 1e-7 and layer.u.max() <= 0.7 * scale + 1e-7
+        z = scaled_sqdist_sum(data, layer.w, layer.u)
+        assert 0.3 < z.median().item() < 3.0, n_in  # RBFI's init gave ~50 on 784 inputs
+        expected = n_in * ((0.2**2 + 0.2 * 0.7 + 0.7**2) / 3) * scale**2 / 6  # E z, uniform x, w
+        assert expected == pytest.approx(1.0)
+    torch.manual_seed(0)
+    assert RBFI(784, 64).u.min() >= 0.2  # RBFI (inf) units: U[0.2, 0.7] unchanged
+
+
+def test_a_tiny_rbf_net_learns_in_a_few_steps_where_the_rbfi_init_stays_at_chance():
+    from rbfi.models import build_model
+    from rbfi.nn import rbfi_layers
+    from rbfi.nn.losses import square_error
+    from rbfi.nn.modules import U_INIT
+
+    x, y = _mnist_like(600)
+    accuracy = {}
+    for init in ("rbf", "rbfi"):
+        torch.manual_seed(0)
+        model = build_model("rbf", "64,10", "^v")
+        if init == "rbfi":  # what RBF units got before: u ~ U[0.2, 0.7] whatever n
+            with torch.no_grad():
+                for layer in rbfi_layers(model):
+                    layer.u.uniform_(*U_INIT)
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=5.0)
+        attach_projection(optimizer, model)
+        for step in range(30):
+            idx = torch.randint(0, 600, (100,), generator=torch.Generator().manual_seed(step))
+            loss = square_error(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            accuracy[init] = (model(x).argmax(1) == y).float().mean().item()
+            final = square_error(model(x), y).item()
+        if init == "rbf":
+            assert final < 1.0  # below the loss of all-zero outputs
+    assert accuracy["rbf"] > 0.4 and accuracy["rbfi"] < 0.2, accuracy

@@ -11,12 +11,19 @@ float64, straight from the formulas:
   [max_i smallest_i, max_i largest_i] (RBF, l2: sums instead of maxima); And units output
   exp(-z), decreasing in z, Or units 1 - exp(-z), increasing (paper eq. 2, 3).
 - Linear: W (lo + hi) / 2 + b -+ |W| (hi - lo) / 2; ReLU and sigmoid are monotone.
+- l_inf-distance nets (arch "linf-dist"): inputs (x - mean) / std, then per layer and unit
+  ||x - w||_inf over the box ranges over [max_i |nearest point - w_i|, max_i max(|lo_i - w_i|,
+  |hi_i - w_i|)], minus the running mean (hidden layers), plus the bias (output layer); logits
+  -scale y. Besides these interval bounds they have the margin certificate: every logit is
+  (|scale| / std)-Lipschitz in l_inf, so a clean margin above 2 eps |scale| / std certifies;
+  an example counts when either certifies it.
 - Margin of class y against c: lo_y - hi_c; for a net ending in a Linear layer (ReLU nets) the
   difference (W_y - W_c) h + b_y - b_c is bounded directly over the box of h.
 
 Certified at eps: every margin > 0 over the ball B_eps(x) intersected with [0, 1]^784. Prints
-one JSON line: {"clean": %, "certified": {eps: %}, "n": N, "pixel_scale": 255 or 256}. Used to
-check `rbfi certify`.
+one JSON line: {"clean": %, "certified": {eps: %}, "n": N, "pixel_scale": 255 or 256} (and for
+l_inf-distance nets "certified_by": {"interval": {eps: %}, "margin": {eps: %}}). Used to check
+`rbfi certify`.
 """
 
 from __future__ import annotations
@@ -91,10 +98,59 @@ def rbfi_layer(lo, hi, w, u, is_or, norm, chunk=16):
     return y_lo, y_hi
 
 
-def margins(model: dict, weights: dict, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
-    """Lower bound over the ball of min_{c != y} (s_y - s_c), per example."""
+def linf_layer(lo, hi, w, chunk=16):
+    """Bounds of ||x - w_j||_inf over the box [lo, hi], per unit j: [max_i |clip(w, lo, hi) - w|,
+    max_i max(|lo - w|, |hi - w|)]."""
+    y_lo = np.empty((len(lo), len(w)))
+    y_hi = np.empty_like(y_lo)
+    for start in range(0, len(lo), chunk):
+        a, b = lo[start : start + chunk, None, :], hi[start : start + chunk, None, :]
+        y_lo[start : start + chunk] = np.abs(np.clip(w, a, b) - w).max(axis=-1)
+        y_hi[start : start + chunk] = np.maximum(np.abs(a - w), np.abs(b - w)).max(axis=-1)
+    return y_lo, y_hi
+
+
+def linf_logit_bounds(model: dict, weights: dict, lo: np.ndarray, hi: np.ndarray):
+    """Bounds of the logits of an l_inf-distance net over the box [lo, hi] of inputs."""
+    mean, std = model["linf_mean"], model["linf_std"]
+    lo, hi = (lo - mean) / std, (hi - mean) / std
+    n_layers = len(model["layers"])
+    for k in range(1, n_layers + 1):
+        lo, hi = linf_layer(lo, hi, weights[f"body.{k}.w"].astype(np.float64))
+        shift = -weights[f"body.{k}.running_mean"] if k < n_layers else weights[f"body.{k}.bias"]
+        lo, hi = lo + shift.astype(np.float64), hi + shift.astype(np.float64)
+    scale = float(weights[f"body.{n_layers + 1}.scale"][0])
+    a, b = -scale * lo, -scale * hi
+    return np.minimum(a, b), np.maximum(a, b), abs(scale) / std
+
+
+def lipschitz_margins(model: dict, weights: dict, x: np.ndarray, y: np.ndarray, eps: float):
+    """Per example, the clean margin s_y - max_{c != y} s_c minus 2 eps L (l_inf-distance nets,
+    L = |scale| / std): a lower bound of the margin over the whole ball."""
+    scores, _, lip = linf_logit_bounds(model, weights, x, x)
+    rows = np.arange(len(y))
+    others = scores.copy()
+    others[rows, y] = -np.inf
+    return scores[rows, y] - others.max(axis=1) - 2 * eps * lip
+
+
+def margins(
+    model: dict, weights: dict, x: np.ndarray, y: np.ndarray, eps: float, method: str = "best"
+) -> np.ndarray:
+    """Lower bound over the ball of min_{c != y} (s_y - s_c), per example: from interval bounds
+    ("interval"), for l_inf-distance nets also from the Lipschitz margin ("margin") or the
+    better of the two ("best")."""
     lo, hi = np.clip(x - eps, 0, 1), np.clip(x + eps, 0, 1)
     arch, n_layers = model["arch"], len(model["layers"])
+    if arch == "linf-dist":
+        lip = lipschitz_margins(model, weights, x, y, eps)
+        if method == "margin":
+            return lip
+        s_lo, s_hi, _ = linf_logit_bounds(model, weights, lo, hi)
+        out = s_lo[np.arange(len(y)), y][:, None] - s_hi
+        out[np.arange(len(y)), y] = np.inf
+        interval = out.min(axis=1)
+        return interval if method == "interval" else np.maximum(interval, lip)
     if arch in ("rbfi", "rbf"):
         for k in range(n_layers):
             lo, hi = rbfi_layer(
@@ -158,6 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{float(e):g}": 100 * float(np.mean(margins(index["model"], weights, x, y, float(e)) > 0))
         for e in args.eps.split(",")
     }
+    if index["model"]["arch"] == "linf-dist":
+        out["certified_by"] = {
+            method: {
+                f"{float(e):g}": 100
+                * float(np.mean(margins(index["model"], weights, x, y, float(e), method) > 0))
+                for e in args.eps.split(",")
+            }
+            for method in ("interval", "margin")
+        }
     out["n"], out["pixel_scale"] = len(y), scale
     print(json.dumps(out))
     return 0

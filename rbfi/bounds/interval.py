@@ -8,6 +8,11 @@ Rules (each sound; the RBFI and RBF rules are exact per unit):
   (inf norm) or [sum_i min s_i, sum_i max s_i] (l2), each s_i = (u_i (x_i - w_i))^2 depending
   on x_i alone; y = exp(-z) is decreasing, 1 - exp(-z) increasing (paper eq. 2-3; the rule of
   Agrawal, de Alfaro, Helmbold 2019; derivation in docs/certification.md).
+- :class:`~rbfi.nn.LinfDist` (p = inf, eval mode): per unit, ||x - w||_inf ranges over
+  [max_i dist(w_i, [lo_i, hi_i]), max_i max(|lo_i - w_i|, |hi_i - w_i|)] (exact: the RBFI
+  interval kernel with u = 1), then the constant mean shift and bias.
+- :class:`~rbfi.nn.Standardize` ((x - mean) / std, std > 0) and :class:`~rbfi.nn.DistanceLogits`
+  (-scale y): monotone affine maps, applied to both ends (swapped where decreasing).
 - ``nn.Linear``: centre and radius, W mid + b -+ |W| rad.
 - ``nn.ReLU``, ``nn.Sigmoid``: monotone, applied to both ends.
 - containers (``nn.Sequential``, the classifiers of :mod:`rbfi.models`): through the children.
@@ -23,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from rbfi.models.nets import Classifier
-from rbfi.nn import RBFI
+from rbfi.nn import RBFI, DistanceLogits, LinfDist, Standardize
 
 IntervalRule = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 RULES: dict[type, IntervalRule] = {}
@@ -69,6 +74,22 @@ def unsupported(module: nn.Module) -> str | None:
 @rule(RBFI)
 def _rbfi(layer: RBFI, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     return layer.interval(lo, hi)
+
+
+@rule(LinfDist)
+def _linf_dist(layer: LinfDist, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    return layer.interval(lo, hi)
+
+
+@rule(Standardize)
+def _standardize(layer: Standardize, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    return layer(lo), layer(hi)
+
+
+@rule(DistanceLogits)
+def _distance_logits(layer: DistanceLogits, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    a, b = layer(lo), layer(hi)  # -scale y: decreasing in y when scale > 0
+    return torch.minimum(a, b), torch.maximum(a, b)
 
 
 @rule(nn.Linear)

@@ -1,6 +1,7 @@
 """``rbfi certify``: certified accuracy of a checkpoint over a grid of eps (interval bounds);
 writes certify.{json,md,png} into --out (default ``runs/certify-RUN``), holding its lock
-(:mod:`rbfi.io.lock`); ``--json`` prints {"clean": %, "certified": {eps: %}}."""
+(:mod:`rbfi.io.lock`); ``--json`` prints {"clean": %, "certified": {eps: %}} (and, for
+l_inf-distance nets, "certified_by": {"interval": {eps: %}, "margin": {eps: %}})."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, con
 from rbfi.data import DataOptions
 from rbfi.evaluation.config import CertifyConfig
 
-HELP = "certified accuracy over a grid of eps (interval bound propagation)"
+HELP = (
+    "certified accuracy over a grid of eps (interval bound propagation; l_inf-distance nets "
+    "also by their margin certificate)"
+)
 
 
 def add_parser(sub) -> None:

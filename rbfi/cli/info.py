@@ -18,10 +18,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rbfi.bounds import lipschitz_constant
     from rbfi.data import trained_pixel_scale
     from rbfi.io.checkpoint import read_index
     from rbfi.models import load_model
-    from rbfi.nn import rbfi_layers
+    from rbfi.nn import linf_layers, rbfi_layers
 
     index = read_index(args.checkpoint)
     model = load_model(args.checkpoint)  # every check of a load, before anything is printed
@@ -42,6 +43,22 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"layer {i}    {layer.kind:5s} {layer.out_features} units ({n_or} Or), "
             f"u in [{u.min():.3f}, {u.max():.3f}] of bounds {tuple(layer.u_bounds.tolist())}"
+        )
+    for i, layer in enumerate(linf_layers(model)):
+        parts = [f"{layer.out_features} l_inf-distance units, p = {layer.p:g}"]
+        if layer.mean_shift:
+            parts.append(
+                f"mean shift (running mean in [{layer.running_mean.min():.3f}, "
+                f"{layer.running_mean.max():.3f}])"
+            )
+        if layer.bias is not None:
+            parts.append("bias")
+        print(f"layer {i}    " + ", ".join(parts))
+    lip = lipschitz_constant(model)
+    if lip is not None:
+        print(
+            f"certify    logits are {lip:.4g}-Lipschitz in l_inf: margin > {2 * lip:.4g} eps "
+            f"certifies eps (and interval bounds)"
         )
     training = index.get("training", {})
     if training:

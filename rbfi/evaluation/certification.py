@@ -28,6 +28,12 @@ from rbfi.models import predict
 FORMAT = "rbfi-certify"
 FORMAT_VERSION = 2  # 2: the header and rows shared with robustness.json (margin quantiles)
 RESULT_FILES = ("certify.json", "certify.md", "certify.png")
+METHODS = ("interval", "margin")
+METHOD_LABELS = {
+    "interval": "interval bounds",
+    "margin": "margin > 2 L eps (L-Lipschitz logits)",
+    "best": "better of the two, per example",
+}
 
 CERTIFY_SCHEMA = Obj(
     {
@@ -84,25 +90,51 @@ def certify_grid(
 
 
 def summary(results: dict) -> dict:
-    """{"clean": %, "certified": {eps: %}}: what ``rbfi certify --json`` prints."""
-    return {
+    """{"clean": %, "certified": {eps: %}}: what ``rbfi certify --json`` prints; for nets with a
+    margin certificate also "certified_by": {method: {eps: %}} ("certified" is then the
+    better of the two per example)."""
+    rows = results["certified"]
+    out = {
         "clean": round(100 * results["clean_accuracy"], 2),
-        "certified": {k: round(100 * v["accuracy"], 2) for k, v in results["certified"].items()},
+        "certified": {k: round(100 * v["accuracy"], 2) for k, v in rows.items()},
     }
+    methods = [m for m in METHODS if all(m in v.get("methods", {}) for v in rows.values())]
+    if methods:
+        out["certified_by"] = {
+            m: {k: round(100 * v["methods"][m]["accuracy"], 2) for k, v in rows.items()}
+            for m in methods
+        }
+    return out
 
 
 def to_markdown(results: dict) -> str:
     keys = list(results["certified"])
+    methods = summary(results).get("certified_by", {})
+    how = "interval bound propagation, exact per RBFI unit"
+    if methods:
+        how = (
+            "interval bound propagation (exact per unit) and the margin certificate of "
+            "L-Lipschitz logits (margin > 2 L eps); an example counts when either certifies it"
+        )
     lines = [
         f"# Certified robustness of {results['model']['description']}",
         "",
         f"{results['n_examples']} test images (the first ones); l_inf balls intersected with "
-        f"[0, 1]; interval bound propagation, exact per RBFI unit. An example is certified when "
-        f"no input of the ball can change its class.",
+        f"[0, 1]; {how}. An example is certified when no input of the ball can change its "
+        f"class.",
         "",
         "| | clean | " + " | ".join(f"eps {k}" for k in keys) + " |",
         "|---|---:|" + "---:|" * len(keys),
-        f"| accuracy (%) | {100 * results['clean_accuracy']:.2f} | "
+    ]
+    for method, by_eps in methods.items():
+        lines.append(
+            f"| {METHOD_LABELS[method]} (%) | | "
+            + " | ".join(f"{by_eps[k]:.2f}" for k in keys)
+            + " |"
+        )
+    label = f"{METHOD_LABELS['best']} (%)" if methods else "accuracy (%)"
+    lines += [
+        f"| {label} | {100 * results['clean_accuracy']:.2f} | "
         + " | ".join(f"{100 * results['certified'][k]['accuracy']:.2f}" for k in keys)
         + " |",
         "",
@@ -125,7 +157,11 @@ def plot(results: dict, path_or_buffer) -> None:
     if 0.0 not in eps:  # at eps 0 the certified accuracy is the clean one
         eps, acc = [0.0, *eps], [100 * results["clean_accuracy"], *acc]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(eps, acc, "-o", color="crimson", linewidth=2.5, label="certified (IBP)")
+    methods = summary(results).get("certified_by", {})
+    label = "certified (either certificate)" if methods else "certified (IBP)"
+    ax.plot(eps, acc, "-o", color="crimson", linewidth=2.5, label=label)
+    for (method, by_eps), style in zip(methods.items(), ("--", ":")):
+        ax.plot(eps[1:], list(by_eps.values()), style, color="black", label=method)
     ax.axhline(100 * results["clean_accuracy"], color="grey", linestyle="--", label="clean")
     for e, a in ((e, a) for e, a in zip(eps, acc) if e > 0):
         ax.annotate(f"{a:.1f}", (e, a), textcoords="offset points", xytext=(4, 6), fontsize=8)

@@ -37,7 +37,12 @@ CERTIFIED_ROW = Obj(
         "margin_quantiles": Map(Num()),
         "seconds": Num(min=0),
     },
-    {"margins": List(Num())},  # every example's certified margin (certify.json only)
+    {
+        "margins": List(Num()),  # every example's certified margin (certify.json only)
+        # nets with a margin certificate (l_inf-distance nets): each method alone; the row's
+        # own flags and accuracy are the better of them per example
+        "methods": Map(Obj({"accuracy": Num(0, 1), "certified": BITS})),
+    },
 )
 
 
@@ -133,7 +138,9 @@ def certified_rows(
 ) -> dict:
     """eps key -> :data:`CERTIFIED_ROW`: the certified accuracy, the per-example flags (a
     '0'/'1' string), quantiles of the certified margins (lower bounds over the ball of
-    s_y - max_{c != y} s_c, > 0 iff certified) and, with ``keep_margins``, every margin."""
+    s_y - max_{c != y} s_c, > 0 iff certified) and, with ``keep_margins``, every margin. For
+    nets with a margin certificate (l_inf-distance nets) the row is the better of the interval
+    and margin certificates per example, and ``methods`` holds each alone."""
     require_images(x, y)
     rows = {}
     for eps in eps_grid:
@@ -148,6 +155,14 @@ def certified_rows(
         }
         if keep_margins:
             row["margins"] = [round(float(m), MARGIN_DIGITS) for m in margins]
+        if cert.by_method is not None:
+            row["methods"] = {
+                name: {
+                    "accuracy": cert.method_accuracy(name),
+                    "certified": bits((bounds > 0).cpu()),
+                }
+                for name, bounds in cert.by_method.items()
+            }
         rows[f"{eps:g}"] = row
     return rows
 

@@ -50,7 +50,11 @@ ORIGINAL_SETTINGS = {
     ),
 }
 NESTED = {(TrainConfig, "model"): ModelConfig, (EvalConfig, "options"): SuiteOptions}
-LEGACY_VALUES = {(TrainConfig, "pixel_scale"): LEGACY_PIXEL_SCALE}
+LEGACY_VALUES = {
+    (TrainConfig, "pixel_scale"): LEGACY_PIXEL_SCALE,
+    # default None since issue 26 (cosine for linf-dist nets); runs before it had "constant"
+    (TrainConfig, "lr_schedule"): "constant",
+}
 
 
 def _plain(value):

@@ -17,7 +17,7 @@ from rbfi.models.load import (
     model_config_of,
     save_model,
 )
-from rbfi.models.nets import MLP, Classifier, RBFINet
+from rbfi.models.nets import MLP, Classifier, LinfDistNet, RBFINet
 from rbfi.models.registry import build_model, describe, expected_state
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "MLP",
     "Classifier",
     "ModelConfig",
+    "LinfDistNet",
     "RBFINet",
     "build_model",
     "check_weights",

@@ -11,14 +11,33 @@ import math
 from dataclasses import dataclass
 
 from rbfi.data import DATASET_NAMES, dataset_option, get_dataset
-from rbfi.io.schema import Int, List, Nullable, Num, Obj, SchemaError, Str
-from rbfi.options import Choice, IntList, Pair, PositiveInt, Text, check_fields, option
+from rbfi.io.schema import Bool, Int, List, Nullable, Num, Obj, SchemaError, Str
+from rbfi.options import (
+    Choice,
+    Float,
+    IntList,
+    Pair,
+    PositiveFloat,
+    PositiveInt,
+    Text,
+    check_fields,
+    option,
+)
 
-ARCHITECTURES = ("rbfi", "rbf", "relu", "sigmoid")
+ARCHITECTURES = ("rbfi", "rbf", "relu", "sigmoid", "linf-dist")
 RBF_ARCHITECTURES = ("rbfi", "rbf")
+LINF = "linf-dist"  # l_inf-distance nets (Zhang et al. 2021, 2022), docs/linf-dist.md
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the papers' input normalisation
 GEOMETRY_SYMBOLS = {"^": "and", "v": "or", "*": "mixed"}
 DEFAULT_LAYERS = (512, 512, 512, 10)
-LOSS_OF_ARCH = {"rbfi": "square", "rbf": "square", "relu": "cross_entropy", "sigmoid": "square"}
+LOSS_OF_ARCH = {
+    "rbfi": "square",
+    "rbf": "square",
+    "relu": "cross_entropy",
+    "sigmoid": "square",
+    LINF: "cross_entropy",
+}
+LINF_GROUP = "l_inf-distance nets (--model linf-dist; docs/linf-dist.md)"
 
 # the ``model`` entry of checkpoint.json (format 1)
 MODEL_SCHEMA = Obj(
@@ -29,6 +48,11 @@ MODEL_SCHEMA = Obj(
         "dataset": Nullable(Str(choices=DATASET_NAMES)),  # absent: mnist
         "u_bounds": List(Num(min=0), 2, 2),
         "w_bounds": List(Num(), 2, 2),
+        "linf_identity": Num(min=0),
+        "linf_identity_spread": Bool(),
+        "linf_mean": Num(),
+        "linf_std": Num(min=0),
+        "linf_scale_learnable": Bool(),
     },
 )
 
@@ -70,6 +94,36 @@ class ModelConfig:
     )
     w_bounds: tuple[float, float] = option(
         (0.0, 1.0), "rbfi/rbf: bounds of the centres w", kind=Pair()
+    )
+    linf_identity: float = option(
+        10.0,
+        "identity initialisation: w[j, j mod n] = -VALUE in layers with n <= out_features "
+        "inputs (0: off; the papers: 10)",
+        kind=Float(min=0.0),
+        group=LINF_GROUP,
+    )
+    linf_identity_spread: bool = option(
+        True,
+        "no identity initialisation in hidden layers narrower than their input (the papers' "
+        "rule; default: unit j copies input floor(j n / width), this project's extension for "
+        "widths < 784)",
+        flag="--linf-no-identity-spread",
+        invert=True,
+        group=LINF_GROUP,
+    )
+    linf_mean: float = option(
+        MNIST_MEAN,
+        "inputs enter as (x - MEAN) / STD (the papers' MNIST statistics)",
+        kind=Float(),
+        group=LINF_GROUP,
+    )
+    linf_std: float = option(MNIST_STD, "see --linf-mean", kind=PositiveFloat(), group=LINF_GROUP)
+    linf_scale_learnable: bool = option(
+        True,
+        "keep the logit scale fixed at 1 (default: learnable, as the v2 paper's MNIST nets)",
+        flag="--linf-fixed-scale",
+        invert=True,
+        group=LINF_GROUP,
     )
 
     def __post_init__(self) -> None:
@@ -116,8 +170,8 @@ class ModelConfig:
         return parse_geometry(self.geometry, len(self.layers))
 
     def to_json(self) -> dict:
-        """The checkpoint's ``model`` entry (MLPs omit what does not apply to them; MNIST nets
-        omit the dataset, as every net saved before the setting existed did)."""
+        """The checkpoint's ``model`` entry (each arch omits what does not apply to it; MNIST
+        nets omit the dataset, as every net saved before the setting existed did)."""
         out = {"arch": self.arch, "layers": list(self.layers)}
         if self.arch in RBF_ARCHITECTURES:
             out["geometry"] = self.geometry
@@ -127,6 +181,12 @@ class ModelConfig:
         if self.arch in RBF_ARCHITECTURES:
             out["u_bounds"] = list(self.u_bounds)
             out["w_bounds"] = list(self.w_bounds)
+        if self.arch == LINF:
+            out["linf_identity"] = self.linf_identity
+            out["linf_identity_spread"] = self.linf_identity_spread
+            out["linf_mean"] = self.linf_mean
+            out["linf_std"] = self.linf_std
+            out["linf_scale_learnable"] = self.linf_scale_learnable
         return out
 
     @classmethod
@@ -147,5 +207,5 @@ class ModelConfig:
         if self.arch in RBF_ARCHITECTURES:
             cells = ", ".join(f"{n}{g}" for n, g in zip(self.layers, self.geometry))
             return f"{self.arch.upper()}({cells})"
-        name = {"relu": "ReLU", "sigmoid": "Sigmoid"}[self.arch]
+        name = {"relu": "ReLU", "sigmoid": "Sigmoid", LINF: "LinfDist"}[self.arch]
         return f"{name}({', '.join(map(str, self.layers))})"

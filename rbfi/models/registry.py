@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rbfi.models.config import DEFAULT_LAYERS, RBF_ARCHITECTURES, ModelConfig
-from rbfi.models.nets import MLP, Classifier, RBFINet, StateSpec
+from rbfi.models.config import DEFAULT_LAYERS, LINF, RBF_ARCHITECTURES, ModelConfig
+from rbfi.models.nets import MLP, Classifier, LinfDistNet, RBFINet, StateSpec
 
-NET_CLASSES = {"rbfi": RBFINet, "rbf": RBFINet, "relu": MLP, "sigmoid": MLP}
+NET_CLASSES = {"rbfi": RBFINet, "rbf": RBFINet, "relu": MLP, "sigmoid": MLP, LINF: LinfDistNet}
 
 
 def build_model(
@@ -22,7 +22,8 @@ def build_model(
     pseudogradient: bool = True,
 ) -> Classifier:
     """Build a classifier: ``build_model("rbfi", "512,512,512,10", "^v^v")`` or
-    ``build_model(config)``. Archs: "rbfi", "rbf" (l2 units), "relu", "sigmoid".
+    ``build_model(config)``. Archs: "rbfi", "rbf" (l2 units), "relu", "sigmoid", "linf-dist"
+    (l_inf-distance nets with the config's defaults; build from a config for other settings).
 
     ``geometry`` applies to rbfi/rbf nets only (default: alternate ^ and v, starting with ^);
     ``pseudogradient`` sets the RBFI layers' gradient mode (a runtime switch, not saved).
@@ -44,6 +45,8 @@ def build_model(
         )
     if config.arch in RBF_ARCHITECTURES:
         return RBFINet(config, pseudogradient=pseudogradient)
+    if config.arch == LINF:
+        return LinfDistNet(config)
     return MLP(config)
 
 

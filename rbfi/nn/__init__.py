@@ -1,18 +1,40 @@
-"""RBFI and RBF units: the module, its functional twin, modes, and the training losses."""
+"""RBFI and RBF units, and l_inf-distance neurons: the modules, their functional twins, modes,
+and the training losses."""
 
-from rbfi.nn.functional import PseudoExpNeg, PseudoMax, exp_neg, max_last, rbfi, rbfi_interval
+from rbfi.nn.functional import (
+    PseudoExpNeg,
+    PseudoMax,
+    exp_neg,
+    linf_dist,
+    linf_dist_interval,
+    max_last,
+    mean_shift,
+    rbfi,
+    rbfi_interval,
+)
+from rbfi.nn.linf import DistanceLogits, LinfDist, Standardize
 from rbfi.nn.modes import (
     attach_projection,
     has_rbfi,
+    linf_layers,
     project_,
     pseudogradient_mode,
     rbfi_layers,
+    set_p,
     set_pseudogradient,
 )
 from rbfi.nn.modules import RBFI
 
 __all__ = [
     "RBFI",
+    "DistanceLogits",
+    "LinfDist",
+    "Standardize",
+    "linf_dist",
+    "linf_dist_interval",
+    "linf_layers",
+    "mean_shift",
+    "set_p",
     "PseudoExpNeg",
     "PseudoMax",
     "attach_projection",

@@ -14,6 +14,11 @@ the true derivatives are used: ``-exp(-z)`` and the max's subgradient, 1 at the 
 
 :func:`rbfi_interval` gives, for inputs known only to lie in a box [lo, hi], the exact range of
 every unit's output: the building block of interval bound propagation (:mod:`rbfi.bounds`).
+
+The l_inf-distance neuron of RBFI's closest modern relative (Zhang et al. 2021, 2022; issue 26),
+y = ||x - w||_p + b with p annealed to inf during training: :func:`linf_dist`,
+:func:`linf_dist_interval` and its mean-shift normalisation :func:`mean_shift`
+(docs/linf-dist.md).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from rbfi.ops import (
     PseudoExpNeg,
     PseudoMax,
     exp_neg,
+    lp_distance,
+    lp_distance_interval,
     max_last,
     scaled_sqdist_max,
     scaled_sqdist_max_interval,
@@ -39,7 +46,10 @@ __all__ = [
     "PseudoExpNeg",
     "PseudoMax",
     "exp_neg",
+    "linf_dist",
+    "linf_dist_interval",
     "max_last",
+    "mean_shift",
     "rbfi",
     "rbfi_interval",
     "scaled_sqdist_sum",
@@ -130,3 +140,34 @@ def rbfi_interval(
     y_lo = torch.where(is_or, 1.0 - y_of_lo, y_of_hi)
     y_hi = torch.where(is_or, 1.0 - y_of_hi, y_of_lo)
     return y_lo, y_hi
+
+
+# --- l_inf-distance neurons (Zhang et al. 2021, 2022; issue 26) --------------------------------
+
+
+def linf_dist(x: Tensor, w: Tensor, *, p: float = float("inf"), backend: str = "auto") -> Tensor:
+    """y[b, j] = ||x[b] - w[j]||_p, x (B, N), w (M, N) -> (B, M), true gradients.
+
+    p = inf is the l_inf-distance neuron (the RBFI max kernel with u = 1); 1 <= p < inf its
+    l_p-relaxation used in training (:func:`rbfi.ops.lp_distance`)."""
+    return lp_distance(x, w, p, backend=backend)
+
+
+def linf_dist_interval(
+    lo: Tensor, hi: Tensor, w: Tensor, *, backend: str = "auto"
+) -> tuple[Tensor, Tensor]:
+    """The exact range of ||x - w||_inf over the box [lo, hi]: [max_i dist(w_i, [lo_i, hi_i]),
+    max_i max(|lo_i - w_i|, |hi_i - w_i|)] (each term depends on x_i alone)."""
+    return lp_distance_interval(lo, hi, w, backend=backend)
+
+
+def mean_shift(y: Tensor, running_mean: Tensor, *, training: bool, momentum: float = 0.1) -> Tensor:
+    """Mean-shift normalisation (batch normalisation without the scaling): y - mean, the mean
+    over the batch (dim 0 of y (B, M)) in training, ``running_mean`` in eval. In training
+    ``running_mean`` is updated in place: (1 - momentum) running_mean + momentum batch mean."""
+    if not training:
+        return y - running_mean
+    mean = y.mean(dim=0)
+    with torch.no_grad():
+        running_mean.mul_(1.0 - momentum).add_(mean.detach(), alpha=momentum)
+    return y - mean

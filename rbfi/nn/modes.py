@@ -1,5 +1,6 @@
 """Switches that act on every RBFI layer of a model: pseudogradients on or off, and the
-projection of u and w onto their bounds after optimiser steps (Sec. 4.2)."""
+projection of u and w onto their bounds after optimiser steps (Sec. 4.2); and the exponent p
+of every l_inf-distance layer."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from rbfi.nn.linf import LinfDist
 from rbfi.nn.modules import RBFI
 
 
 def rbfi_layers(module: nn.Module) -> Iterable[RBFI]:
     """All RBFI layers inside ``module`` (itself included)."""
     return (m for m in module.modules() if isinstance(m, RBFI))
+
+
+def linf_layers(module: nn.Module) -> Iterable[LinfDist]:
+    """All l_inf-distance layers inside ``module`` (itself included)."""
+    return (m for m in module.modules() if isinstance(m, LinfDist))
+
+
+def set_p(module: nn.Module, p: float) -> None:
+    """Set the norm's exponent p (>= 1 or inf) of every l_inf-distance layer in ``module``."""
+    for layer in linf_layers(module):
+        layer.p = p
 
 
 def has_rbfi(module: nn.Module) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -10,6 +12,22 @@ import rbfi.nn.functional as F
 UNIT_KINDS = ("and", "or", "mixed")
 NORMS = F.NORMS
 U_INIT = (0.2, 0.7)  # the author's code: u ~ U[0.2, 0.7]
+
+
+def rbf_u_scale(in_features: int, u_init: tuple[float, float] = U_INIT) -> float:
+    """The factor c / sqrt(n) by which RBF (l2) units scale RBFI's u ~ U[a, b] at
+    initialisation, c = sqrt(6 / E[u^2]) with E[u^2] = (a^2 + a b + b^2) / 3.
+
+    An RBF unit sums n terms, z = sum_i u_i^2 (x_i - w_i)^2, where an RBFI unit takes their
+    max; with RBFI's u ~ U[0.2, 0.7] a unit on 784 inputs starts at z ~ 50 and exp(-z) ~ 0.
+    As the RBF literature sets a Gaussian's width from the typical distance between inputs
+    and centres (so that z = ||x - c||^2 / sigma^2 is of order 1 where the data are), u is
+    scaled so that E[z] = 1 for x and w independent and uniform on [0, 1]
+    (E[(x - w)^2] = 1/6): u of order 1 / sqrt(n), z of order 1 for any n.
+    """
+    a, b = u_init
+    mean_square = (a * a + a * b + b * b) / 3.0
+    return math.sqrt(6.0 / mean_square) / math.sqrt(in_features)
 
 
 def _check_interval(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
@@ -81,11 +99,15 @@ class RBFI(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """w ~ U(w_bounds), u ~ U[0.2, 0.7] (clamped to u_bounds); draw the Or mask if mixed."""
+        """w ~ U(w_bounds); u ~ U[0.2, 0.7] for RBFI units, the same times
+        :func:`rbf_u_scale` (of order 1 / sqrt(in_features)) for RBF (l2) units; u clamped to
+        u_bounds; draw the Or mask if mixed."""
         with torch.no_grad():
             w_lo, w_hi = self.w_bounds.tolist()
             self.w.uniform_(w_lo, w_hi)
             self.u.uniform_(*U_INIT)
+            if self.norm == "l2":
+                self.u.mul_(rbf_u_scale(self.in_features))
             if self.kind == "mixed":
                 self.is_or.copy_(torch.rand(self.out_features, device=self.is_or.device) < 0.5)
             else:

@@ -149,6 +149,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.rbfi_interval_backward_pseudo.restype = i32
     lib.rbfi_interval_backward_argmax.argtypes = [*(p,) * 8, *(i64,) * 3, *(p,) * 4, i32]
     lib.rbfi_interval_backward_argmax.restype = i32
+    lib.rbfi_lp_forward.argtypes = [p, p, i64, i64, i64, f32, p, i32]
+    lib.rbfi_lp_forward.restype = i32
+    lib.rbfi_lp_backward.argtypes = [p, p, p, p, i64, i64, i64, f32, p, p, i32]
+    lib.rbfi_lp_backward.restype = i32
+    lib.rbfi_lp_math.argtypes = [p, f32, p, p, i64]
+    lib.rbfi_lp_math.restype = None
     lib.rbfi_exp2.argtypes = [p, p, i64]
     lib.rbfi_exp2.restype = None
     lib.rbfi_simd_width.argtypes = []

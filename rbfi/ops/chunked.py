@@ -14,7 +14,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from rbfi.ops.fused import FusedIntervalOps, FusedOps
+from rbfi.ops.fused import FusedIntervalOps, FusedLpOps, FusedOps
 from rbfi.ops.reference import interval_offsets, near_far
 
 TILE_ELEMENTS = 1 << 20  # about 4 MB per float32 temporary
@@ -225,5 +225,65 @@ def chunked_interval_ops(tile_elements: int = TILE_ELEMENTS) -> FusedIntervalOps
         partial(chunked_interval_forward, tile_elements=tile_elements // 2),
         partial(chunked_interval_backward_pseudo, tile_elements=tile_elements // 4),
         interval_argmax_backward,
+        contiguous=False,
+    )
+
+
+# --- the l_p distance (l_inf-distance nets, issue 26) -----------------------------------------
+
+
+def _lp_tile(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """(d, |d|) for d = x - w on a (b, m, N) tile."""
+    d = x.unsqueeze(1) - w
+    return d, d.abs()
+
+
+def chunked_lp_forward(
+    x: Tensor, w: Tensor, p: float, tile_elements: int = TILE_ELEMENTS
+) -> Tensor:
+    """y[b, j] = m (sum_i (|x - w| / m)^p)^(1/p), m = max_i |x_i - w_ji| (0 where m = 0)."""
+    (B, N), M = x.shape, w.shape[0]
+    y = x.new_empty(B, M)
+    for j0, j1, b0, b1 in tiles(B, M, N, tile_elements):
+        _, a = _lp_tile(x[b0:b1], w[j0:j1])
+        m = a.amax(dim=-1, keepdim=True)
+        s = (a / m.clamp_min(torch.finfo(a.dtype).tiny)).pow(p).sum(dim=-1)
+        y[b0:b1, j0:j1] = torch.where(m.squeeze(-1) > 0, m.squeeze(-1) * s.pow(1.0 / p), 0.0)
+    return y
+
+
+def chunked_lp_backward(
+    x: Tensor,
+    w: Tensor,
+    y: Tensor,
+    g: Tensor,
+    p: float,
+    need_x: bool,
+    need_w: bool,
+    tile_elements: int = TILE_ELEMENTS,
+) -> tuple[Tensor | None, Tensor | None]:
+    """q = g sign(d) (|d| / y)^(p - 1) (0 where y = 0); dx = sum_j q, dw = -sum_b q."""
+    (B, N), M = x.shape, w.shape[0]
+    dx = torch.zeros_like(x) if need_x else None
+    dw = torch.zeros_like(w) if need_w else None
+    positive = y > 0
+    gy = torch.where(positive, g.to(x.dtype), 0.0)
+    inv_y = torch.where(positive, 1.0 / torch.where(positive, y, 1.0), 0.0)
+    for j0, j1, b0, b1 in tiles(B, M, N, tile_elements):
+        d, a = _lp_tile(x[b0:b1], w[j0:j1])
+        t = a * inv_y[b0:b1, j0:j1].unsqueeze(-1)
+        q = t.pow(p - 1.0).mul_(d.sign()).mul_(gy[b0:b1, j0:j1].unsqueeze(-1))
+        if need_x:
+            dx[b0:b1] += q.sum(dim=1)
+        if need_w:
+            dw[j0:j1] -= q.sum(dim=0)
+    return dx, dw
+
+
+def chunked_lp_ops(tile_elements: int = TILE_ELEMENTS) -> FusedLpOps:
+    """The chunked backend's l_p-distance pieces."""
+    return FusedLpOps(
+        partial(chunked_lp_forward, tile_elements=tile_elements),
+        partial(chunked_lp_backward, tile_elements=tile_elements // 2),
         contiguous=False,
     )

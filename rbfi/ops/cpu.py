@@ -2,7 +2,8 @@
 
 Forward saves z (B, M) and, in true-gradient mode, the arg-max (B, M) int32; backward recomputes
 s = (u (x - w))^2 tile by tile, so nothing of size B x M x N is ever held. The interval version
-(:data:`CPU_INTERVAL_OPS`) does the same for the range [z_lo, z_hi] of z over a box [lo, hi].
+(:data:`CPU_INTERVAL_OPS`) does the same for the range [z_lo, z_hi] of z over a box [lo, hi];
+:data:`CPU_LP_OPS` computes y = ||x - w||_p (1 <= p < inf) and its true gradients.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from torch import Tensor
 from rbfi.ops._build import load_library
 from rbfi.ops.fused import (
     FusedIntervalOps,
+    FusedLpOps,
     FusedOps,
     require_contiguous_float32,
     require_contiguous_float32_box,
+    require_contiguous_float32_pair,
 )
 
 # Pseudogradient terms with beta (s - z) < -SKIP_THRESHOLD are dropped: their weight is below
@@ -244,3 +247,42 @@ def cpu_interval_backward_argmax(
 CPU_INTERVAL_OPS = FusedIntervalOps(
     cpu_interval_forward, cpu_interval_backward_pseudo, cpu_interval_backward_argmax
 )
+
+
+# --- the l_p distance (l_inf-distance nets, issue 26) -----------------------------------------
+
+
+def cpu_lp_forward(x: Tensor, w: Tensor, p: float) -> Tensor:
+    """y[b, j] = ||x[b] - w[j]||_p = m (sum_i (|x - w| / m)^p)^(1/p), m the row maximum."""
+    require_contiguous_float32_pair("cpu", x, w, "cpu")
+    (B, N), M = x.shape, w.shape[0]
+    y = torch.empty(B, M, dtype=torch.float32)
+    _run("rbfi_lp_forward", _ptr(x), _ptr(w), B, M, N, float(p), _ptr(y), torch.get_num_threads())
+    return y
+
+
+def cpu_lp_backward(
+    x: Tensor, w: Tensor, y: Tensor, g: Tensor, p: float, need_x: bool, need_w: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """dx = sum_j g sign(d) (|d| / y)^(p - 1) and dw = -sum_b (the same), d = x - w; each pass
+    only when asked for (bitwise reproducible: no atomics)."""
+    require_contiguous_float32_pair("cpu", x, w, "cpu")
+    (B, N), M = x.shape, w.shape[0]
+    y, g = y.to(torch.float32).contiguous(), g.to(torch.float32).contiguous()
+    dx = torch.empty(B, N, dtype=torch.float32) if need_x else None
+    dw = torch.empty(M, N, dtype=torch.float32) if need_w else None
+    _run(
+        "rbfi_lp_backward",
+        *map(_ptr, (x, w, y, g)),
+        B,
+        M,
+        N,
+        float(p),
+        _ptr(dx),
+        _ptr(dw),
+        torch.get_num_threads(),
+    )
+    return dx, dw
+
+
+CPU_LP_OPS = FusedLpOps(cpu_lp_forward, cpu_lp_backward)

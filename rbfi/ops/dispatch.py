@@ -1,4 +1,5 @@
-"""Which backend computes z = max_i (u (x - w))^2 (and its interval version), with one policy.
+"""Which backend computes z = max_i (u (x - w))^2 (its interval version, and the l_p distance
+||x - w||_p of l_inf-distance nets), with one policy.
 
 Backends:
 - "reference": the materialising reference (ground truth, slow, memory B M N).
@@ -7,7 +8,7 @@ Backends:
 - "triton": Triton kernels (CUDA float32 tensors; CPU tensors under ``TRITON_INTERPRET=1``).
 - "auto": the first of "cpu", "triton", "chunked" that can run these tensors.
 
-The policy, the same for every backend and both ops: "auto" never fails for want of a kernel
+The policy, the same for every backend and every op: "auto" never fails for want of a kernel
 (if the C kernel cannot be built — its source missing or unreadable, no working compiler, or no
 flag set that compiles — :mod:`rbfi.ops._build` warns once and "auto" uses the next backend);
 a backend named explicitly runs or raises a ValueError saying why it cannot.
@@ -26,8 +27,8 @@ from torch import Tensor
 import rbfi.ops._build as _build
 import rbfi.ops.cpu as cpu_backend
 from rbfi.ops._build import load_library
-from rbfi.ops.chunked import TILE_ELEMENTS, chunked_interval_ops, chunked_ops
-from rbfi.ops.fused import FusedIntervalOps, FusedOps
+from rbfi.ops.chunked import TILE_ELEMENTS, chunked_interval_ops, chunked_lp_ops, chunked_ops
+from rbfi.ops.fused import FusedIntervalOps, FusedLpOps, FusedOps
 
 BACKENDS = ("auto", "reference", "cpu", "chunked", "torch", "triton")
 AUTO_ORDER = ("cpu", "triton", "chunked")
@@ -81,18 +82,43 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-_CHUNKED, _CHUNKED_INTERVAL = chunked_ops(), chunked_interval_ops()
+_CHUNKED, _CHUNKED_INTERVAL, _CHUNKED_LP = chunked_ops(), chunked_interval_ops(), chunked_lp_ops()
 
-# name -> (why it cannot run these tensors or None, point ops, interval ops); every backend has
-# both kernels.
-_REGISTRY: dict[str, tuple[Callable, Callable[[], FusedOps], Callable[[], FusedIntervalOps]]] = {
-    "cpu": (_cpu_unusable, lambda: cpu_backend.CPU_OPS, lambda: cpu_backend.CPU_INTERVAL_OPS),
+
+@functools.lru_cache(maxsize=1)
+def _triton_lp_ops() -> FusedLpOps:
+    return importlib.import_module("rbfi.ops.triton_lp").TRITON_LP_OPS
+
+
+# name -> (why it cannot run these tensors or None, point ops, interval ops, l_p distance ops);
+# every backend has every kernel.
+_REGISTRY: dict[
+    str,
+    tuple[
+        Callable,
+        Callable[[], FusedOps],
+        Callable[[], FusedIntervalOps],
+        Callable[[], FusedLpOps],
+    ],
+] = {
+    "cpu": (
+        _cpu_unusable,
+        lambda: cpu_backend.CPU_OPS,
+        lambda: cpu_backend.CPU_INTERVAL_OPS,
+        lambda: cpu_backend.CPU_LP_OPS,
+    ),
     "triton": (
         _triton_unusable,
         lambda: _triton_import()[0].TRITON_OPS,
         lambda: _triton_import()[0].TRITON_INTERVAL_OPS,
+        _triton_lp_ops,
     ),
-    "chunked": (lambda tensors: None, lambda: _CHUNKED, lambda: _CHUNKED_INTERVAL),
+    "chunked": (
+        lambda tensors: None,
+        lambda: _CHUNKED,
+        lambda: _CHUNKED_INTERVAL,
+        lambda: _CHUNKED_LP,
+    ),
 }
 
 
@@ -130,6 +156,10 @@ def ops(name: str) -> FusedOps:
 
 def interval_ops(name: str) -> FusedIntervalOps:
     return _REGISTRY[name][2]()
+
+
+def lp_ops(name: str) -> FusedLpOps:
+    return _REGISTRY[name][3]()
 
 
 def kernel_info() -> dict:

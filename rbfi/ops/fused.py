@@ -145,3 +145,53 @@ class FusedScaledSqdistMaxInterval(torch.autograd.Function):
             None,
             None,
         )
+
+
+# --- the l_p distance (l_inf-distance nets, issue 26) -----------------------------------------
+
+LpGrads = tuple[Tensor | None, Tensor | None]
+
+
+@dataclass(frozen=True)
+class FusedLpOps:
+    """A backend's pieces for y[b, j] = ||x[b] - w[j]||_p, 1 <= p < inf.
+
+    forward(x, w, p) -> y (B, M)
+    backward(x, w, y, g, p, need_x, need_w) -> (dx, dw)
+        dx[b, i] = sum_j g sign(d) (|d| / y)^(p - 1), dw[j, i] = -sum_b (the same), d = x - w
+    """
+
+    forward: Callable[[Tensor, Tensor, float], Tensor]
+    backward: Callable[..., LpGrads]
+    contiguous: bool = True
+
+
+def require_contiguous_float32_pair(backend: str, x: Tensor, w: Tensor, device: str = "") -> None:
+    """Raise unless x and w are contiguous float32 tensors (on ``device`` when given)."""
+    for name, t in (("x", x), ("w", w)):
+        if t.dtype != torch.float32 or not t.is_contiguous() or device not in ("", t.device.type):
+            raise ValueError(
+                f"{backend} backend needs contiguous float32 {device.upper() or 'device'} "
+                f"tensors; {name} is {t.dtype} on {t.device}, contiguous={t.is_contiguous()}"
+            )
+
+
+class FusedLpDistance(torch.autograd.Function):
+    """y = ||x - w||_p (1 <= p < inf) by a fused backend ``ops``; true gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, p: float, ops: FusedLpOps) -> Tensor:
+        if ops.contiguous:
+            x, w = x.contiguous(), w.contiguous()
+        y = ops.forward(x, w, p)
+        ctx.save_for_backward(x, w, y)
+        ctx.p, ctx.ops = p, ops
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        x, w, y = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[:2]
+        dx, dw = ctx.ops.backward(x, w, y, g, ctx.p, need_x, need_w)
+        return dx if need_x else None, dw if need_w else None, None, None

@@ -4,10 +4,13 @@ against. It holds the (B, M, N) tensor of scaled squared distances
     s[b, j, i] = (u[j, i] (x[b, i] - w[j, i]))^2,     z[b, j] = max_i s[b, j, i]
 
 and backpropagates through :class:`~rbfi.ops.autograd.PseudoMax` (eq. 11) or the true arg-max
-subgradient (eq. 10).
+subgradient (eq. 10). :func:`lp_distance_reference` does the same for the l_p distance
+||x - w||_p of l_inf-distance nets.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -70,3 +73,21 @@ def scaled_sqdist_max_interval_reference(
     z_lo = max_last((u * near).square(), pseudogradient, beta)
     z_hi = max_last((u * far).square(), pseudogradient, beta)
     return z_lo, z_hi
+
+
+# --- the l_p distance (l_inf-distance nets, issue 26) -----------------------------------------
+
+
+def lp_distance_reference(x: Tensor, w: Tensor, p: float) -> Tensor:
+    """y[b, j] = ||x[b] - w[j]||_p for 1 <= p <= inf, materialised (B, M, N); autograd's
+    gradients (at p = inf the max's subgradient: the first arg-max only).
+
+    For finite p the distances are divided by their row maximum m (held constant: the norm is
+    homogeneous, so y = m ||d / m||_p has the same value and gradient) before the power, which
+    keeps sum_i (|d_i| / m)^p in [1, N] for any p.
+    """
+    d = (x.unsqueeze(1) - w).abs()
+    if math.isinf(p):
+        return d.max(dim=-1).values
+    m = d.detach().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(d.dtype).tiny)
+    return m.squeeze(-1) * (d / m).pow(p).sum(dim=-1).pow(1.0 / p)

@@ -12,7 +12,7 @@ from rbfi.data import (
     get_dataset,
     pixel_scale_option,
 )
-from rbfi.models.config import ModelConfig
+from rbfi.models.config import LINF, LINF_GROUP, ModelConfig
 from rbfi.nn.losses import LOSSES
 from rbfi.options import (
     Choice,
@@ -21,6 +21,7 @@ from rbfi.options import (
     FloatList,
     Int,
     Kind,
+    Pair,
     PositiveFloat,
     PositiveInt,
     Text,
@@ -30,8 +31,17 @@ from rbfi.options import (
 )
 from rbfi.training.schedule import SCHEDULES
 
-DEFAULT_LR = {"rbfi": 5.0, "rbf": 5.0, "relu": 1.0, "sigmoid": 1.0}  # the author's code (AdaDelta)
+DEFAULT_LR = {  # AdaDelta: the author's code
+    "rbfi": 5.0,
+    "rbf": 5.0,
+    "relu": 1.0,
+    "sigmoid": 1.0,
+    LINF: 1.0,
+}
 ADAM_LR = 1e-3
+# l_inf-distance nets: Adam as in Zhang et al. 2022 (lr 0.03, betas (0.9, 0.99), eps 1e-10,
+# cosine decay); see docs/linf-dist.md
+LINF_ADAM = {"lr": 0.03, "beta2": 0.99, "eps": 1e-10}
 OPTIMIZERS = ("adadelta", "adam")
 ADVERSARIAL = ("none", "fgsm", "ifgsm", "pgd", "madry", "trades")
 DEFAULT_ADV_STEPS = {"fgsm": 1, "ifgsm": 10, "pgd": 100, "madry": 40, "trades": 40}
@@ -73,19 +83,30 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = option(10, "training epochs", kind=PositiveInt())
     batch_size: int = option(100, "examples per optimiser step", kind=PositiveInt())
-    optimizer: str = option(
-        "adadelta", "optimiser (the paper's: adadelta)", kind=Choice(OPTIMIZERS)
+    optimizer: str | None = option(
+        None,
+        "optimiser (default: adadelta, the paper's; adam for linf-dist)",
+        kind=Choice(OPTIMIZERS),
     )
     lr: float | None = option(
         None,
-        "learning rate (default: AdaDelta 5 for rbfi/rbf, 1 otherwise; Adam 0.001)",
+        "learning rate (default: AdaDelta 5 for rbfi/rbf, 1 otherwise; Adam 0.001, 0.03 for "
+        "linf-dist)",
         kind=PositiveFloat(),
     )
     rho: float = option(0.9, "AdaDelta decay", kind=Float(0.0, 1.0, open_max=True))
-    lr_schedule: str = option(
-        "constant",
-        "learning rate over the steps: constant, cosine (to 0 at the end) or step (x "
-        "--lr-decay-factor at each --lr-decay-at)",
+    adam_beta2: float | None = option(
+        None,
+        "Adam's beta2 (default: torch's 0.999; 0.99 for linf-dist)",
+        kind=Float(0.0, 1.0, open_max=True),
+    )
+    adam_eps: float | None = option(
+        None, "Adam's eps (default: torch's 1e-8; 1e-10 for linf-dist)", kind=PositiveFloat()
+    )
+    lr_schedule: str | None = option(
+        None,
+        "learning rate over the steps: constant (default), cosine (to 0 at the end; default "
+        "for linf-dist) or step (x --lr-decay-factor at each --lr-decay-at)",
         kind=Choice(SCHEDULES),
         group=LR,
     )
@@ -267,14 +288,96 @@ class TrainConfig:
         group=CERT,
         cli=False,
     )
+    linf_eps: float = option(
+        0.45,
+        "training eps: the hinge asks for a clean margin of 2 eps (in l_inf-distance units) "
+        "on the 1-Lipschitz scores (the papers: 0.45 for eps 0.3, 0.3 for eps 0.1)",
+        kind=Float(0.0, 1.0, open_min=True),
+        group=LINF_GROUP,
+    )
+    linf_hinge_mix: float = option(
+        1.0,
+        "the hinge: this weight on its max over the classes c != y, the rest on their mean "
+        "(v2: 1; v1: 0.75)",
+        kind=Float(0.0, 1.0),
+        group=LINF_GROUP,
+    )
+    linf_hinge_clip: bool = option(
+        True,
+        "v1's hinge: not clipped at 1, so misclassified examples keep their gradient (v2 "
+        "clips it; use with --linf-ce 0 --linf-hinge-mix 0.75 for v1's loss)",
+        flag="--linf-no-clip",
+        invert=True,
+        group=LINF_GROUP,
+    )
+    linf_ce: float = option(
+        0.05,
+        "weight of the cross-entropy of the logits at the start; it decays geometrically "
+        "with p's annealing to --linf-ce-end (v2: 0.05 -> 0.0002)",
+        kind=Float(min=0.0),
+        group=LINF_GROUP,
+    )
+    linf_ce_end: float = option(
+        0.0002,
+        "weight of the cross-entropy once p is annealed",
+        kind=PositiveFloat(),
+        group=LINF_GROUP,
+    )
+    linf_p_start: float = option(
+        8.0, "the l_p-relaxation's p at the start", kind=Float(min=1.0), group=LINF_GROUP
+    )
+    linf_p_end: float = option(
+        1000.0,
+        "p at the end of the annealing; from then on p = inf when it is >= 100 (as the v2 code)",
+        kind=Float(min=1.0),
+        group=LINF_GROUP,
+    )
+    linf_p_anneal: tuple[float, float] = option(
+        (25 / 450, 400 / 450),
+        "fractions of the steps between which p grows geometrically from --linf-p-start to "
+        "--linf-p-end (the v2 MNIST runs: epochs 25 and 400 of 450)",
+        kind=Pair(min=0.0),
+        group=LINF_GROUP,
+    )
+    linf_scale_lr: float = option(
+        0.2,
+        "learning rate of the logit scale relative to --lr (v2: 0.006 / 0.03)",
+        kind=PositiveFloat(),
+        group=LINF_GROUP,
+    )
+    linf_shift: int = option(
+        1,
+        "augmentation: shift each image by up to this many pixels, edges repeated (v2: "
+        "RandomCrop(28, padding=1, edge); 0: off)",
+        kind=Int(0, 4),
+        group=LINF_GROUP,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         check_fields(self)
         self._apply_recipe()
+        linf = self.model.arch == LINF
+        if self.optimizer is None:
+            self.optimizer = "adam" if linf else "adadelta"
+        if self.lr_schedule is None:
+            self.lr_schedule = "cosine" if linf else "constant"
+        if linf and self.optimizer == "adam":
+            self.lr = LINF_ADAM["lr"] if self.lr is None else self.lr
+            self.adam_beta2 = LINF_ADAM["beta2"] if self.adam_beta2 is None else self.adam_beta2
+            self.adam_eps = LINF_ADAM["eps"] if self.adam_eps is None else self.adam_eps
         if self.lr is None:
             self.lr = ADAM_LR if self.optimizer == "adam" else DEFAULT_LR[self.model.arch]
+        if self.linf_p_anneal[1] > 1.0:
+            raise ValueError(f"linf_p_anneal must lie in [0, 1], got {self.linf_p_anneal}")
+        if linf and (
+            self.adversarial != "none" or self.certified_eps is not None or self.reg_lambda > 0
+        ):
+            raise ValueError(
+                "linf-dist nets train with their own objective (the --linf-* options); "
+                "--adversarial, --certified-eps and --reg-lambda do not apply to them"
+            )
         if self.adv_steps is None and self.adversarial != "none":
             self.adv_steps = DEFAULT_ADV_STEPS[self.adversarial]
         if self.certified_scale is None and self.certified_eps is not None:

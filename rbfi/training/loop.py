@@ -34,9 +34,11 @@ from rbfi.models import (
     model_config_of,
     save_model,
 )
-from rbfi.nn import attach_projection
+from rbfi.models.config import LINF
+from rbfi.nn import DistanceLogits, attach_projection
 from rbfi.training.config import TrainConfig
 from rbfi.training.health import write_health
+from rbfi.training.linf import LinfDistObjective
 from rbfi.training.objectives import Objective, make_objective
 from rbfi.training.schedule import learning_rate
 from rbfi.training.state import capture_state, restore_state, seeded_rng_scope
@@ -160,7 +162,7 @@ def _set_up(config: TrainConfig, out_dir: Path, index: dict | None, log) -> Trai
         model=model,
         optimizer=make_optimizer(config, model),
         shuffle=torch.Generator().manual_seed(config.seed),
-        objective=make_objective(config, steps_per_epoch * config.epochs),
+        objective=_objective(config, steps_per_epoch * config.epochs),
         steps_per_epoch=steps_per_epoch,
     )
     if index is not None:
@@ -180,6 +182,14 @@ def _set_up(config: TrainConfig, out_dir: Path, index: dict | None, log) -> Trai
         + (f", starting from {config.init_from}" if config.init_from else "")
     )
     return run
+
+
+def _objective(config: TrainConfig, total_steps: int) -> Objective:
+    """The objective of the run: the v2 recipe for l_inf-distance nets, else as ``config``
+    asks (:func:`rbfi.training.objectives.make_objective`)."""
+    if config.model.arch == LINF:
+        return LinfDistObjective(config, total_steps)
+    return make_objective(config, total_steps)
 
 
 def _load_data(config: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -322,18 +332,40 @@ def set_learning_rate(
         decay_factor=config.lr_decay_factor,
     )
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_ratio", 1.0)
     return lr
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """AdaDelta (the paper's) or Adam, with the projection of u and w after every step."""
+    """AdaDelta (the paper's) or Adam, with the projection of u and w after every step.
+
+    l_inf-distance nets: the logit scale is a group of its own whose learning rate is
+    ``linf_scale_lr`` times the others' (``lr_ratio``, kept by the schedule)."""
     if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        extra = {}
+        if config.adam_beta2 is not None:
+            extra["betas"] = (0.9, config.adam_beta2)
+        if config.adam_eps is not None:
+            extra["eps"] = config.adam_eps
+        optimizer = torch.optim.Adam(param_groups(config, model), lr=config.lr, **extra)
     else:
-        optimizer = torch.optim.Adadelta(model.parameters(), lr=config.lr, rho=config.rho)
+        optimizer = torch.optim.Adadelta(param_groups(config, model), lr=config.lr, rho=config.rho)
     attach_projection(optimizer, model)
     return optimizer
+
+
+def param_groups(config: TrainConfig, model: torch.nn.Module) -> list[dict]:
+    """One group of every parameter, except for l_inf-distance nets: the logit scale
+    (``*.scale`` of :class:`~rbfi.nn.DistanceLogits`) in a second group with
+    ``lr_ratio = linf_scale_lr``."""
+    scales = [
+        m.scale for m in model.modules() if isinstance(m, DistanceLogits) and m.scale.requires_grad
+    ]
+    ids = {id(t) for t in scales}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    if not scales:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": scales, "lr_ratio": config.linf_scale_lr}]
 
 
 def _rewrite_metrics(out_dir: Path, metrics: list[dict]) -> None:
