@@ -8,7 +8,11 @@ Rules (each sound; the RBFI and RBF rules are exact per unit):
   (inf norm) or [sum_i min s_i, sum_i max s_i] (l2), each s_i = (u_i (x_i - w_i))^2 depending
   on x_i alone; y = exp(-z) is decreasing, 1 - exp(-z) increasing (paper eq. 2-3; the rule of
   Agrawal, de Alfaro, Helmbold 2019; derivation in docs/certification.md).
-- ``nn.Linear``: centre and radius, W mid + b -+ |W| rad.
+- :class:`~rbfi.nn.RBFIConv2d`: every output is one dense unit on one patch, so its range is
+  the dense rule on the patch view of lo and hi (exact per unit; excluded padding stays
+  excluded, docs/conv.md).
+- ``nn.Linear``: centre and radius, W mid + b -+ |W| rad; ``nn.Conv2d`` the same with the
+  convolution (zero padding: padded pixels are the point 0, radius 0).
 - ``nn.ReLU``, ``nn.Sigmoid``: monotone, applied to both ends.
 - containers (``nn.Sequential``, the classifiers of :mod:`rbfi.models`): through the children.
 
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from rbfi.models.nets import Classifier
-from rbfi.nn import RBFI
+from rbfi.nn import RBFI, RBFIConv2d
 
 IntervalRule = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 RULES: dict[type, IntervalRule] = {}
@@ -69,6 +73,21 @@ def unsupported(module: nn.Module) -> str | None:
 @rule(RBFI)
 def _rbfi(layer: RBFI, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     return layer.interval(lo, hi)
+
+
+@rule(RBFIConv2d)
+def _rbfi_conv(layer: RBFIConv2d, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    return layer.interval(lo, hi)
+
+
+@rule(nn.Conv2d)
+def _conv(layer: nn.Conv2d, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    if layer.padding_mode != "zeros":
+        raise TypeError(f"no interval rule for Conv2d with padding_mode={layer.padding_mode!r}")
+    mid, rad = (hi + lo) / 2, (hi - lo) / 2
+    centre = layer._conv_forward(mid, layer.weight, layer.bias)
+    radius = layer._conv_forward(rad, layer.weight.abs(), None)
+    return centre - radius, centre + radius
 
 
 @rule(nn.Linear)

@@ -1,6 +1,16 @@
-"""RBFI and RBF units: the module, its functional twin, modes, and the training losses."""
+"""RBFI and RBF units: the dense and convolutional modules, their functional twins, modes,
+and the training losses."""
 
-from rbfi.nn.functional import PseudoExpNeg, PseudoMax, exp_neg, max_last, rbfi, rbfi_interval
+from rbfi.nn.functional import (
+    PseudoExpNeg,
+    PseudoMax,
+    exp_neg,
+    max_last,
+    rbfi,
+    rbfi_conv2d,
+    rbfi_conv2d_interval,
+    rbfi_interval,
+)
 from rbfi.nn.modes import (
     attach_projection,
     has_rbfi,
@@ -9,10 +19,11 @@ from rbfi.nn.modes import (
     rbfi_layers,
     set_pseudogradient,
 )
-from rbfi.nn.modules import RBFI
+from rbfi.nn.modules import RBFI, RBFIConv2d
 
 __all__ = [
     "RBFI",
+    "RBFIConv2d",
     "PseudoExpNeg",
     "PseudoMax",
     "attach_projection",
@@ -22,6 +33,8 @@ __all__ = [
     "project_",
     "pseudogradient_mode",
     "rbfi",
+    "rbfi_conv2d",
+    "rbfi_conv2d_interval",
     "rbfi_interval",
     "rbfi_layers",
     "set_pseudogradient",

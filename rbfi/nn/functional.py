@@ -18,6 +18,8 @@ every unit's output: the building block of interval bound propagation (:mod:`rbf
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
@@ -41,6 +43,8 @@ __all__ = [
     "exp_neg",
     "max_last",
     "rbfi",
+    "rbfi_conv2d",
+    "rbfi_conv2d_interval",
     "rbfi_interval",
     "scaled_sqdist_sum",
     "scaled_sqdist_sum_interval",
@@ -130,3 +134,208 @@ def rbfi_interval(
     y_lo = torch.where(is_or, 1.0 - y_of_lo, y_of_hi)
     y_hi = torch.where(is_or, 1.0 - y_of_hi, y_of_lo)
     return y_lo, y_hi
+
+
+# --- convolutional layers: the dense units applied to every patch ------------------------------
+
+Pair = tuple[int, int]
+
+
+def _pair(value: int | Sequence[int], name: str, minimum: int) -> Pair:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def conv_arguments(
+    kernel_size: int | Sequence[int], stride: int | Sequence[int], padding: int | Sequence[int]
+) -> tuple[Pair, Pair, Pair]:
+    """Checked (kernel, stride, padding) pairs; padding < kernel, so every window holds at least
+    one pixel of the image (a window of padding only would be a max over nothing)."""
+    kernel = _pair(kernel_size, "kernel_size", 1)
+    stride_ = _pair(stride, "stride", 1)
+    pad = _pair(padding, "padding", 0)
+    if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+        raise ValueError(f"padding must be smaller than the kernel {kernel}, got {pad}")
+    return kernel, stride_, pad
+
+
+def conv_output_size(size: Sequence[int], kernel: Pair, stride: Pair, padding: Pair) -> Pair:
+    """(H', W') = ((H + 2 p - k) // s + 1, ...), as for ``torch.nn.Conv2d``."""
+    return tuple(  # type: ignore[return-value]
+        (n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding)
+    )
+
+
+def _check_image(x: Tensor, w: Tensor, kernel: Pair, padding: Pair, what: str = "x") -> None:
+    window = kernel[0] * kernel[1]
+    if w.dim() != 2 or w.shape[1] % window:
+        raise ValueError(
+            f"w must be (out_channels, in_channels*{kernel[0]}*{kernel[1]}), got {tuple(w.shape)}"
+        )
+    channels = w.shape[1] // window
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(
+            f"expected {what} of shape (B, {channels}, H, W) for {channels} input channel(s), "
+            f"got {tuple(x.shape)}"
+        )
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    if padded[0] < kernel[0] or padded[1] < kernel[1]:
+        raise ValueError(
+            f"the image {tuple(x.shape[2:])} (padded: {padded}) is smaller than the kernel {kernel}"
+        )
+
+
+def _valid_rows(size: int, n_out: int, k: int, s: int, p: int) -> list[Pair]:
+    """For every output index o, the window offsets [a, b) that fall inside the image."""
+    return [(max(0, p - o * s), min(k, size + p - o * s)) for o in range(n_out)]
+
+
+def _patchwise(
+    fn: Callable[..., tuple[Tensor, ...]],
+    images: Sequence[Tensor],
+    w: Tensor,
+    u: Tensor,
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    pad_value: float | None,
+) -> tuple[Tensor, ...]:
+    """Apply the dense op ``fn(flat patches..., w, u) -> (B*P, O) tensors`` to every patch of
+    ``images`` (each (B, C, H, W)); returns (B, O, H', W') tensors.
+
+    The patches are unfolded to (B*P, C*kh*kw), the shape the dense kernels take, so nothing of
+    size patches x out x window is ever made. With ``pad_value`` None the padded positions are
+    excluded from the unit: output positions are grouped by which window offsets lie inside the
+    image (at most (1 + 2 ceil(p/s))^2 groups), and each group runs on those columns of its
+    patches and of w and u only.
+    """
+    B, _, H, W = images[0].shape
+    out_hw = conv_output_size((H, W), kernel, stride, padding)
+    n_pos, M = out_hw[0] * out_hw[1], w.shape[0]
+
+    def finish(ys: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return tuple(y.reshape(B, n_pos, M).transpose(1, 2).reshape(B, M, *out_hw) for y in ys)
+
+    if pad_value is not None or padding == (0, 0):
+        if pad_value is not None and padding != (0, 0):
+            pads = (padding[1], padding[1], padding[0], padding[0])
+            images = [torch.nn.functional.pad(x, pads, value=pad_value) for x in images]
+        flats = [
+            torch.nn.functional.unfold(x, kernel, stride=stride)
+            .transpose(1, 2)
+            .reshape(B * n_pos, -1)
+            for x in images
+        ]
+        return finish(fn(*flats, w, u))
+    patches = [
+        torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)
+        for x in images
+    ]  # (B, P, N); the zeros at padded positions are never read
+    rows = _valid_rows(H, out_hw[0], kernel[0], stride[0], padding[0])
+    cols = _valid_rows(W, out_hw[1], kernel[1], stride[1], padding[1])
+    groups: dict[tuple[Pair, Pair], list[int]] = {}
+    for oy, row in enumerate(rows):
+        for ox, col in enumerate(cols):
+            groups.setdefault((row, col), []).append(oy * out_hw[1] + ox)
+    channels = w.shape[1] // (kernel[0] * kernel[1])
+    offsets = torch.arange(w.shape[1], device=w.device).reshape(channels, *kernel)
+    order, pieces = [], []
+    for ((ra, rb), (ca, cb)), positions in groups.items():
+        index = torch.tensor(positions, device=w.device)
+        columns = offsets[:, ra:rb, ca:cb].reshape(-1)
+        full = columns.numel() == w.shape[1]
+        flats = []
+        for p in patches:
+            sel = p.index_select(1, index)
+            sel = sel if full else sel.index_select(2, columns)
+            flats.append(sel.reshape(B * len(positions), -1))
+        wg, ug = (w, u) if full else (w.index_select(1, columns), u.index_select(1, columns))
+        ys = fn(*flats, wg, ug)
+        pieces.append([y.reshape(B, len(positions), M) for y in ys])
+        order.extend(positions)
+    inverse = torch.empty(n_pos, dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(n_pos)
+    inverse = inverse.to(w.device)
+    joined = [torch.cat(parts, dim=1).index_select(1, inverse) for parts in zip(*pieces)]
+    return finish(tuple(y.reshape(B * n_pos, M) for y in joined))
+
+
+def rbfi_conv2d(
+    x: Tensor,
+    w: Tensor,
+    u: Tensor,
+    is_or: Tensor,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    *,
+    pad_value: float | None = None,
+    norm: str = "inf",
+    pseudogradient: bool = True,
+    backend: str = "auto",
+) -> Tensor:
+    """A convolutional layer of RBFI (or RBF) units: :func:`rbfi` on every patch.
+
+    x: (B, C, H, W); w, u: (O, C*kh*kw), row j the unit of output channel j over the window in
+    the order of ``torch.nn.functional.unfold`` (channel, then kernel row, then column: w[j]
+    reshaped to (C, kh, kw) is channel j's kernel); is_or: (O,) bool. Returns (B, O, H', W')
+    with y[b, j, oy, ox] = the unit j on the patch at (oy, ox).
+
+    Padding (``padding`` < ``kernel_size``): with ``pad_value`` None (default) the positions
+    outside the image are excluded from the unit, z = max over the window's pixels inside the
+    image (l2: their sum); with a number, they are pixels of that known value.
+    """
+    _check_norm(norm)
+    kernel, stride_, pad = conv_arguments(kernel_size, stride, padding)
+    _check_image(x, w, kernel, pad)
+
+    def dense(flat: Tensor, wg: Tensor, ug: Tensor) -> tuple[Tensor]:
+        return (
+            rbfi(flat, wg, ug, is_or, norm=norm, pseudogradient=pseudogradient, backend=backend),
+        )
+
+    return _patchwise(dense, [x], w, u, kernel, stride_, pad, pad_value)[0]
+
+
+def rbfi_conv2d_interval(
+    lo: Tensor,
+    hi: Tensor,
+    w: Tensor,
+    u: Tensor,
+    is_or: Tensor,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    *,
+    pad_value: float | None = None,
+    norm: str = "inf",
+    pseudogradient: bool = True,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """The exact range of every output of :func:`rbfi_conv2d` over the box [lo, hi] (both
+    (B, C, H, W)): each output is one dense unit on one patch, so its range is
+    :func:`rbfi_interval` on the patch view of lo and hi (padded pixels of a ``pad_value`` are
+    the point [pad_value, pad_value]; excluded ones stay excluded)."""
+    _check_norm(norm)
+    if lo.shape != hi.shape:
+        raise ValueError(f"lo and hi differ in shape: {tuple(lo.shape)}, {tuple(hi.shape)}")
+    kernel, stride_, pad = conv_arguments(kernel_size, stride, padding)
+    _check_image(lo, w, kernel, pad, "lo")
+
+    def dense(flat_lo: Tensor, flat_hi: Tensor, wg: Tensor, ug: Tensor) -> tuple[Tensor, Tensor]:
+        return rbfi_interval(
+            flat_lo,
+            flat_hi,
+            wg,
+            ug,
+            is_or,
+            norm=norm,
+            pseudogradient=pseudogradient,
+            backend=backend,
+        )
+
+    return _patchwise(dense, [lo, hi], w, u, kernel, stride_, pad, pad_value)  # type: ignore[return-value]
