@@ -199,17 +199,24 @@ def test_bad_arguments_raise(kwargs, fragment):
 
 
 def test_no_tensor_of_patches_times_units_times_window_is_made(monkeypatch):
-    """The dense op sees (B*P, window) patches and (O, window) parameters, never more."""
+    """The dense op sees (B*P, window) patches and (O, window) parameters, never more; for the C
+    kernel the window is padded with zero columns to its SIMD width (no scalar tail)."""
     import rbfi.nn.functional as F
+    from rbfi.ops import vector_width
 
     seen = []
     real = F.scaled_sqdist_max
 
     def spy(x, w, u, **kwargs):
-        seen.append((tuple(x.shape), tuple(w.shape)))
+        seen.append((tuple(x.shape), tuple(w.shape), tuple(u.shape)))
         return real(x, w, u, **kwargs)
 
     monkeypatch.setattr(F, "scaled_sqdist_max", spy)
-    layer = RBFIConv2d(2, 6, 3, 1, 0)
-    layer(torch.rand(4, 2, 7, 7))
-    assert seen == [((4 * 25, 18), (6, 18))]
+    x = torch.rand(4, 2, 7, 7)
+    for backend in ("chunked", "auto"):
+        layer = RBFIConv2d(2, 6, 3, 1, 0, backend=backend)
+        layer(x)
+        width = vector_width(backend, (x, layer.w, layer.u))
+        n = -(-18 // width) * width
+        assert seen.pop() == ((4 * 25, n), (6, n), (6, n))
+    assert vector_width("chunked", (x,)) == 1

@@ -33,6 +33,7 @@ from rbfi.ops.dispatch import (
     ops,
     resolve,
     triton_available,
+    vector_width,
 )
 from rbfi.ops.fused import FusedScaledSqdistMax, FusedScaledSqdistMaxInterval
 from rbfi.ops.reference import (
@@ -54,6 +55,7 @@ __all__ = [
     "scaled_sqdist_max",
     "scaled_sqdist_max_interval",
     "triton_available",
+    "vector_width",
 ]
 
 

@@ -133,12 +133,16 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     lib.rbfi_forward.argtypes = [p, p, p, i64, i64, i64, p, p, i32]
     lib.rbfi_forward.restype = i32
+    lib.rbfi_forward_layout.argtypes = [p, p, p, i64, i64, i64, p, p, i32, i32]
+    lib.rbfi_forward_layout.restype = i32
     lib.rbfi_backward_pseudo.argtypes = [p, p, p, p, p, i64, i64, i64, f32, f32, p, p, p, i32, p]
     lib.rbfi_backward_pseudo.restype = i32
     lib.rbfi_backward_argmax.argtypes = [p, p, p, p, p, i64, i64, i64, p, p, p, i32]
     lib.rbfi_backward_argmax.restype = i32
     lib.rbfi_interval_forward.argtypes = [p, p, p, p, i64, i64, i64, p, p, p, p, i32]
     lib.rbfi_interval_forward.restype = i32
+    lib.rbfi_interval_forward_layout.argtypes = [p, p, p, p, i64, i64, i64, p, p, p, p, i32, i32]
+    lib.rbfi_interval_forward_layout.restype = i32
     lib.rbfi_interval_backward_pseudo.argtypes = [
         *(p,) * 8,
         *(i64,) * 3,
