@@ -2,8 +2,8 @@
 training steps against ReLU CNNs of the same shape, and peak memory against batch (issue 25).
 
 - **layers**: every layer of the conv nets ``c16k5s2,c32k4s2,512,10`` and
-  ``c32k5s2,c64k4s2,512,10`` (their conv layers through :class:`rbfi.nn.RBFIConv2d`: unfold,
-  padding of the window to the kernel's SIMD width, the fused kernel, fold) and of the paper's
+  ``c32k5s2,c64k4s2,512,10`` (their conv layers through :class:`rbfi.nn.RBFIConv2d`: patches,
+  the window padded to the kernel's SIMD width, the fused kernel, and back) and of the paper's
   784-512-512-512-10 MLP, timed as a training step runs them: the forward, and the forward +
   backward with the gradients a step needs (first layer: w and u only; later layers also the
   input's), plus the interval version of a certified step (forward with arg-maxes and the
@@ -21,10 +21,13 @@ training steps against ReLU CNNs of the same shape, and peak memory against batc
 Every timed variant runs once per repetition, all variants interleaved, so load from other
 processes hits them alike; reported: the median with the min-max over the repetitions. The
 report and the raw numbers go to ``benchmarks/results/conv-cpu.{md,json}``
-(:mod:`machine`).
+(:mod:`machine`). On a machine shared with other work prefer ``--threads 1``: with 2 threads
+every parallel region waits for a thread that other processes keep off its core, and the
+timings measure that (a --threads 2 run at load average 5 on 2 cores gave medians 10-40x the
+minima).
 
-    python benchmarks/bench_conv.py --threads 2            # 15 repetitions, batches 50-400
-    python benchmarks/bench_conv.py --threads 2 --quick    # 5 repetitions, batches 50-200
+    python benchmarks/bench_conv.py --threads 2          # 15 repetitions (layers 45), batch <= 400
+    python benchmarks/bench_conv.py --threads 1 --quick  # 5 repetitions (layers 15), batch <= 200
 """
 
 from __future__ import annotations
@@ -290,7 +293,7 @@ def to_markdown(results: dict) -> str:
     layers, steps, memory = results["layers"], results["steps"], results["memory"]
     lines = [machine.header(results["machine"]), ""]
     lines += [
-        f"## Layers (batch {layers['batch']}; median ms (min-max) of {results['reps']} "
+        f"## Layers (batch {layers['batch']}; median ms (min-max) of {results['layer_reps']} "
         "repetitions, G elem/s = B*P*M*N / median)",
         "",
         "| layer | shape | forward ms | G/s | train fwd+bwd ms | G/s | interval fwd+bwd ms | G/s |",
@@ -364,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     reps = args.reps or (5 if args.quick else 15)
     batches = [50, 100, 200] if args.quick else [50, 100, 200, 400]
     results = {"machine": machine.describe(), "reps": reps, "warmup": 2}
-    results["layers"] = measure_layers(args.batch, reps, 2)
+    results["layer_reps"] = 3 * reps  # a layer repetition is cheap: more of them
+    results["layers"] = measure_layers(args.batch, 3 * reps, 2)
     results["steps"] = measure_steps(args.batch, reps, 2)
     results["memory"] = measure_memory(batches, args.threads)
     for row in results["layers"]["rows"]:  # the raw seconds stay, the module objects go

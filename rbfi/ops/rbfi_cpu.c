@@ -1366,9 +1366,12 @@ int rbfi_interval_backward_argmax(const float *lo, const float *hi, const float 
     }
     const int32_t *idxs[2] = {idx_lo, idx_hi};
     const float *gs[2] = {g_lo, g_hi};
-    /* rows in blocks whose lo, hi rows fit in L2 (conv layers: B = batch x patches rows of a
-     * few MB): per unit the terms are still summed over b in order, so the bits do not depend
-     * on the blocking */
+    /* Per unit the terms are summed over b in order, near terms before far ones, whatever the
+     * loop order below, so the bits do not depend on it. When the units' dw, du rows fit in
+     * L2 (conv layers: few units, short windows, B = batch x patches rows) the rows go outer
+     * and every array is walked in order; otherwise (an MLP's 512 x 784) units go outer over
+     * blocks of rows whose lo, hi fit in L2. */
+    const int rows_outer = dw == NULL || M * N <= 16384;
     const int64_t rows_per_block = N >= 32768 ? 1 : 32768 / N;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B * M >= 4096)
     {
@@ -1387,30 +1390,35 @@ int rbfi_interval_backward_argmax(const float *lo, const float *hi, const float 
             const float *g = gs[far];
             float *pl = parked ? parked + (size_t)(2 * far) * bm : NULL;
             float *ph = parked ? pl + bm : NULL;
-            for (int64_t b0 = 0; b0 < B; b0 += rows_per_block) {
-                const int64_t b1 = b0 + rows_per_block < B ? b0 + rows_per_block : B;
-                for (int64_t j = j_lo; j < j_hi; j++) {
-                    const float *wr = w + j * N, *ur = u + j * N;
-                    float *dwr = dw ? dw + j * N : NULL, *dur = du ? du + j * N : NULL;
-                    for (int64_t b = b0; b < b1; b++) {
-                        const int64_t o = b * M + j, i = idx[o];
-                        const float uu = ur[i];
-                        int to_hi;
-                        const float d =
-                            iarg_offset(lo[b * N + i], hi[b * N + i], wr[i], far, &to_hi);
-                        const float q = 2.0f * g[o] * uu * d;
-                        if (dwr) {
-                            dwr[i] += -q * uu;
-                            dur[i] += q * d;
-                        }
-                        if (parked) {
-                            const float qu = q * uu;
-                            pl[o] = to_hi ? 0.0f : qu;
-                            ph[o] = to_hi ? qu : 0.0f;
-                        }
-                    }
+#define IARG_TERM(b, j)                                                                      \
+    do {                                                                                     \
+        const int64_t o = (b) * M + (j), i = idx[o];                                         \
+        const float uu = u[(j) * N + i];                                                     \
+        int to_hi;                                                                           \
+        const float d = iarg_offset(lo[(b) * N + i], hi[(b) * N + i], w[(j) * N + i], far,   \
+                                    &to_hi);                                                 \
+        const float q = 2.0f * g[o] * uu * d;                                                \
+        if (dw) {                                                                            \
+            dw[(j) * N + i] += -q * uu;                                                      \
+            du[(j) * N + i] += q * d;                                                        \
+        }                                                                                    \
+        if (parked) {                                                                        \
+            const float qu = q * uu;                                                         \
+            pl[o] = to_hi ? 0.0f : qu;                                                       \
+            ph[o] = to_hi ? qu : 0.0f;                                                       \
+        }                                                                                    \
+    } while (0)
+            if (rows_outer) {
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t j = j_lo; j < j_hi; j++) IARG_TERM(b, j);
+            } else {
+                for (int64_t b0 = 0; b0 < B; b0 += rows_per_block) {
+                    const int64_t b1 = b0 + rows_per_block < B ? b0 + rows_per_block : B;
+                    for (int64_t j = j_lo; j < j_hi; j++)
+                        for (int64_t b = b0; b < b1; b++) IARG_TERM(b, j);
                 }
             }
+#undef IARG_TERM
         }
         if (parked) {
 #pragma omp barrier
