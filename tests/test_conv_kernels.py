@@ -143,3 +143,36 @@ def test_interval_argmax_backward_on_many_rows_matches_the_reference():
     for a, b in zip(runs[0], expected):
         assert (a.double() - b).abs().max().item() <= 1e-5 * b.abs().max().item()
     assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride, width",
+    [
+        ((3, 2, 7, 6), (3, 3), (1, 1), 18),
+        ((2, 3, 9, 8), (3, 2), (2, 3), 32),
+        ((5, 1, 5, 5), (5, 5), (1, 1), 25),
+    ],
+)
+def test_im2row_is_unfold_and_row2im_its_adjoint(shape, kernel, stride, width):
+    """The C patches equal torch's unfold (transposed, zero columns after), bit for bit; row2im
+    equals fold (unfold's adjoint) and gives the same bits with 1 and 3 threads."""
+    F = torch.nn.functional
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    rows = cpu.cpu_im2row(x, kernel, stride, width)
+    expected = F.unfold(x, kernel, stride=stride).transpose(1, 2)
+    n = expected.shape[-1]
+    assert torch.equal(rows[:, :n], expected.reshape(-1, n)) and not rows[:, n:].any()
+    g = torch.randn(rows.shape, generator=torch.Generator().manual_seed(1))
+    folded = F.fold(
+        g[:, :n].reshape(shape[0], -1, n).transpose(1, 2), shape[2:], kernel, stride=stride
+    )
+    old = torch.get_num_threads()
+    try:
+        back = []
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            back.append(cpu.cpu_row2im(g, shape, kernel, stride))
+    finally:
+        torch.set_num_threads(old)
+    torch.testing.assert_close(back[0], folded, rtol=1e-6, atol=1e-6)
+    assert torch.equal(back[0], back[1])

@@ -153,6 +153,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.rbfi_interval_backward_pseudo.restype = i32
     lib.rbfi_interval_backward_argmax.argtypes = [*(p,) * 8, *(i64,) * 3, *(p,) * 4, i32]
     lib.rbfi_interval_backward_argmax.restype = i32
+    lib.rbfi_im2row.argtypes = [p, *(i64,) * 9, p, i32]
+    lib.rbfi_im2row.restype = i32
+    lib.rbfi_row2im.argtypes = [p, *(i64,) * 9, p, i32]
+    lib.rbfi_row2im.restype = i32
     lib.rbfi_exp2.argtypes = [p, p, i64]
     lib.rbfi_exp2.restype = None
     lib.rbfi_simd_width.argtypes = []

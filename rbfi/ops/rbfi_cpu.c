@@ -1440,6 +1440,63 @@ int rbfi_interval_backward_argmax(const float *lo, const float *hi, const float 
     return 0;
 }
 
+/* ====================================================== conv patches (im2row, row2im) */
+
+/*
+ * The rows a conv layer feeds the kernels: out[(b Ho + oy) Wo + ox][c kh kw + dy kw + dx] =
+ * x[b][c][oy sh + dy][ox sw + dx] (x: (B, C, H, W), already padded), columns C kh kw .. width
+ * zero. row2im is its adjoint: dx[b][c][y][x] = the sum of the row entries copied from there,
+ * added per image in a fixed order (positions, then channel, kernel row, column), so the bits
+ * never depend on threads. Images go to threads. A strided torch copy of the same is ~20x
+ * slower (docs/conv.md).
+ */
+int rbfi_im2row(const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
+                int64_t kw, int64_t sh, int64_t sw, int64_t width, float *out, int nthreads) {
+    if (B < 0 || C < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || H < kh || W < kw) return 1;
+    const int64_t Ho = (H - kh) / sh + 1, Wo = (W - kw) / sw + 1, n = C * kh * kw;
+    if (width < n) return 1;
+    nthreads = clamp_threads(nthreads);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && B > 1)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                float *row = out + ((b * Ho + oy) * Wo + ox) * width;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t dy = 0; dy < kh; dy++) {
+                        const float *src = x + ((b * C + c) * H + oy * sh + dy) * W + ox * sw;
+                        memcpy(row + (c * kh + dy) * kw, src, sizeof(float) * (size_t)kw);
+                    }
+                if (width > n) memset(row + n, 0, sizeof(float) * (size_t)(width - n));
+            }
+    }
+    return 0;
+}
+
+int rbfi_row2im(const float *rows, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
+                int64_t kw, int64_t sh, int64_t sw, int64_t width, float *dx, int nthreads) {
+    if (B < 0 || C < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || H < kh || W < kw) return 1;
+    const int64_t Ho = (H - kh) / sh + 1, Wo = (W - kw) / sw + 1, n = C * kh * kw;
+    if (width < n) return 1;
+    nthreads = clamp_threads(nthreads);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && B > 1)
+    for (int64_t b = 0; b < B; b++) {
+        float *img = dx + b * C * H * W;
+        memset(img, 0, sizeof(float) * (size_t)(C * H * W));
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                const float *row = rows + ((b * Ho + oy) * Wo + ox) * width;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t dy = 0; dy < kh; dy++) {
+                        float *dst = img + (c * H + oy * sh + dy) * W + ox * sw;
+                        const float *src = row + (c * kh + dy) * kw;
+                        for (int64_t k = 0; k < kw; k++) dst[k] += src[k];
+                    }
+            }
+    }
+    (void)n;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ introspection */
 
 /* out[k] = 2^y[k] by the kernels' approximation (vector body, scalar tail), y in [-125, 127];
