@@ -4,6 +4,8 @@ the row-split backward against the reference and across thread counts."""
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 import torch
 
@@ -176,3 +178,38 @@ def test_im2row_is_unfold_and_row2im_its_adjoint(shape, kernel, stride, width):
         torch.set_num_threads(old)
     torch.testing.assert_close(back[0], folded, rtol=1e-6, atol=1e-6)
     assert torch.equal(back[0], back[1])
+
+
+def pseudo_backward(x, w, u, z, g, layout, skip=cpu.SKIP_THRESHOLD, threads=1):
+    (B, N), M = x.shape, w.shape[0]
+    dw, du, skipped = torch.empty(M, N), torch.empty(M, N), ctypes.c_int64(0)
+    rc = cpu._lib().rbfi_backward_pseudo_layout(
+        *(t.data_ptr() for t in (x, w, u, z, g)), B, M, N, 1.0, skip, None,
+        dw.data_ptr(), du.data_ptr(), threads, ctypes.byref(skipped), layout,
+    )  # fmt: skip
+    assert rc == 0
+    return dw, du
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(300, 16, 32)])
+@pytest.mark.parametrize("hot", [False, True])
+def test_parameter_backward_with_lanes_over_units_equals_the_tiles(shape, hot):
+    """The first layer's backward (no dx) with lanes over units: the same dw, du bits as the
+    register tiles (same terms, same order over rows, same skip rule), any thread count; with
+    trailing zero-u columns (a conv window padded to the SIMD width) too."""
+    x, w, u = inputs(*shape, seed=3 + sum(shape))
+    if hot:  # large scales: many pseudogradient weights below the skip threshold
+        u = torch.where(
+            torch.rand(u.shape, generator=torch.Generator().manual_seed(4)) < 0.2, 10.0, u
+        )
+    if shape[2] > 8:
+        u[:, -5:] = 0.0
+        w[:, -5:] = 0.0
+        x[:, -5:] = 0.0
+    z, _ = point(x, w, u, TILES)
+    g = torch.randn(z.shape, generator=torch.Generator().manual_seed(2))
+    tiles = pseudo_backward(x, w, u, z, g, TILES)
+    for threads in (1, 3):
+        units = pseudo_backward(x, w, u, z, g, UNITS, threads=threads)
+        assert all(torch.equal(a, b) for a, b in zip(units, tiles))
+    assert tiles[0].abs().sum() > 0

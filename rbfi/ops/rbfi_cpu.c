@@ -295,6 +295,17 @@ static float *transpose_units(const float *w, const float *u, int64_t M, int64_t
     return t;
 }
 
+/* The inputs up to the last one where some unit has u != 0 (at least 1). Trailing inputs with
+ * u = 0 for every unit (the zero columns a conv layer pads its window with) add s = 0, which
+ * changes neither a max of non-negative terms nor its first arg-max (an earlier input then
+ * also holds the max), and q = 0 to every gradient: the lanes-over-units loops stop there. */
+static int64_t used_inputs(const float *uT, int64_t N, int64_t Mp) {
+    for (int64_t i = N - 1; i > 0; i--)
+        for (int64_t j = 0; j < Mp; j++)
+            if (uT[i * Mp + j] != 0.0f) return i + 1;
+    return 1;
+}
+
 /* Store the first nj lanes of v at p. */
 INLINE void vstore_n(float *p, vf v, int nj) {
     if (nj == VL)
@@ -306,15 +317,15 @@ INLINE void vstore_n(float *p, vf v, int nj) {
 INLINE void vstore_n_i(int32_t *p, vi v, int nj) { memcpy(p, &v, sizeof(int32_t) * (size_t)nj); }
 
 INLINE void fwd_uv_tile(const float *x, const float *wT, const float *uT, int64_t M, int64_t Mp,
-                        int64_t N, int64_t b0, int64_t j0, float *z, int32_t *idx, const int NB,
-                        const int WANT_IDX) {
+                        int64_t N, int64_t ne, int64_t b0, int64_t j0, float *z, int32_t *idx,
+                        const int NB, const int WANT_IDX) {
     vf best[UV_RB];
     vi bidx[UV_RB];
     for (int r = 0; r < NB; r++) {
         best[r] = vset(-1.0f);
         bidx[r] = (vi){0};
     }
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = 0; i < ne; i++) {
         const vf wv = vload(wT + i * Mp + j0), uv = vload(uT + i * Mp + j0);
         const vi iv = (vi){0} + (int32_t)i;
         for (int r = 0; r < NB; r++) {
@@ -339,21 +350,22 @@ static int fwd_uv(const float *x, const float *w, const float *u, int64_t B, int
     float *wT = transpose_units(w, u, M, N, Mp, 0);
     if (!wT) return 3;
     const float *uT = wT + N * Mp;
+    const int64_t ne = used_inputs(uT, N, Mp);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nthreads) if (nthreads > 1)
     for (int64_t tile = 0; tile < nrt * njv; tile++) {
         /* row-major: a row tile's x stays in L1 while the transposes stream from L2 */
         const int64_t b0 = (tile / njv) * UV_RB, j0 = (tile % njv) * VL;
         if (b0 + UV_RB <= B) {
             if (idx)
-                fwd_uv_tile(x, wT, uT, M, Mp, N, b0, j0, z, idx, UV_RB, 1);
+                fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b0, j0, z, idx, UV_RB, 1);
             else
-                fwd_uv_tile(x, wT, uT, M, Mp, N, b0, j0, z, NULL, UV_RB, 0);
+                fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b0, j0, z, NULL, UV_RB, 0);
         } else {
             for (int64_t b = b0; b < B; b++) {
                 if (idx)
-                    fwd_uv_tile(x, wT, uT, M, Mp, N, b, j0, z, idx, 1, 1);
+                    fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b, j0, z, idx, 1, 1);
                 else
-                    fwd_uv_tile(x, wT, uT, M, Mp, N, b, j0, z, NULL, 1, 0);
+                    fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b, j0, z, NULL, 1, 0);
             }
         }
     }
@@ -531,6 +543,108 @@ static int64_t bwd_block(const float *x, const float *w, const float *u, const f
 #define DX_PARTIAL_BYTES ((int64_t)64 << 20)
 
 /*
+ * The parameters' pseudogradient with lanes over units (no dx: the first layer of a conv net,
+ * whose input needs no gradient), for the shapes fwd_uv takes. A vector of VL units and a block
+ * of UB inputs keep w, u, Q and DU in registers while every row runs innermost (as bwd_units,
+ * transposed); per row the units' c z and 2 g are one vector load each. The terms, their order
+ * (over b, per (j, i)) and the skip rule are bwd_units': the same dw, du (tested); only
+ * *skipped counts vectors of units instead of vectors of inputs. No padding of N is needed:
+ * the loops stop at the last input some unit uses (used_inputs).
+ */
+#ifndef UB
+#define UB (VL >= 16 ? 6 : 2)
+#endif
+
+INLINE int64_t bwd_uv_block(const float *x, const float *wT, const float *uT, const float *zcT,
+                            const float *g2T, int64_t B, int64_t N, int64_t Mp, int64_t j0,
+                            int64_t i0, float c, float y_thr, float *Qo, float *DUo,
+                            const int NK) {
+    vf wv[UB], uv[UB], qa[UB], da[UB];
+    const vf cv = vset(c);
+    int64_t skipped = 0;
+    for (int k = 0; k < NK; k++) {
+        wv[k] = vload(wT + (i0 + k) * Mp + j0);
+        uv[k] = vload(uT + (i0 + k) * Mp + j0);
+        qa[k] = da[k] = vset(0.0f);
+    }
+    for (int64_t b = 0; b < B; b++) {
+        const vf zc = vload(zcT + b * Mp + j0), g2 = vload(g2T + b * Mp + j0);
+        const int dense = !vany(-zc < vset(y_thr));
+        for (int k = 0; k < NK; k++) {
+            const vf d = vset(x[b * N + i0 + k]) - wv[k];
+            const vf t = uv[k] * d;
+            const vf y = t * (t * cv) - zc;
+            vf e;
+            if (dense) {
+                e = vexp2(y);
+            } else {
+                const vi keep = y >= y_thr;
+                if (!vany(keep)) {
+                    skipped += VL;
+                    continue;
+                }
+                e = (vf)((vi)vexp2(vmax(y, vset(Y_MIN))) & keep);
+            }
+            const vf q = e * (t * g2);
+            qa[k] += q;
+            da[k] += q * d;
+        }
+    }
+    for (int k = 0; k < NK; k++) {
+        vstore(Qo + k * VL, -(uv[k] * qa[k]));
+        vstore(DUo + k * VL, da[k]);
+    }
+    return skipped;
+}
+
+static int bwd_uv_params(const float *x, const float *w, const float *u, const float *z,
+                         const float *g, int64_t B, int64_t M, int64_t N, float c, float y_thr,
+                         float *dw, float *du, int nthreads, int64_t *skipped) {
+    const int64_t Mp = (M + VL - 1) / VL * VL, njv = Mp / VL;
+    float *wT = transpose_units(w, u, M, N, Mp, 0);
+    float *rows = (float *)calloc((size_t)(2 * B * Mp), sizeof(float)); /* c z, 2 g; 0 pads */
+    if (!wT || !rows) {
+        free(wT);
+        free(rows);
+        return 3;
+    }
+    const float *uT = wT + N * Mp;
+    float *zcT = rows, *g2T = rows + B * Mp;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < M; j++) {
+            zcT[b * Mp + j] = c * z[b * M + j];
+            g2T[b * Mp + j] = 2.0f * g[b * M + j];
+        }
+    const int64_t ne = used_inputs(uT, N, Mp), nib = (ne + UB - 1) / UB;
+    memset(dw, 0, sizeof(float) * (size_t)(M * N));
+    memset(du, 0, sizeof(float) * (size_t)(M * N));
+    int64_t total = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1) \
+    reduction(+ : total)
+    for (int64_t task = 0; task < njv * nib; task++) {
+        const int64_t j0 = (task / nib) * VL, i0 = (task % nib) * UB;
+        const int nk = ne - i0 < UB ? (int)(ne - i0) : UB;
+        float Q[UB * VL], DU[UB * VL];
+        if (nk == UB)
+            total += bwd_uv_block(x, wT, uT, zcT, g2T, B, N, Mp, j0, i0, c, y_thr, Q, DU, UB);
+        else
+            for (int k = 0; k < nk; k++)
+                total += bwd_uv_block(x, wT, uT, zcT, g2T, B, N, Mp, j0, i0 + k, c, y_thr,
+                                      Q + k * VL, DU + k * VL, 1);
+        for (int k = 0; k < nk; k++)
+            for (int l = 0; l < VL && j0 + l < M; l++) {
+                dw[(j0 + l) * N + i0 + k] = Q[k * VL + l];
+                du[(j0 + l) * N + i0 + k] = DU[k * VL + l];
+            }
+    }
+    free(wT);
+    free(rows);
+    if (skipped) *skipped = total;
+    return 0;
+}
+
+
+/*
  * Rows split instead of units, for many rows and few units (conv layers: B = batch x patches).
  * The unit split below gives each chunk of units its own buffer for dx (B N floats each: 18 MB
  * for a 2500 x 32 x 256 conv layer, zeroed and summed every call); here chunk r owns rows
@@ -628,10 +742,10 @@ static int bwd_rows(const float *x, const float *w, const float *u, const float 
  * (M, B, N) and the thread count (not at all for up to DX_CHUNKS threads), never on the
  * scheduling, so results are bitwise reproducible. No atomics.
  */
-int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const float *z,
-                         const float *g, int64_t B, int64_t M, int64_t N, float beta,
-                         float skip_t, float *dx, float *dw, float *du, int nthreads,
-                         int64_t *skipped) {
+int rbfi_backward_pseudo_layout(const float *x, const float *w, const float *u,
+                                const float *z, const float *g, int64_t B, int64_t M, int64_t N,
+                                float beta, float skip_t, float *dx, float *dw, float *du,
+                                int nthreads, int64_t *skipped, int layout) {
     if (N < 1 || B < 0 || M < 0 || !(beta >= 0.0f)) return 1;
     if ((dw == NULL) != (du == NULL)) return 2;
     nthreads = clamp_threads(nthreads);
@@ -645,6 +759,8 @@ int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const f
     if (!(y_thr >= Y_MIN)) y_thr = Y_MIN; /* weights < 2^-125 always dropped */
 
     const int64_t nblocks = (M + JB - 1) / JB;
+    if (!want_dx && dw && B > 0 && use_units_layout(M, N, layout))
+        return bwd_uv_params(x, w, u, z, g, B, M, N, c, y_thr, dw, du, nthreads, skipped);
     if (want_dx && row_split(B, M, N, nthreads, nblocks, 1))
         return bwd_rows(x, w, u, z, g, B, M, N, c, y_thr, dx, dw, du, nthreads, skipped);
     int64_t nchunks = nblocks; /* without dx, every block is its own chunk */
@@ -704,6 +820,14 @@ int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const f
     if (failed) return 3;
     if (skipped) *skipped = total_skipped;
     return 0;
+}
+
+int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const float *z,
+                         const float *g, int64_t B, int64_t M, int64_t N, float beta,
+                         float skip_t, float *dx, float *dw, float *du, int nthreads,
+                         int64_t *skipped) {
+    return rbfi_backward_pseudo_layout(x, w, u, z, g, B, M, N, beta, skip_t, dx, dw, du,
+                                       nthreads, skipped, LAYOUT_AUTO);
 }
 
 /* ---------------------------------------------------------- true-gradient backward (eq. 10) */
@@ -969,8 +1093,9 @@ static void ifwd_idx(const float *lo, const float *hi, const float *w, const flo
  * monotone after rounding, so max fl(t^2) = fl(max |t|)^2.
  */
 INLINE void ifwd_uv_tile(const float *lo, const float *hi, const float *wT, const float *uT,
-                         int64_t M, int64_t Mp, int64_t N, int64_t b0, int64_t j0, float *zl,
-                         float *zh, int32_t *il, int32_t *ih, const int NB, const int WANT_IDX) {
+                         int64_t M, int64_t Mp, int64_t N, int64_t ne, int64_t b0, int64_t j0,
+                         float *zl, float *zh, int32_t *il, int32_t *ih, const int NB,
+                         const int WANT_IDX) {
     vf bn[UV_RB], bf[UV_RB];
     vi kn[UV_RB], kf[UV_RB];
     for (int r = 0; r < NB; r++) {
@@ -978,7 +1103,7 @@ INLINE void ifwd_uv_tile(const float *lo, const float *hi, const float *wT, cons
         bf[r] = WANT_IDX ? vset(-1.0f) : vset(0.0f);
         kn[r] = kf[r] = (vi){0};
     }
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = 0; i < ne; i++) {
         const vf wv = vload(wT + i * Mp + j0), ua = vload(uT + i * Mp + j0);
         const vi iv = (vi){0} + (int32_t)i;
         for (int r = 0; r < NB; r++) {
@@ -1011,20 +1136,21 @@ static int ifwd_uv(const float *lo, const float *hi, const float *w, const float
     float *wT = transpose_units(w, u, M, N, Mp, 1);
     if (!wT) return 3;
     const float *uT = wT + N * Mp;
+    const int64_t ne = used_inputs(uT, N, Mp);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nthreads) if (nthreads > 1)
     for (int64_t tile = 0; tile < nrt * njv; tile++) {
         const int64_t b0 = (tile / njv) * UV_RB, j0 = (tile % njv) * VL;
         if (b0 + UV_RB <= B) {
             if (want_idx)
-                ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, b0, j0, zl, zh, il, ih, UV_RB, 1);
+                ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b0, j0, zl, zh, il, ih, UV_RB, 1);
             else
-                ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, b0, j0, zl, zh, il, ih, UV_RB, 0);
+                ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b0, j0, zl, zh, il, ih, UV_RB, 0);
         } else {
             for (int64_t b = b0; b < B; b++) {
                 if (want_idx)
-                    ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, b, j0, zl, zh, il, ih, 1, 1);
+                    ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b, j0, zl, zh, il, ih, 1, 1);
                 else
-                    ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, b, j0, zl, zh, il, ih, 1, 0);
+                    ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b, j0, zl, zh, il, ih, 1, 0);
             }
         }
     }
