@@ -73,7 +73,9 @@ def parse_layers(value: str | Sequence[int | str]) -> tuple[int | str, ...]:
         try:
             layers.append(Int(min=1).check(text if isinstance(item, str) else item))
         except ValueError:
-            raise ValueError(f"expected layers {SPEC_HELP}; got {value!r}") from None
+            raise ValueError(
+                f"expected comma-separated layers {SPEC_HELP}; got {value!r}"
+            ) from None
     kinds = [is_conv(entry) for entry in layers]
     if kinds[-1]:
         raise ValueError(f"the last layer (the class scores) must be dense, got {layers[-1]!r}")

@@ -138,7 +138,18 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.rbfi_backward_pseudo.argtypes = [p, p, p, p, p, i64, i64, i64, f32, f32, p, p, p, i32, p]
     lib.rbfi_backward_pseudo.restype = i32
     lib.rbfi_backward_pseudo_layout.argtypes = [
-        *(p,) * 5, i64, i64, i64, f32, f32, p, p, p, i32, p, i32
+        *(p,) * 5,
+        i64,
+        i64,
+        i64,
+        f32,
+        f32,
+        p,
+        p,
+        p,
+        i32,
+        p,
+        i32,
     ]
     lib.rbfi_backward_pseudo_layout.restype = i32
     lib.rbfi_backward_argmax.argtypes = [p, p, p, p, p, i64, i64, i64, p, p, p, i32]
