@@ -236,3 +236,24 @@ def test_bad_conv_specs_on_the_command_line_change_nothing(tmp_path, capsys):
     assert main(["train", "--layers", "c16k29,10", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "does not fit" in err and err.count("\n") == 1 and not out.exists()
+
+
+REGIMES = [
+    ["--adversarial", "madry", "--adv-steps", "2"],
+    ["--adversarial", "trades", "--adv-steps", "2"],
+    ["--reg-lambda", "0.01"],
+]
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_adversarial_and_regularised_training_run_on_a_conv_net(tmp_path, regime):
+    """Adversarial training (the project's attacks on conv nets) and the sensitivity
+    regulariser (eq. 8 per position) train a tiny RBFI CNN; the checkpoint loads."""
+    from rbfi.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--layers", "c4k5s2,c8k4s2,16,10", *TRAIN, *regime, "--out", str(out)]
+    assert main(argv) == 0
+    model = rbfi.load(out)
+    assert model.describe() == "RBFI(c4k5s2^, c8k4s2v, 16^, 10v)"
+    assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 1
