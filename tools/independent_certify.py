@@ -19,6 +19,12 @@ float64, straight from the formulas:
   an example counts when either certifies it.
 - Margin of class y against c: lo_y - hi_c; for a net ending in a Linear layer (ReLU nets) the
   difference (W_y - W_c) h + b_y - b_c is bounded directly over the box of h.
+- Conv layers (spec entries ``c<out>k<k>[s<stride>][p<pad>]``, docs/conv.md): every output is
+  one unit on one patch; the patches are cut out of the padded image here with NumPy's
+  sliding windows. RBFI conv: the rule above on each patch, padded positions excluded (their
+  offsets set to 0, which neither a max nor a sum of non-negative terms notices). ReLU /
+  sigmoid conv: the Linear rule on each patch, padded pixels the point 0. The output map
+  (C, H', W') is flattened channel-major after the last conv layer.
 
 Certified at eps: every margin > 0 over the ball B_eps(x) intersected with [0, 1]^784. Prints
 one JSON line: {"clean": %, "certified": {eps: %}, "n": N, "pixel_scale": 255 or 256} (and for
@@ -32,7 +38,9 @@ import argparse
 import gzip
 import importlib.util
 import json
+import math
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -67,11 +75,70 @@ def load_test_set(
     return images, labels.astype(np.int64)
 
 
-def rbfi_layer(lo, hi, w, u, is_or, norm, chunk=16):
-    """Bounds of the outputs of a layer of RBFI (or RBF) units over the box [lo, hi]."""
+CONV = re.compile(r"c([0-9]+)k([0-9]+)(?:s([0-9]+))?(?:p([0-9]+))?")
+
+
+def conv_entry(entry) -> tuple[int, int, int, int] | None:
+    """(out, kernel, stride, padding) of a conv entry of the spec; None for a dense layer."""
+    if not isinstance(entry, str):
+        return None
+    out, k, s, p = CONV.fullmatch(entry).groups()
+    return int(out), int(k), int(s or 1), int(p or 0)
+
+
+def patches(a: np.ndarray, k: int, s: int, p: int) -> tuple[np.ndarray, int, int]:
+    """(n, C, H, W) -> (n, P, C*k*k) windows (channel, row, column order), padded with NaN."""
+    n, C, H, W = a.shape
+    padded = np.full((n, C, H + 2 * p, W + 2 * p), np.nan)
+    padded[:, :, p : p + H, p : p + W] = a
+    win = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    Ho, Wo = win.shape[2], win.shape[3]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, Ho * Wo, C * k * k), Ho, Wo
+
+
+def rbfi_conv_layer(lo, hi, w, u, is_or, norm, k, s, p, images=64):
+    """Bounds of a conv layer of RBFI units over the box [lo, hi] (n, C, H, W) -> (n, O, H', W')."""
+    out_lo, out_hi = [], []
+    for start in range(0, len(lo), images):
+        a, Ho, Wo = patches(lo[start : start + images], k, s, p)
+        b, _, _ = patches(hi[start : start + images], k, s, p)
+        outside = np.isnan(a).reshape(-1, a.shape[-1])
+        y_lo, y_hi = rbfi_layer(
+            np.nan_to_num(a.reshape(-1, a.shape[-1])),
+            np.nan_to_num(b.reshape(-1, b.shape[-1])),
+            w,
+            u,
+            is_or,
+            norm,
+            outside=outside,
+        )
+        shape = (len(a), Ho * Wo, len(w))
+        out_lo.append(y_lo.reshape(shape).transpose(0, 2, 1).reshape(len(a), -1, Ho, Wo))
+        out_hi.append(y_hi.reshape(shape).transpose(0, 2, 1).reshape(len(a), -1, Ho, Wo))
+    return np.concatenate(out_lo), np.concatenate(out_hi)
+
+
+def linear_conv_layer(lo, hi, W, b, s, p):
+    """Centre and radius through a Conv2d (weight (O, C, k, k), zero padding)."""
+    mid, Ho, Wo = patches((lo + hi) / 2, W.shape[-1], s, p)
+    rad, _, _ = patches((hi - lo) / 2, W.shape[-1], s, p)
+    mid, rad = np.nan_to_num(mid), np.nan_to_num(rad)  # padded pixels: the point 0
+    flat = W.reshape(len(W), -1)
+    centre, radius = mid @ flat.T + b, rad @ np.abs(flat).T  # (n, P, O)
+
+    def image(t):
+        return t.transpose(0, 2, 1).reshape(len(t), len(W), Ho, Wo)
+
+    return image(centre - radius), image(centre + radius)
+
+
+def rbfi_layer(lo, hi, w, u, is_or, norm, chunk=None, outside=None):
+    """Bounds of the outputs of a layer of RBFI (or RBF) units over the box [lo, hi];
+    ``outside`` (rows, inputs) marks excluded inputs (the padding of a conv layer)."""
     y_lo = np.empty((len(lo), len(w)))
     y_hi = np.empty_like(y_lo)
     scale = np.abs(u)
+    chunk = chunk or max(16, (1 << 18) // w.size)
     # three (chunk, units, inputs) buffers, reused: fresh temporaries of this size cost more
     # in page faults than in arithmetic
     near, far, tmp = (np.empty((chunk, *w.shape)) for _ in range(3))
@@ -89,6 +156,10 @@ def rbfi_layer(lo, hi, w, u, is_or, norm, chunk=16):
         np.maximum(f, t, out=f)
         np.multiply(n, scale, out=n)
         np.multiply(f, scale, out=f)
+        if outside is not None:  # excluded inputs: offset 0
+            keep = ~outside[start : start + chunk, None, :]
+            np.multiply(n, keep, out=n)
+            np.multiply(f, keep, out=f)
         if norm == "inf":  # max_i t_i^2 = (max_i |t_i|)^2: square after the max
             z_lo, z_hi = n.max(axis=-1) ** 2, f.max(axis=-1) ** 2
         else:
@@ -151,21 +222,48 @@ def margins(
         out[np.arange(len(y)), y] = np.inf
         interval = out.min(axis=1)
         return interval if method == "interval" else np.maximum(interval, lip)
-    if arch in ("rbfi", "rbf"):
+    convs = [conv_entry(entry) for entry in model["layers"]]
+    n_conv = sum(c is not None for c in convs)
+    if n_conv:  # one-channel square images (MNIST)
+        side = math.isqrt(x.shape[1])
+        lo, hi = lo.reshape(-1, 1, side, side), hi.reshape(-1, 1, side, side)
+    rbf = arch in ("rbfi", "rbf")
+    step = 1 if rbf else 2  # ReLU / sigmoid nets: an activation module after each layer
+
+    def name(k: int) -> str:  # body index of layer k (the Flatten follows the last conv)
+        return f"body.{step * k + (1 if n_conv and k >= n_conv else 0)}"
+
+    def flatten_after(k: int) -> None:
+        nonlocal lo, hi
+        if n_conv and k == n_conv - 1:
+            lo, hi = lo.reshape(len(lo), -1), hi.reshape(len(hi), -1)
+
+    if rbf:
         for k in range(n_layers):
-            lo, hi = rbfi_layer(
-                lo,
-                hi,
-                weights[f"body.{k}.w"].astype(np.float64),
-                weights[f"body.{k}.u"].astype(np.float64),
-                weights[f"body.{k}.is_or"],
+            params = [
+                weights[f"{name(k)}.w"].astype(np.float64),
+                weights[f"{name(k)}.u"].astype(np.float64),
+                weights[f"{name(k)}.is_or"],
                 "inf" if arch == "rbfi" else "l2",
-            )
+            ]
+            if convs[k] is not None:
+                lo, hi = rbfi_conv_layer(lo, hi, *params, *convs[k][1:])
+            else:
+                lo, hi = rbfi_layer(lo, hi, *params)
+            flatten_after(k)
         out = lo[np.arange(len(y)), y][:, None] - hi
     else:
         for k in range(n_layers):
-            W = weights[f"body.{2 * k}.weight"].astype(np.float64)
-            b = weights[f"body.{2 * k}.bias"].astype(np.float64)
+            W = weights[f"{name(k)}.weight"].astype(np.float64)
+            b = weights[f"{name(k)}.bias"].astype(np.float64)
+            if convs[k] is not None:
+                lo, hi = linear_conv_layer(lo, hi, W, b, *convs[k][2:])
+                if arch == "sigmoid":
+                    lo, hi = 1 / (1 + np.exp(-lo)), 1 / (1 + np.exp(-hi))
+                else:
+                    lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+                flatten_after(k)
+                continue
             mid, rad = (lo + hi) / 2, (hi - lo) / 2
             last = k == n_layers - 1
             if last and arch == "relu":  # the margin of a final Linear layer, directly

@@ -13,7 +13,11 @@ Rules (each sound; the RBFI and RBF rules are exact per unit):
   interval kernel with u = 1), then the constant mean shift and bias.
 - :class:`~rbfi.nn.Standardize` ((x - mean) / std, std > 0) and :class:`~rbfi.nn.DistanceLogits`
   (-scale y): monotone affine maps, applied to both ends (swapped where decreasing).
-- ``nn.Linear``: centre and radius, W mid + b -+ |W| rad.
+- :class:`~rbfi.nn.RBFIConv2d`: every output is one dense unit on one patch, so its range is
+  the dense rule on the patch view of lo and hi (exact per unit; excluded padding stays
+  excluded, docs/conv.md).
+- ``nn.Linear``: centre and radius, W mid + b -+ |W| rad; ``nn.Conv2d`` the same with the
+  convolution (zero padding: padded pixels are the point 0, radius 0).
 - ``nn.ReLU``, ``nn.Sigmoid``: monotone, applied to both ends.
 - containers (``nn.Sequential``, the classifiers of :mod:`rbfi.models`): through the children.
 
@@ -28,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from rbfi.models.nets import Classifier
-from rbfi.nn import RBFI, DistanceLogits, LinfDist, Standardize
+from rbfi.nn import RBFI, DistanceLogits, LinfDist, RBFIConv2d, Standardize
 
 IntervalRule = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 RULES: dict[type, IntervalRule] = {}
@@ -90,6 +94,21 @@ def _standardize(layer: Standardize, lo: Tensor, hi: Tensor) -> tuple[Tensor, Te
 def _distance_logits(layer: DistanceLogits, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     a, b = layer(lo), layer(hi)  # -scale y: decreasing in y when scale > 0
     return torch.minimum(a, b), torch.maximum(a, b)
+
+
+@rule(RBFIConv2d)
+def _rbfi_conv(layer: RBFIConv2d, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    return layer.interval(lo, hi)
+
+
+@rule(nn.Conv2d)
+def _conv(layer: nn.Conv2d, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    if layer.padding_mode != "zeros":
+        raise TypeError(f"no interval rule for Conv2d with padding_mode={layer.padding_mode!r}")
+    mid, rad = (hi + lo) / 2, (hi - lo) / 2
+    centre = layer._conv_forward(mid, layer.weight, layer.bias)
+    radius = layer._conv_forward(rad, layer.weight.abs(), None)
+    return centre - radius, centre + radius
 
 
 @rule(nn.Linear)

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from rbfi.data import trained_pixel_scale
     from rbfi.io.checkpoint import read_index
     from rbfi.models import load_model
-    from rbfi.nn import linf_layers, rbfi_layers
+    from rbfi.nn import RBFIConv2d, linf_layers, rbfi_layers
 
     index = read_index(args.checkpoint)
     model = load_model(args.checkpoint)  # every check of a load, before anything is printed
@@ -40,8 +40,12 @@ def run(args: argparse.Namespace) -> int:
     for i, layer in enumerate(rbfi_layers(model)):
         n_or = int(layer.is_or.sum())
         u = layer.u.detach()
+        units = f"{layer.out_features} units"
+        if isinstance(layer, RBFIConv2d):
+            (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+            units = f"{layer.out_channels} channels ({kh}x{kw} kernel, stride {sh}x{sw})"
         print(
-            f"layer {i}    {layer.kind:5s} {layer.out_features} units ({n_or} Or), "
+            f"layer {i}    {layer.kind:5s} {units} ({n_or} Or), "
             f"u in [{u.min():.3f}, {u.max():.3f}] of bounds {tuple(layer.u_bounds.tolist())}"
         )
     for i, layer in enumerate(linf_layers(model)):

@@ -109,6 +109,22 @@ class Nullable(Node):
             self.inner.check(value, path)
 
 
+class OneOf(Node):
+    """A value matching any one of ``options``; ``what`` describes them in the error."""
+
+    def __init__(self, options: tuple[Node, ...], what: str) -> None:
+        self.options, self.what = options, what
+
+    def check(self, value, path=""):
+        for node in self.options:
+            try:
+                node.check(value, path)
+                return
+            except SchemaError:
+                continue
+        self.fail(path, f"expected {self.what}, got {_describe(value)}")
+
+
 class List(Node):
     def __init__(self, item: Node, min_len: int = 0, max_len: int | None = None) -> None:
         self.item, self.min_len, self.max_len = item, min_len, max_len

@@ -2,7 +2,9 @@
 
 Geometry notation (paper, Sec. 6): one symbol per layer, output layer included:
 ``^`` And, ``v`` Or, ``*`` mixed. RBFI(512^, 512v, 512^, 10v) is
-``ModelConfig("rbfi", (512, 512, 512, 10), "^v^v")``.
+``ModelConfig("rbfi", (512, 512, 512, 10), "^v^v")``. Conv layers are entries of the same spec
+(:mod:`rbfi.models.layers`): ``ModelConfig("rbfi", "c16k5s2,c32k4s2,512,10", "^v^v")`` is
+RBFI(c16k5s2^, c32k4s2v, 512^, 10v).
 """
 
 from __future__ import annotations
@@ -11,11 +13,19 @@ import math
 from dataclasses import dataclass
 
 from rbfi.data import DATASET_NAMES, dataset_option, get_dataset
-from rbfi.io.schema import Bool, Int, List, Nullable, Num, Obj, SchemaError, Str
+from rbfi.io.schema import Bool, Int, List, Nullable, Num, Obj, OneOf, SchemaError, Str
+from rbfi.models.layers import (
+    CONV_PATTERN,
+    SPEC_HELP,
+    ConvSpec,
+    LayerSpec,
+    conv_specs,
+    dense_sizes,
+    feature_shapes,
+)
 from rbfi.options import (
     Choice,
     Float,
-    IntList,
     Pair,
     PositiveFloat,
     PositiveInt,
@@ -41,7 +51,10 @@ LINF_GROUP = "l_inf-distance nets (--model linf-dist; docs/linf-dist.md)"
 
 # the ``model`` entry of checkpoint.json (format 1)
 MODEL_SCHEMA = Obj(
-    {"arch": Str(choices=ARCHITECTURES), "layers": List(Int(min=1), min_len=1)},
+    {
+        "arch": Str(choices=ARCHITECTURES),
+        "layers": List(OneOf((Int(min=1), Str(pattern=CONV_PATTERN)), SPEC_HELP), min_len=1),
+    },
     {
         "geometry": Str(pattern=r"[\^v*]+"),
         "in_features": Int(min=1),
@@ -79,8 +92,8 @@ class ModelConfig:
     """Architecture of a classifier; :func:`rbfi.models.build_model` builds it."""
 
     arch: str = option("rbfi", "network kind", kind=Choice(ARCHITECTURES), flag="--model")
-    layers: tuple[int, ...] = option(
-        DEFAULT_LAYERS, "units per layer, output layer included", kind=IntList()
+    layers: tuple[int | str, ...] = option(
+        DEFAULT_LAYERS, f"layers, output layer included: {SPEC_HELP}", kind=LayerSpec()
     )
     geometry: str | None = option(
         None, "rbfi/rbf: one symbol per layer, ^ And, v Or, * mixed (default ^v^v...)", kind=Text()
@@ -148,6 +161,36 @@ class ModelConfig:
             object.__setattr__(self, "geometry", geometry.replace(" ", ""))
         elif self.geometry is not None:
             raise ValueError(f"geometry applies to rbfi and rbf models only, not {self.arch!r}")
+        if self.is_conv and self.arch == LINF:
+            raise ValueError("linf-dist nets are fully connected: give dense layers only")
+        if self.is_conv:
+            try:
+                feature_shapes(self.layers, self.input_shape)
+            except ValueError as exc:
+                raise ValueError(f"layers: {exc}") from None
+
+    @property
+    def is_conv(self) -> bool:
+        """True when the spec has conv layers (the net then takes images)."""
+        return bool(self.conv_layers)
+
+    @property
+    def conv_layers(self) -> tuple[ConvSpec, ...]:
+        return conv_specs(self.layers)
+
+    @property
+    def dense_layers(self) -> tuple[int, ...]:
+        return dense_sizes(self.layers)
+
+    @property
+    def feature_shapes(self) -> list[tuple[int, int, int]]:
+        """(C, H, W) of the input and after every conv layer."""
+        return feature_shapes(self.layers, self.input_shape)
+
+    @property
+    def dense_in_features(self) -> int:
+        """Inputs of the first dense layer: the flattened output of the last conv layer."""
+        return math.prod(self.feature_shapes[-1]) if self.is_conv else self.in_features
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -203,7 +246,8 @@ class ModelConfig:
         return cls(**kwargs)
 
     def describe(self) -> str:
-        """Paper notation, e.g. 'RBFI(512^, 512v, 512^, 10v)' or 'ReLU(512, 512, 512, 10)'."""
+        """Paper notation, e.g. 'RBFI(512^, 512v, 512^, 10v)', 'ReLU(512, 512, 512, 10)',
+        'RBFI(c16k5s2^, c32k4s2v, 512^, 10v)'."""
         if self.arch in RBF_ARCHITECTURES:
             cells = ", ".join(f"{n}{g}" for n, g in zip(self.layers, self.geometry))
             return f"{self.arch.upper()}({cells})"

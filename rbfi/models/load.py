@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from rbfi.io.checkpoint import CheckpointError, load_tensors, read_index
 from rbfi.models.config import RBF_ARCHITECTURES, ModelConfig
+from rbfi.models.nets import layer_names
 from rbfi.models.registry import build_model, expected_state
 
 
@@ -58,8 +59,7 @@ def check_weights(config: ModelConfig, tensors: dict[str, Tensor], where: str = 
 
 
 def _check_rbfi_layers(config: ModelConfig, tensors: dict[str, Tensor], prefix: str) -> None:
-    for k, kind in enumerate(config.kinds):
-        layer = f"body.{k}"
+    for k, (kind, layer) in enumerate(zip(config.kinds, layer_names(config))):
         for param, bounds in (("u", config.u_bounds), ("w", config.w_bounds)):
             saved = tensors[f"{layer}.{param}_bounds"]
             wanted = torch.tensor(bounds, dtype=saved.dtype)

@@ -1,11 +1,17 @@
-"""Fully connected classifiers (permutation-invariant: images are flattened): RBFI / RBF nets,
-l_inf-distance nets and the ReLU / sigmoid baselines.
+"""Classifiers: RBFI / RBF nets, l_inf-distance nets and the ReLU / sigmoid baselines, fully
+connected (permutation-invariant: images are flattened; the paper's nets) or convolutional (a
+spec with conv layers, docs/conv.md).
 
 Every model takes a float tensor of shape (B, C*H*W) with values in [0, 1], the images of its
 dataset flattened (MNIST: (B, 784)), or the images themselves, (B, C, H, W) (MNIST also (B, 28,
-28)), flattened here so attack libraries can pass images; it returns (B, classes) scores.
+28)), so attack libraries can pass images; it returns (B, classes) scores. MLPs flatten images;
+conv nets reshape flat input to images, so code that passes flat tensors works on both.
 ``model.config`` is the :class:`~rbfi.models.config.ModelConfig` it was built from;
 ``model.loss`` names the paper's training loss ("square" or "cross_entropy").
+
+Layout of ``body`` (the names checkpoints hold): RBFI nets ``[RBFIConv2d]*n_conv
+[+ Flatten] + [RBFI]*n_dense``; ReLU / sigmoid nets ``[Conv2d, act]*n_conv [+ Flatten] +
+[Linear, act]*n_dense`` (ReLU nets: no activation after the last Linear).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from rbfi.models.config import ModelConfig
-from rbfi.nn import RBFI, DistanceLogits, LinfDist, Standardize
+from rbfi.nn import RBFI, DistanceLogits, LinfDist, RBFIConv2d, Standardize
 
 # what the state_dict of a model must hold: name -> (shape, dtype)
 StateSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
@@ -33,21 +39,26 @@ class Classifier(nn.Module):
         self.body = nn.Sequential()
 
     def flatten_input(self, x: Tensor) -> Tensor:
-        """(B, C*H*W) from (B, C*H*W), (B, C, H, W) or, for one channel, (B, H, W), where
-        (C, H, W) is ``config.input_shape``; ValueError naming both shapes otherwise (an MNIST
-        net given CIFAR-10 images, ...)."""
+        """The input as the body takes it: (B, C*H*W) for MLPs, the images (B, C, H, W) for conv
+        nets. Accepted: (B, C*H*W), (B, C, H, W) or, for one channel, (B, H, W), where (C, H, W)
+        is ``config.input_shape``; ValueError naming both shapes otherwise (an MNIST net given
+        CIFAR-10 images, ...)."""
         c, h, w = self.config.input_shape
         images = h > 1  # (1, 1, n): a net on plain vectors takes no images
         image_shapes = set()
         if images:
             image_shapes = {(c, h, w), (h, w)} if c == 1 else {(c, h, w)}
         if x.dim() == 2 and x.shape[1] == self.in_features:
-            return x
-        if x.dim() >= 3 and tuple(x.shape[1:]) in image_shapes:
-            return x.reshape(x.shape[0], self.in_features)
-        expected = f"(B, {self.in_features})" + (f" or (B, {c}, {h}, {w})" if images else "")
-        got = f"(B, {', '.join(map(str, x.shape[1:]))})" if x.dim() >= 2 else str(tuple(x.shape))
-        raise ValueError(f"expected input of shape {expected}, got {got}")
+            flat = x
+        elif x.dim() >= 3 and tuple(x.shape[1:]) in image_shapes:
+            flat = x.reshape(x.shape[0], self.in_features)
+        else:
+            expected = f"(B, {self.in_features})" + (f" or (B, {c}, {h}, {w})" if images else "")
+            got = (
+                f"(B, {', '.join(map(str, x.shape[1:]))})" if x.dim() >= 2 else str(tuple(x.shape))
+            )
+            raise ValueError(f"expected input of shape {expected}, got {got}")
+        return flat.reshape(len(flat), c, h, w) if self.config.is_conv else flat
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(self.flatten_input(x))
@@ -62,32 +73,61 @@ class RBFINet(Classifier):
 
     def __init__(self, config: ModelConfig, *, pseudogradient: bool = True) -> None:
         super().__init__(config)
-        norm = "inf" if config.arch == "rbfi" else "l2"
-        sizes = (config.in_features, *config.layers)
-        for n_in, n_out, kind in zip(sizes, sizes[1:], config.kinds):
+        common = {
+            "norm": "inf" if config.arch == "rbfi" else "l2",
+            "u_bounds": config.u_bounds,
+            "w_bounds": config.w_bounds,
+            "pseudogradient": pseudogradient,
+        }
+        kinds = iter(config.kinds)
+        shapes = config.feature_shapes if config.is_conv else []
+        for spec, (c_in, _, _) in zip(config.conv_layers, shapes):
             self.body.append(
-                RBFI(
-                    n_in,
-                    n_out,
-                    kind,
-                    norm=norm,
-                    u_bounds=config.u_bounds,
-                    w_bounds=config.w_bounds,
-                    pseudogradient=pseudogradient,
+                RBFIConv2d(
+                    c_in,
+                    spec.out_channels,
+                    spec.kernel,
+                    spec.stride,
+                    spec.padding,
+                    next(kinds),
+                    **common,
                 )
             )
+        if config.is_conv:
+            self.body.append(nn.Flatten())
+        sizes = (config.dense_in_features, *config.dense_layers)
+        for n_in, n_out in zip(sizes, sizes[1:]):
+            self.body.append(RBFI(n_in, n_out, next(kinds), **common))
 
     @staticmethod
     def expected_state(config: ModelConfig) -> StateSpec:
-        sizes = (config.in_features, *config.layers)
         spec: StateSpec = {}
-        for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-            spec[f"body.{k}.w"] = ((n_out, n_in), torch.float32)
-            spec[f"body.{k}.u"] = ((n_out, n_in), torch.float32)
-            spec[f"body.{k}.is_or"] = ((n_out,), torch.bool)
-            spec[f"body.{k}.u_bounds"] = ((2,), torch.float32)
-            spec[f"body.{k}.w_bounds"] = ((2,), torch.float32)
+        for name, (n_out, n_in) in _unit_shapes(config):
+            spec[f"{name}.w"] = ((n_out, n_in), torch.float32)
+            spec[f"{name}.u"] = ((n_out, n_in), torch.float32)
+            spec[f"{name}.is_or"] = ((n_out,), torch.bool)
+            spec[f"{name}.u_bounds"] = ((2,), torch.float32)
+            spec[f"{name}.w_bounds"] = ((2,), torch.float32)
         return spec
+
+
+def layer_names(config: ModelConfig) -> list[str]:
+    """The state_dict prefix of every layer of the spec, in order (``body.K``)."""
+    n_conv, n_dense = len(config.conv_layers), len(config.dense_layers)
+    step = 1 if config.arch in ("rbfi", "rbf") else 2  # MLPs: an activation after each layer
+    conv = [step * k for k in range(n_conv)]
+    first_dense = step * n_conv + (1 if n_conv else 0)  # the Flatten
+    return [f"body.{k}" for k in conv + [first_dense + step * j for j in range(n_dense)]]
+
+
+def _unit_shapes(config: ModelConfig) -> list[tuple[str, tuple[int, int]]]:
+    """(layer name, (units, inputs per unit)) per layer; conv units see C_in*k*k inputs."""
+    shapes = []
+    for spec, (c_in, _, _) in zip(config.conv_layers, config.feature_shapes):
+        shapes.append((spec.out_channels, c_in * spec.kernel * spec.kernel))
+    sizes = (config.dense_in_features, *config.dense_layers)
+    shapes += [(n_out, n_in) for n_in, n_out in zip(sizes, sizes[1:])]
+    return list(zip(layer_names(config), shapes))
 
 
 class MLP(Classifier):
@@ -96,26 +136,37 @@ class MLP(Classifier):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        for position, (n_in, n_out) in enumerate(self._linear_sizes(config)):
-            self.body.append(nn.Linear(n_in, n_out))
-            last = position == len(config.layers) - 1
+        n_layers = len(config.layers)
+
+        def activation(position: int) -> None:
             if config.arch == "sigmoid":
                 self.body.append(nn.Sigmoid())
-            elif not last:
+            elif position < n_layers - 1:
                 self.body.append(nn.ReLU())
 
-    @staticmethod
-    def _linear_sizes(config: ModelConfig) -> list[tuple[int, int]]:
-        sizes = (config.in_features, *config.layers)
-        return list(zip(sizes, sizes[1:]))
+        shapes = config.feature_shapes if config.is_conv else []
+        for position, (spec, (c_in, _, _)) in enumerate(zip(config.conv_layers, shapes)):
+            conv = nn.Conv2d(c_in, spec.out_channels, spec.kernel, spec.stride, spec.padding)
+            self.body.append(conv)
+            activation(position)
+        if config.is_conv:
+            self.body.append(nn.Flatten())
+        sizes = (config.dense_in_features, *config.dense_layers)
+        for j, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+            self.body.append(nn.Linear(n_in, n_out))
+            activation(len(config.conv_layers) + j)
 
     @staticmethod
     def expected_state(config: ModelConfig) -> StateSpec:
         spec: StateSpec = {}
-        for position, (n_in, n_out) in enumerate(MLP._linear_sizes(config)):
-            index = 2 * position  # every Linear is followed by its activation module
-            spec[f"body.{index}.weight"] = ((n_out, n_in), torch.float32)
-            spec[f"body.{index}.bias"] = ((n_out,), torch.float32)
+        conv = {str(c): c for c in config.conv_layers}
+        for (name, (n_out, n_in)), entry in zip(_unit_shapes(config), config.layers):
+            if entry in conv:  # a Conv2d: weight (out, C_in, k, k)
+                k = conv[entry].kernel
+                spec[f"{name}.weight"] = ((n_out, n_in // (k * k), k, k), torch.float32)
+            else:
+                spec[f"{name}.weight"] = ((n_out, n_in), torch.float32)
+            spec[f"{name}.bias"] = ((n_out,), torch.float32)
         return spec
 
 

@@ -12,7 +12,7 @@ NET_CLASSES = {"rbfi": RBFINet, "rbf": RBFINet, "relu": MLP, "sigmoid": MLP, LIN
 
 def build_model(
     arch: str | ModelConfig,
-    layers: str | Sequence[int] = DEFAULT_LAYERS,
+    layers: str | Sequence[int | str] = DEFAULT_LAYERS,
     geometry: str | None = None,
     *,
     dataset: str | None = None,
@@ -21,7 +21,8 @@ def build_model(
     w_bounds: Sequence[float] = (0.0, 1.0),
     pseudogradient: bool = True,
 ) -> Classifier:
-    """Build a classifier: ``build_model("rbfi", "512,512,512,10", "^v^v")`` or
+    """Build a classifier: ``build_model("rbfi", "512,512,512,10", "^v^v")``,
+    ``build_model("rbfi", "c16k5s2,c32k4s2,512,10", "^v^v")`` (a conv net, docs/conv.md) or
     ``build_model(config)``. Archs: "rbfi", "rbf" (l2 units), "relu", "sigmoid", "linf-dist"
     (l_inf-distance nets with the config's defaults; build from a config for other settings).
 

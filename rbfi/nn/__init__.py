@@ -1,5 +1,5 @@
-"""RBFI and RBF units, and l_inf-distance neurons: the modules, their functional twins, modes,
-and the training losses."""
+"""RBFI and RBF units (dense and convolutional), and l_inf-distance neurons: the modules, their
+functional twins, modes, and the training losses."""
 
 from rbfi.nn.functional import (
     PseudoExpNeg,
@@ -10,6 +10,8 @@ from rbfi.nn.functional import (
     max_last,
     mean_shift,
     rbfi,
+    rbfi_conv2d,
+    rbfi_conv2d_interval,
     rbfi_interval,
 )
 from rbfi.nn.linf import DistanceLogits, LinfDist, Standardize
@@ -23,12 +25,13 @@ from rbfi.nn.modes import (
     set_p,
     set_pseudogradient,
 )
-from rbfi.nn.modules import RBFI
+from rbfi.nn.modules import RBFI, RBFIConv2d
 
 __all__ = [
     "RBFI",
     "DistanceLogits",
     "LinfDist",
+    "RBFIConv2d",
     "Standardize",
     "linf_dist",
     "linf_dist_interval",
@@ -44,6 +47,8 @@ __all__ = [
     "project_",
     "pseudogradient_mode",
     "rbfi",
+    "rbfi_conv2d",
+    "rbfi_conv2d_interval",
     "rbfi_interval",
     "rbfi_layers",
     "set_pseudogradient",

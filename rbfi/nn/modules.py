@@ -169,3 +169,102 @@ class RBFI(nn.Module):
             f"kind={self.kind!r}, norm={self.norm!r}, u_bounds=({u_lo:g}, {u_hi:g}), "
             f"w_bounds=({w_lo:g}, {w_hi:g}), pseudogradient={self.pseudogradient}"
         )
+
+
+class RBFIConv2d(RBFI):
+    """A convolutional layer of RBFI (or RBF) units: the dense units of :class:`RBFI` applied to
+    every kh x kw patch of the image, as ``nn.Conv2d`` applies its linear units.
+
+    Unit j (output channel j) has ``w[j]`` and ``u[j]`` of length in_channels*kh*kw, ordered
+    like ``torch.nn.functional.unfold``: ``w[j].view(in_channels, kh, kw)`` is its kernel. So
+    ``w``, ``u``, ``is_or``, ``u_bounds``, ``w_bounds``, :meth:`project_`, ``pseudogradient``,
+    ``backend`` and the initialisation are exactly those of ``RBFI(in_channels*kh*kw,
+    out_channels, kind)`` (this class is one: :func:`rbfi.nn.project_`,
+    :func:`rbfi.nn.attach_projection` and the trainer's projection cover it).
+
+    Padding (``padding`` < ``kernel_size``): a distance unit reads a pixel as evidence about how
+    far the input is from its centre, so a padded zero would be a fictitious black pixel that an
+    And unit with w = 1 there rejects the whole patch for. By default (``pad_value=None``) the
+    positions outside the image are *excluded*: a border unit is the max (l2: the sum) over the
+    pixels that exist. ``pad_value=c`` instead makes them known pixels of value c. Nets built from
+    a spec (:mod:`rbfi.models`) use the default; docs/conv.md.
+
+    Shape:
+        - Input: (B, in_channels, H, W), H + 2 padding >= kh (likewise W).
+        - Output: (B, out_channels, H', W'), H' = (H + 2 p - kh) // stride + 1; values in [0, 1].
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        kind: str = "and",
+        *,
+        pad_value: float | None = None,
+        norm: str = "inf",
+        u_bounds: tuple[float, float] = (0.01, 3.0),
+        w_bounds: tuple[float, float] = (0.0, 1.0),
+        pseudogradient: bool = True,
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        kernel, stride_, pad = F.conv_arguments(kernel_size, stride, padding)
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}"
+            )
+        if pad_value is not None and pad_value != pad_value:
+            raise ValueError("pad_value must be a number or None (exclude), got nan")
+        super().__init__(
+            in_channels * kernel[0] * kernel[1],
+            out_channels,
+            kind,
+            norm=norm,
+            u_bounds=u_bounds,
+            w_bounds=w_bounds,
+            pseudogradient=pseudogradient,
+            backend=backend,
+            device=device,
+            dtype=dtype,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel, stride_, pad
+        self.pad_value = None if pad_value is None else float(pad_value)
+
+    def _conv_args(self) -> dict:
+        return {
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "pad_value": self.pad_value,
+            "norm": self.norm,
+            "pseudogradient": self.pseudogradient,
+            "backend": self.backend,
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels, H', W'); see :func:`F.rbfi_conv2d`."""
+        return F.rbfi_conv2d(x, self.w, self.u, self.is_or, **self._conv_args())
+
+    def interval(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """The exact range of every output over the box [lo, hi] (both (B, C, H, W))."""
+        return F.rbfi_conv2d_interval(lo, hi, self.w, self.u, self.is_or, **self._conv_args())
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H', W') of an input image of (height, width)."""
+        return F.conv_output_size((height, width), self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        u_lo, u_hi = self.u_bounds.tolist()
+        w_lo, w_hi = self.w_bounds.tolist()
+        pad = "" if self.pad_value is None else f", pad_value={self.pad_value:g}"
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}{pad}, kind={self.kind!r}, "
+            f"norm={self.norm!r}, u_bounds=({u_lo:g}, {u_hi:g}), w_bounds=({w_lo:g}, {w_hi:g}), "
+            f"pseudogradient={self.pseudogradient}"
+        )

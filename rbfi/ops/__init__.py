@@ -41,6 +41,7 @@ from rbfi.ops.dispatch import (
     ops,
     resolve,
     triton_available,
+    vector_width,
 )
 from rbfi.ops.fused import FusedLpDistance, FusedScaledSqdistMax, FusedScaledSqdistMaxInterval
 from rbfi.ops.reference import (
@@ -66,6 +67,7 @@ __all__ = [
     "scaled_sqdist_max",
     "scaled_sqdist_max_interval",
     "triton_available",
+    "vector_width",
 ]
 
 

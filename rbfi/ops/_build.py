@@ -133,12 +133,31 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     lib.rbfi_forward.argtypes = [p, p, p, i64, i64, i64, p, p, i32]
     lib.rbfi_forward.restype = i32
+    lib.rbfi_forward_layout.argtypes = [p, p, p, i64, i64, i64, p, p, i32, i32]
+    lib.rbfi_forward_layout.restype = i32
     lib.rbfi_backward_pseudo.argtypes = [p, p, p, p, p, i64, i64, i64, f32, f32, p, p, p, i32, p]
     lib.rbfi_backward_pseudo.restype = i32
+    lib.rbfi_backward_pseudo_layout.argtypes = [
+        *(p,) * 5,
+        i64,
+        i64,
+        i64,
+        f32,
+        f32,
+        p,
+        p,
+        p,
+        i32,
+        p,
+        i32,
+    ]
+    lib.rbfi_backward_pseudo_layout.restype = i32
     lib.rbfi_backward_argmax.argtypes = [p, p, p, p, p, i64, i64, i64, p, p, p, i32]
     lib.rbfi_backward_argmax.restype = i32
     lib.rbfi_interval_forward.argtypes = [p, p, p, p, i64, i64, i64, p, p, p, p, i32]
     lib.rbfi_interval_forward.restype = i32
+    lib.rbfi_interval_forward_layout.argtypes = [p, p, p, p, i64, i64, i64, p, p, p, p, i32, i32]
+    lib.rbfi_interval_forward_layout.restype = i32
     lib.rbfi_interval_backward_pseudo.argtypes = [
         *(p,) * 8,
         *(i64,) * 3,
@@ -155,6 +174,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.rbfi_lp_backward.restype = i32
     lib.rbfi_lp_math.argtypes = [p, f32, p, p, i64]
     lib.rbfi_lp_math.restype = None
+    lib.rbfi_im2row.argtypes = [p, *(i64,) * 9, p, i32]
+    lib.rbfi_im2row.restype = i32
+    lib.rbfi_row2im.argtypes = [p, *(i64,) * 9, p, i32]
+    lib.rbfi_row2im.restype = i32
     lib.rbfi_exp2.argtypes = [p, p, i64]
     lib.rbfi_exp2.restype = None
     lib.rbfi_simd_width.argtypes = []

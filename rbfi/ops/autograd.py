@@ -24,12 +24,13 @@ class PseudoExpNeg(torch.autograd.Function):
     def forward(ctx, z: Tensor, alpha: float = PSEUDO_EXP_ALPHA) -> Tensor:
         ctx.save_for_backward(z)
         ctx.alpha = alpha
-        return torch.exp(-z)
+        return torch.neg(z).exp_()  # exp(-z), one buffer (conv layers: B x positions x units)
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         (z,) = ctx.saved_tensors
-        return -grad_y * torch.pow(1.0 + z, -ctx.alpha), None
+        # -grad_y (1 + z)^-alpha, the same bits, computed in one buffer
+        return torch.add(z, 1.0).pow_(-ctx.alpha).mul_(grad_y).neg_(), None
 
 
 class PseudoMax(torch.autograd.Function):
@@ -55,7 +56,7 @@ def exp_neg(z: Tensor, pseudogradient: bool = True, alpha: float = PSEUDO_EXP_AL
     """exp(-z); its backward is eq. (9) when ``pseudogradient`` else the true -exp(-z)."""
     if pseudogradient:
         return PseudoExpNeg.apply(z, alpha)
-    return torch.exp(-z)
+    return torch.neg(z).exp_()
 
 
 def max_last(s: Tensor, pseudogradient: bool = True, beta: float = PSEUDO_MAX_BETA) -> Tensor:

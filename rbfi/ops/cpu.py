@@ -286,3 +286,29 @@ def cpu_lp_backward(
 
 
 CPU_LP_OPS = FusedLpOps(cpu_lp_forward, cpu_lp_backward)
+
+
+# --- conv patches -----------------------------------------------------------------------------
+
+
+def cpu_im2row(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], width: int) -> Tensor:
+    """(B, C, H, W) float32 -> (B*H'*W', width) rows: each position's window in ``unfold``'s
+    column order (channel, kernel row, column), then zero columns up to ``width``."""
+    x = x.contiguous()
+    B, C, H, W = x.shape
+    Ho, Wo = (H - kernel[0]) // stride[0] + 1, (W - kernel[1]) // stride[1] + 1
+    out = torch.empty(B * Ho * Wo, width, dtype=torch.float32)
+    _run("rbfi_im2row", _ptr(x), B, C, H, W, *kernel, *stride, width, _ptr(out),
+         torch.get_num_threads())  # fmt: skip
+    return out
+
+
+def cpu_row2im(rows: Tensor, shape: tuple[int, ...], kernel: tuple[int, int],
+               stride: tuple[int, int]) -> Tensor:  # fmt: skip
+    """The adjoint of :func:`cpu_im2row`: the (B, C, H, W) sums of the rows' entries."""
+    rows = rows.to(torch.float32).contiguous()
+    B, C, H, W = shape
+    dx = torch.empty(B, C, H, W, dtype=torch.float32)
+    _run("rbfi_row2im", _ptr(rows), B, C, H, W, *kernel, *stride, rows.shape[1], _ptr(dx),
+         torch.get_num_threads())  # fmt: skip
+    return dx

@@ -150,6 +150,15 @@ def auto_backend(x: Tensor, w: Tensor, u: Tensor) -> str:
     return resolve("auto", (x, w, u))
 
 
+def vector_width(backend: str, tensors: tuple[Tensor, ...]) -> int:
+    """The C kernel's SIMD width when ``backend`` runs ``tensors`` on it, else 1. Callers that
+    can pad the input dimension N to a multiple of it for free (conv patches, copied anyway)
+    spare the kernel its scalar tail loop."""
+    if resolve(backend, tensors) != "cpu":
+        return 1
+    return load_library().simd_width or 1
+
+
 def ops(name: str) -> FusedOps:
     return _REGISTRY[name][1]()
 

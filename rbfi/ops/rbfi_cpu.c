@@ -159,6 +159,20 @@ INLINE float sexp2(float y) {
 
 static int clamp_threads(int nthreads) { return nthreads < 1 ? 1 : nthreads; }
 
+/* Where v > best (strict): best = v, idx = iv. Where v < best when LESS. */
+INLINE void vargext_step(vf *best, vi *idx, vf v, vi iv, const int LESS) {
+#if defined(__AVX512F__)
+    const __mmask16 m = LESS ? _mm512_cmp_ps_mask((__m512)v, (__m512)*best, _CMP_LT_OQ)
+                             : _mm512_cmp_ps_mask((__m512)v, (__m512)*best, _CMP_GT_OQ);
+    *best = (vf)_mm512_mask_mov_ps((__m512)*best, m, (__m512)v);
+    *idx = (vi)_mm512_mask_mov_epi32((__m512i)*idx, m, (__m512i)iv);
+#else
+    const vi m = LESS ? v < *best : v > *best;
+    *best = vsel(m, v, *best);
+    *idx = visel(m, iv, *idx);
+#endif
+}
+
 /* ------------------------------------------------------------------------ forward */
 
 /* One register tile: rows x[b0 .. b0+NB), units j0 .. j0+NJ); writes z (and idx if WANT_IDX). */
@@ -238,16 +252,146 @@ static void fwd_impl(const float *x, const float *w, const float *u, int64_t B, 
     }
 }
 
-/* z[b,j] = max_i (u[j,i] (x[b,i] - w[j,i]))^2; idx (may be NULL) gets the first arg-max. */
-int rbfi_forward(const float *x, const float *w, const float *u, int64_t B, int64_t M,
-                 int64_t N, float *z, int32_t *idx, int nthreads) {
+/* ------------------------------------------- forward with lanes over units (small N) */
+
+/*
+ * For a small N (conv layers: a window of a few dozen pixels) fwd_tile's per-pair lane
+ * reductions cost more than the arithmetic. Here the lanes run over VL units instead: wT, uT
+ * are (N, Mp) transposes of w, u (Mp = M rounded up to VL, zero-padded), x[b,i] is broadcast,
+ * and each lane keeps its own unit's running max over i, with WANT_IDX the i where it last rose
+ * under a strict `>`: the first arg-max, exactly as a scalar scan (and as fwd_tile) finds it.
+ * No horizontal reduction at all. Tiles of UV_RB rows x one vector of units.
+ */
+#ifndef UV_RB
+#define UV_RB 8
+#endif
+/* Lanes over units when the transposes (2 N Mp floats) fit in 256 KiB (L2): every row tile
+ * sweeps them. Measured on conv layers (N 25 to 512, M 16 to 64): 2 to 40x faster than the
+ * tiles; on the MLP's 784 x 512 layers (3.2 MB of transposes) slower. docs/conv.md. */
+#ifndef UV_MAX_ELEMS
+#define UV_MAX_ELEMS 32768
+#endif
+#define LAYOUT_AUTO 0
+#define LAYOUT_TILES 1
+#define LAYOUT_UNITS 2
+
+static int use_units_layout(int64_t M, int64_t N, int layout) {
+    if (layout != LAYOUT_AUTO) return layout == LAYOUT_UNITS;
+    return N * ((M + VL - 1) / VL * VL) <= UV_MAX_ELEMS;
+}
+
+/* wT[i * Mp + j] = w[j * N + i] (0 for j >= M); the same for u (|u| when ABS_U). NULL when out
+ * of memory. */
+static float *transpose_units(const float *w, const float *u, int64_t M, int64_t N, int64_t Mp,
+                              int abs_u) {
+    float *t = (float *)calloc((size_t)(2 * N * Mp), sizeof(float));
+    if (!t) return NULL;
+    for (int64_t j = 0; j < M; j++)
+        for (int64_t i = 0; i < N; i++) {
+            const float uv = u[j * N + i];
+            t[i * Mp + j] = w[j * N + i];
+            t[N * Mp + i * Mp + j] = abs_u && uv < 0.0f ? -uv : uv;
+        }
+    return t;
+}
+
+/* The inputs up to the last one where some unit has u != 0 (at least 1). Trailing inputs with
+ * u = 0 for every unit (the zero columns a conv layer pads its window with) add s = 0, which
+ * changes neither a max of non-negative terms nor its first arg-max (an earlier input then
+ * also holds the max), and q = 0 to every gradient: the lanes-over-units loops stop there. */
+static int64_t used_inputs(const float *uT, int64_t N, int64_t Mp) {
+    for (int64_t i = N - 1; i > 0; i--)
+        for (int64_t j = 0; j < Mp; j++)
+            if (uT[i * Mp + j] != 0.0f) return i + 1;
+    return 1;
+}
+
+/* Store the first nj lanes of v at p. */
+INLINE void vstore_n(float *p, vf v, int nj) {
+    if (nj == VL)
+        vstore(p, v);
+    else
+        memcpy(p, &v, sizeof(float) * (size_t)nj);
+}
+
+INLINE void vstore_n_i(int32_t *p, vi v, int nj) { memcpy(p, &v, sizeof(int32_t) * (size_t)nj); }
+
+INLINE void fwd_uv_tile(const float *x, const float *wT, const float *uT, int64_t M, int64_t Mp,
+                        int64_t N, int64_t ne, int64_t b0, int64_t j0, float *z, int32_t *idx,
+                        const int NB, const int WANT_IDX) {
+    vf best[UV_RB];
+    vi bidx[UV_RB];
+    for (int r = 0; r < NB; r++) {
+        best[r] = vset(-1.0f);
+        bidx[r] = (vi){0};
+    }
+    for (int64_t i = 0; i < ne; i++) {
+        const vf wv = vload(wT + i * Mp + j0), uv = vload(uT + i * Mp + j0);
+        const vi iv = (vi){0} + (int32_t)i;
+        for (int r = 0; r < NB; r++) {
+            const vf t = uv * (vset(x[(b0 + r) * N + i]) - wv);
+            const vf s = t * t;
+            if (WANT_IDX)
+                vargext_step(&best[r], &bidx[r], s, iv, 0);
+            else
+                best[r] = vmax(best[r], s);
+        }
+    }
+    const int nj = M - j0 < VL ? (int)(M - j0) : VL;
+    for (int r = 0; r < NB; r++) {
+        vstore_n(z + (b0 + r) * M + j0, best[r], nj);
+        if (WANT_IDX) vstore_n_i(idx + (b0 + r) * M + j0, bidx[r], nj);
+    }
+}
+
+static int fwd_uv(const float *x, const float *w, const float *u, int64_t B, int64_t M,
+                  int64_t N, float *z, int32_t *idx, int nthreads) {
+    const int64_t Mp = (M + VL - 1) / VL * VL, njv = Mp / VL, nrt = (B + UV_RB - 1) / UV_RB;
+    float *wT = transpose_units(w, u, M, N, Mp, 0);
+    if (!wT) return 3;
+    const float *uT = wT + N * Mp;
+    const int64_t ne = used_inputs(uT, N, Mp);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t tile = 0; tile < nrt * njv; tile++) {
+        /* row-major: a row tile's x stays in L1 while the transposes stream from L2 */
+        const int64_t b0 = (tile / njv) * UV_RB, j0 = (tile % njv) * VL;
+        if (b0 + UV_RB <= B) {
+            if (idx)
+                fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b0, j0, z, idx, UV_RB, 1);
+            else
+                fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b0, j0, z, NULL, UV_RB, 0);
+        } else {
+            for (int64_t b = b0; b < B; b++) {
+                if (idx)
+                    fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b, j0, z, idx, 1, 1);
+                else
+                    fwd_uv_tile(x, wT, uT, M, Mp, N, ne, b, j0, z, NULL, 1, 0);
+            }
+        }
+    }
+    free(wT);
+    return 0;
+}
+
+/* rbfi_forward in the given layout (LAYOUT_AUTO, _TILES, _UNITS): the same z and arg-max bits
+ * either way (tests compare them). */
+int rbfi_forward_layout(const float *x, const float *w, const float *u, int64_t B, int64_t M,
+                        int64_t N, float *z, int32_t *idx, int nthreads, int layout) {
     if (N < 1 || B < 0 || M < 0) return 1;
     nthreads = clamp_threads(nthreads);
+    if (B > 0 && M > 0 && use_units_layout(M, N, layout))
+        return fwd_uv(x, w, u, B, M, N, z, idx, nthreads);
     if (idx)
         fwd_impl(x, w, u, B, M, N, z, idx, nthreads, 1);
     else
         fwd_impl(x, w, u, B, M, N, z, NULL, nthreads, 0);
     return 0;
+}
+
+/* z[b,j] = max_i (u[j,i] (x[b,i] - w[j,i]))^2; idx (may be NULL) gets the first arg-max. */
+int rbfi_forward(const float *x, const float *w, const float *u, int64_t B, int64_t M,
+                 int64_t N, float *z, int32_t *idx, int nthreads) {
+    return rbfi_forward_layout(x, w, u, B, M, N, z, idx, nthreads, LAYOUT_AUTO);
 }
 
 /* ------------------------------------------------------ pseudogradient backward (eq. 11) */
@@ -395,6 +539,196 @@ static int64_t bwd_block(const float *x, const float *w, const float *u, const f
     return skipped;
 }
 
+#define DX_CHUNKS 8
+#define DX_PARTIAL_BYTES ((int64_t)64 << 20)
+
+/*
+ * The parameters' pseudogradient with lanes over units (no dx: the first layer of a conv net,
+ * whose input needs no gradient), for the shapes fwd_uv takes. A vector of VL units and a block
+ * of UB inputs keep w, u, Q and DU in registers while every row runs innermost (as bwd_units,
+ * transposed); per row the units' c z and 2 g are one vector load each. The terms, their order
+ * (over b, per (j, i)) and the skip rule are bwd_units': the same dw, du (tested); only
+ * *skipped counts vectors of units instead of vectors of inputs. No padding of N is needed:
+ * the loops stop at the last input some unit uses (used_inputs).
+ */
+#ifndef UB
+#define UB (VL >= 16 ? 6 : 2)
+#endif
+
+INLINE int64_t bwd_uv_block(const float *x, const float *wT, const float *uT, const float *zcT,
+                            const float *g2T, int64_t B, int64_t N, int64_t Mp, int64_t j0,
+                            int64_t i0, float c, float y_thr, float *Qo, float *DUo,
+                            const int NK) {
+    vf wv[UB], uv[UB], qa[UB], da[UB];
+    const vf cv = vset(c);
+    int64_t skipped = 0;
+    for (int k = 0; k < NK; k++) {
+        wv[k] = vload(wT + (i0 + k) * Mp + j0);
+        uv[k] = vload(uT + (i0 + k) * Mp + j0);
+        qa[k] = da[k] = vset(0.0f);
+    }
+    for (int64_t b = 0; b < B; b++) {
+        const vf zc = vload(zcT + b * Mp + j0), g2 = vload(g2T + b * Mp + j0);
+        const int dense = !vany(-zc < vset(y_thr));
+        for (int k = 0; k < NK; k++) {
+            const vf d = vset(x[b * N + i0 + k]) - wv[k];
+            const vf t = uv[k] * d;
+            const vf y = t * (t * cv) - zc;
+            vf e;
+            if (dense) {
+                e = vexp2(y);
+            } else {
+                const vi keep = y >= y_thr;
+                if (!vany(keep)) {
+                    skipped += VL;
+                    continue;
+                }
+                e = (vf)((vi)vexp2(vmax(y, vset(Y_MIN))) & keep);
+            }
+            const vf q = e * (t * g2);
+            qa[k] += q;
+            da[k] += q * d;
+        }
+    }
+    for (int k = 0; k < NK; k++) {
+        vstore(Qo + k * VL, -(uv[k] * qa[k]));
+        vstore(DUo + k * VL, da[k]);
+    }
+    return skipped;
+}
+
+static int bwd_uv_params(const float *x, const float *w, const float *u, const float *z,
+                         const float *g, int64_t B, int64_t M, int64_t N, float c, float y_thr,
+                         float *dw, float *du, int nthreads, int64_t *skipped) {
+    const int64_t Mp = (M + VL - 1) / VL * VL, njv = Mp / VL;
+    float *wT = transpose_units(w, u, M, N, Mp, 0);
+    float *rows = (float *)calloc((size_t)(2 * B * Mp), sizeof(float)); /* c z, 2 g; 0 pads */
+    if (!wT || !rows) {
+        free(wT);
+        free(rows);
+        return 3;
+    }
+    const float *uT = wT + N * Mp;
+    float *zcT = rows, *g2T = rows + B * Mp;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < M; j++) {
+            zcT[b * Mp + j] = c * z[b * M + j];
+            g2T[b * Mp + j] = 2.0f * g[b * M + j];
+        }
+    const int64_t ne = used_inputs(uT, N, Mp), nib = (ne + UB - 1) / UB;
+    memset(dw, 0, sizeof(float) * (size_t)(M * N));
+    memset(du, 0, sizeof(float) * (size_t)(M * N));
+    int64_t total = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1) \
+    reduction(+ : total)
+    for (int64_t task = 0; task < njv * nib; task++) {
+        const int64_t j0 = (task / nib) * VL, i0 = (task % nib) * UB;
+        const int nk = ne - i0 < UB ? (int)(ne - i0) : UB;
+        float Q[UB * VL], DU[UB * VL];
+        if (nk == UB)
+            total += bwd_uv_block(x, wT, uT, zcT, g2T, B, N, Mp, j0, i0, c, y_thr, Q, DU, UB);
+        else
+            for (int k = 0; k < nk; k++)
+                total += bwd_uv_block(x, wT, uT, zcT, g2T, B, N, Mp, j0, i0 + k, c, y_thr,
+                                      Q + k * VL, DU + k * VL, 1);
+        for (int k = 0; k < nk; k++)
+            for (int l = 0; l < VL && j0 + l < M; l++) {
+                dw[(j0 + l) * N + i0 + k] = Q[k * VL + l];
+                du[(j0 + l) * N + i0 + k] = DU[k * VL + l];
+            }
+    }
+    free(wT);
+    free(rows);
+    if (skipped) *skipped = total;
+    return 0;
+}
+
+
+/*
+ * Rows split instead of units, for many rows and few units (conv layers: B = batch x patches).
+ * The unit split below gives each chunk of units its own buffer for dx (B N floats each: 18 MB
+ * for a 2500 x 32 x 256 conv layer, zeroed and summed every call); here chunk r owns rows
+ * [B r / R, B (r + 1) / R) outright, dx included, and only dw, du (M N each) get a buffer per
+ * chunk, added in chunk order. R is fixed (DX_CHUNKS, or the thread count above it), so results
+ * are bitwise reproducible as with the unit split. Taken when the unit split's dx buffers
+ * would exceed ROW_SPLIT_BYTES, the rows outnumber the units 8 to 1 and there are at least
+ * ROW_SPLIT_ROWS of them (an MLP's batch, up to 1000 rows, keeps the unit split and its bits).
+ */
+#define ROW_SPLIT_BYTES ((int64_t)2 << 20)
+#define ROW_SPLIT_ROWS 2048
+
+static int row_split(int64_t B, int64_t M, int64_t N, int nthreads, int64_t nblocks, int ndx) {
+    int64_t nchunks = nthreads > DX_CHUNKS ? nthreads : DX_CHUNKS;
+    if (nchunks > nblocks) nchunks = nblocks;
+    const int64_t bytes = (nchunks - 1) * ndx * B * N * (int64_t)sizeof(float);
+    return B >= ROW_SPLIT_ROWS && B >= 8 * M && bytes > ROW_SPLIT_BYTES;
+}
+
+static int bwd_rows(const float *x, const float *w, const float *u, const float *z,
+                    const float *g, int64_t B, int64_t M, int64_t N, float c, float y_thr,
+                    float *dx, float *dw, float *du, int nthreads, int64_t *skipped) {
+    const int64_t nblocks = (M + JB - 1) / JB, mn = M * N;
+    int64_t nchunks = nthreads > DX_CHUNKS ? nthreads : DX_CHUNKS;
+    if (nchunks > B) nchunks = B;
+    const int want_p = dw != NULL;
+    float *partial = NULL; /* chunk ch >= 1: its dw at (ch - 1) 2 M N, its du after it */
+    if (want_p && nchunks > 1) {
+        partial = (float *)malloc(sizeof(float) * (size_t)((nchunks - 1) * 2 * mn));
+        if (!partial) return 3;
+    }
+    int64_t total_skipped = 0;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(+ : total_skipped)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int tid = 0, nt = 1;
+#endif
+        const size_t rows = (size_t)(B / nchunks + 1);
+        float *zcT = (float *)malloc(sizeof(float) * rows * JB);
+        float *g2T = (float *)malloc(sizeof(float) * rows * JB);
+        int *denseT = (int *)malloc(sizeof(int) * rows);
+        const int ok = zcT && g2T && denseT;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (!ok) continue;
+            const int64_t b0 = B * ch / nchunks, nb = B * (ch + 1) / nchunks - b0;
+            float *dwc = !want_p ? NULL : ch == 0 ? dw : partial + (size_t)((ch - 1) * 2 * mn);
+            float *duc = !want_p ? NULL : ch == 0 ? du : dwc + mn;
+            for (int64_t blk = 0; blk < nblocks; blk++) {
+                const int64_t j0 = blk * JB;
+                const int nj = M - j0 < JB ? (int)(M - j0) : JB;
+                total_skipped += bwd_block(x + b0 * N, w, u, z + b0 * M, g + b0 * M, nb, M, N, j0,
+                                           nj, c, y_thr, zcT, g2T, denseT, dx + b0 * N, dwc, duc);
+            }
+        }
+        free(zcT);
+        free(g2T);
+        free(denseT);
+        /* (implicit barrier above) add the chunks' dw, du in chunk order, split by thread */
+        if (want_p && nchunks > 1) {
+            const int64_t k_lo = mn * tid / nt, k_hi = mn * (tid + 1) / nt;
+            for (int64_t ch = 1; ch < nchunks; ch++) {
+                const float *src = partial + (size_t)((ch - 1) * 2 * mn);
+                for (int64_t k = k_lo; k < k_hi; k++) {
+                    dw[k] += src[k];
+                    du[k] += src[mn + k];
+                }
+            }
+        }
+    }
+    free(partial);
+    if (failed) return 3;
+    if (skipped) *skipped = total_skipped;
+    return 0;
+}
+
+
 /*
  * Pseudogradient backward. dx (B, N), dw and du (M, N) are outputs; dx may be NULL, and dw and
  * du may both be NULL (not one alone). Terms with beta (s - z) < -skip_t are dropped; with
@@ -408,13 +742,10 @@ static int64_t bwd_block(const float *x, const float *w, const float *u, const f
  * (M, B, N) and the thread count (not at all for up to DX_CHUNKS threads), never on the
  * scheduling, so results are bitwise reproducible. No atomics.
  */
-#define DX_CHUNKS 8
-#define DX_PARTIAL_BYTES ((int64_t)64 << 20)
-
-int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const float *z,
-                         const float *g, int64_t B, int64_t M, int64_t N, float beta,
-                         float skip_t, float *dx, float *dw, float *du, int nthreads,
-                         int64_t *skipped) {
+int rbfi_backward_pseudo_layout(const float *x, const float *w, const float *u,
+                                const float *z, const float *g, int64_t B, int64_t M, int64_t N,
+                                float beta, float skip_t, float *dx, float *dw, float *du,
+                                int nthreads, int64_t *skipped, int layout) {
     if (N < 1 || B < 0 || M < 0 || !(beta >= 0.0f)) return 1;
     if ((dw == NULL) != (du == NULL)) return 2;
     nthreads = clamp_threads(nthreads);
@@ -428,6 +759,10 @@ int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const f
     if (!(y_thr >= Y_MIN)) y_thr = Y_MIN; /* weights < 2^-125 always dropped */
 
     const int64_t nblocks = (M + JB - 1) / JB;
+    if (!want_dx && dw && B > 0 && use_units_layout(M, N, layout))
+        return bwd_uv_params(x, w, u, z, g, B, M, N, c, y_thr, dw, du, nthreads, skipped);
+    if (want_dx && row_split(B, M, N, nthreads, nblocks, 1))
+        return bwd_rows(x, w, u, z, g, B, M, N, c, y_thr, dx, dw, du, nthreads, skipped);
     int64_t nchunks = nblocks; /* without dx, every block is its own chunk */
     if (want_dx) {
         nchunks = nthreads > DX_CHUNKS ? nthreads : DX_CHUNKS;
@@ -485,6 +820,14 @@ int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const f
     if (failed) return 3;
     if (skipped) *skipped = total_skipped;
     return 0;
+}
+
+int rbfi_backward_pseudo(const float *x, const float *w, const float *u, const float *z,
+                         const float *g, int64_t B, int64_t M, int64_t N, float beta,
+                         float skip_t, float *dx, float *dw, float *du, int nthreads,
+                         int64_t *skipped) {
+    return rbfi_backward_pseudo_layout(x, w, u, z, g, B, M, N, beta, skip_t, dx, dw, du,
+                                       nthreads, skipped, LAYOUT_AUTO);
 }
 
 /* ---------------------------------------------------------- true-gradient backward (eq. 10) */
@@ -592,20 +935,6 @@ INLINE float hmin(vf v) {
 INLINE int32_t first_lane_index(vf best, vi bidx, float m) {
     const vi at_max = best == vset(m);
     return hmin_i(visel(at_max, bidx, (vi){0} + INT32_MAX));
-}
-
-/* Where v > best (strict): best = v, idx = iv. Where v < best when LESS. */
-INLINE void vargext_step(vf *best, vi *idx, vf v, vi iv, const int LESS) {
-#if defined(__AVX512F__)
-    const __mmask16 m = LESS ? _mm512_cmp_ps_mask((__m512)v, (__m512)*best, _CMP_LT_OQ)
-                             : _mm512_cmp_ps_mask((__m512)v, (__m512)*best, _CMP_GT_OQ);
-    *best = (vf)_mm512_mask_mov_ps((__m512)*best, m, (__m512)v);
-    *idx = (vi)_mm512_mask_mov_epi32((__m512i)*idx, m, (__m512i)iv);
-#else
-    const vi m = LESS ? v < *best : v > *best;
-    *best = vsel(m, v, *best);
-    *idx = visel(m, iv, *idx);
-#endif
 }
 
 /* The exact first arg-maxes of s_near = (|u| max(a, b, 0))^2 and s_far = (|u| min(a, b))^2 of
@@ -756,18 +1085,102 @@ static void ifwd_idx(const float *lo, const float *hi, const float *w, const flo
     IFWD_LOOP(IFB_IDX, IFJ_IDX, 1);
 }
 
-/* z_lo[b,j] = max_i (u near)^2, z_hi[b,j] = max_i (u far)^2 over the box [lo, hi] (lo <= hi);
- * idx_lo, idx_hi (each may be NULL) get the first arg-maxes. */
-int rbfi_interval_forward(const float *lo, const float *hi, const float *w, const float *u,
-                          int64_t B, int64_t M, int64_t N, float *z_lo, float *z_hi,
-                          int32_t *idx_lo, int32_t *idx_hi, int nthreads) {
+/*
+ * The interval forward with lanes over units (see fwd_uv): per lane the running max of
+ * tn = |u| max(a, b) from 0 and the running min of tf = |u| min(a, b), squared at the end (as
+ * ifwd_tile's plain mode); with WANT_IDX the squares themselves under a strict `>` from -1,
+ * i.e. the first arg-maxes of s exactly (as ifwd_scan_exact), and the same z: squaring is
+ * monotone after rounding, so max fl(t^2) = fl(max |t|)^2.
+ */
+INLINE void ifwd_uv_tile(const float *lo, const float *hi, const float *wT, const float *uT,
+                         int64_t M, int64_t Mp, int64_t N, int64_t ne, int64_t b0, int64_t j0,
+                         float *zl, float *zh, int32_t *il, int32_t *ih, const int NB,
+                         const int WANT_IDX) {
+    vf bn[UV_RB], bf[UV_RB];
+    vi kn[UV_RB], kf[UV_RB];
+    for (int r = 0; r < NB; r++) {
+        bn[r] = WANT_IDX ? vset(-1.0f) : vset(0.0f);
+        bf[r] = WANT_IDX ? vset(-1.0f) : vset(0.0f);
+        kn[r] = kf[r] = (vi){0};
+    }
+    for (int64_t i = 0; i < ne; i++) {
+        const vf wv = vload(wT + i * Mp + j0), ua = vload(uT + i * Mp + j0);
+        const vi iv = (vi){0} + (int32_t)i;
+        for (int r = 0; r < NB; r++) {
+            const vf a = vset(lo[(b0 + r) * N + i]) - wv, b = wv - vset(hi[(b0 + r) * N + i]);
+            if (WANT_IDX) {
+                const vf tn = ua * vmax(vmax(a, b), vset(0.0f)), tf = ua * vmin(a, b);
+                vargext_step(&bn[r], &kn[r], tn * tn, iv, 0);
+                vargext_step(&bf[r], &kf[r], tf * tf, iv, 0);
+            } else {
+                bn[r] = vmax(bn[r], ua * vmax(a, b));
+                bf[r] = vmin(bf[r], ua * vmin(a, b));
+            }
+        }
+    }
+    const int nj = M - j0 < VL ? (int)(M - j0) : VL;
+    for (int r = 0; r < NB; r++) {
+        const int64_t o = (b0 + r) * M + j0;
+        vstore_n(zl + o, WANT_IDX ? bn[r] : bn[r] * bn[r], nj);
+        vstore_n(zh + o, WANT_IDX ? bf[r] : bf[r] * bf[r], nj);
+        if (WANT_IDX && il) vstore_n_i(il + o, kn[r], nj);
+        if (WANT_IDX && ih) vstore_n_i(ih + o, kf[r], nj);
+    }
+}
+
+static int ifwd_uv(const float *lo, const float *hi, const float *w, const float *u, int64_t B,
+                   int64_t M, int64_t N, float *zl, float *zh, int32_t *il, int32_t *ih,
+                   int nthreads) {
+    const int64_t Mp = (M + VL - 1) / VL * VL, njv = Mp / VL, nrt = (B + UV_RB - 1) / UV_RB;
+    const int want_idx = il != NULL || ih != NULL;
+    float *wT = transpose_units(w, u, M, N, Mp, 1);
+    if (!wT) return 3;
+    const float *uT = wT + N * Mp;
+    const int64_t ne = used_inputs(uT, N, Mp);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t tile = 0; tile < nrt * njv; tile++) {
+        const int64_t b0 = (tile / njv) * UV_RB, j0 = (tile % njv) * VL;
+        if (b0 + UV_RB <= B) {
+            if (want_idx)
+                ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b0, j0, zl, zh, il, ih, UV_RB, 1);
+            else
+                ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b0, j0, zl, zh, il, ih, UV_RB, 0);
+        } else {
+            for (int64_t b = b0; b < B; b++) {
+                if (want_idx)
+                    ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b, j0, zl, zh, il, ih, 1, 1);
+                else
+                    ifwd_uv_tile(lo, hi, wT, uT, M, Mp, N, ne, b, j0, zl, zh, il, ih, 1, 0);
+            }
+        }
+    }
+    free(wT);
+    return 0;
+}
+
+/* rbfi_interval_forward in the given layout (as rbfi_forward_layout). */
+int rbfi_interval_forward_layout(const float *lo, const float *hi, const float *w,
+                                 const float *u, int64_t B, int64_t M, int64_t N, float *z_lo,
+                                 float *z_hi, int32_t *idx_lo, int32_t *idx_hi, int nthreads,
+                                 int layout) {
     if (N < 1 || B < 0 || M < 0) return 1;
     nthreads = clamp_threads(nthreads);
+    if (B > 0 && M > 0 && use_units_layout(M, N, layout))
+        return ifwd_uv(lo, hi, w, u, B, M, N, z_lo, z_hi, idx_lo, idx_hi, nthreads);
     if (idx_lo || idx_hi)
         ifwd_idx(lo, hi, w, u, B, M, N, z_lo, z_hi, idx_lo, idx_hi, nthreads);
     else
         ifwd_plain(lo, hi, w, u, B, M, N, z_lo, z_hi, nthreads);
     return 0;
+}
+
+/* z_lo[b,j] = max_i (u near)^2, z_hi[b,j] = max_i (u far)^2 over the box [lo, hi] (lo <= hi);
+ * idx_lo, idx_hi (each may be NULL) get the first arg-maxes. */
+int rbfi_interval_forward(const float *lo, const float *hi, const float *w, const float *u,
+                          int64_t B, int64_t M, int64_t N, float *z_lo, float *z_hi,
+                          int32_t *idx_lo, int32_t *idx_hi, int nthreads) {
+    return rbfi_interval_forward_layout(lo, hi, w, u, B, M, N, z_lo, z_hi, idx_lo, idx_hi,
+                                        nthreads, LAYOUT_AUTO);
 }
 
 /*
@@ -1079,40 +1492,62 @@ int rbfi_interval_backward_argmax(const float *lo, const float *hi, const float 
     }
     const int32_t *idxs[2] = {idx_lo, idx_hi};
     const float *gs[2] = {g_lo, g_hi};
+    /* Per unit the terms are summed over b in order, near terms before far ones, whatever the
+     * loop order below, so the bits do not depend on it. When the units' dw, du rows fit in
+     * L2 (conv layers: few units, short windows, B = batch x patches rows) the rows go outer
+     * and every array is walked in order; otherwise (an MLP's 512 x 784) units go outer over
+     * blocks of rows whose lo, hi fit in L2. */
+    const int rows_outer = dw == NULL || M * N <= 16384;
+    const int64_t rows_per_block = N >= 32768 ? 1 : 32768 / N;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B * M >= 4096)
     {
-#pragma omp for schedule(static)
-        for (int64_t j = 0; j < M; j++) {
-            const float *wr = w + j * N, *ur = u + j * N;
-            float *dwr = dw ? dw + j * N : NULL, *dur = du ? du + j * N : NULL;
-            if (dwr) { /* zeroed here, by the thread that sums into them */
-                memset(dwr, 0, sizeof(float) * (size_t)N);
-                memset(dur, 0, sizeof(float) * (size_t)N);
-            }
-            for (int far = 0; far < 2; far++) {
-                const int32_t *idx = idxs[far];
-                const float *g = gs[far];
-                float *pl = parked ? parked + (size_t)(2 * far) * bm : NULL;
-                float *ph = parked ? pl + bm : NULL;
-                for (int64_t b = 0; b < B; b++) {
-                    const int64_t o = b * M + j, i = idx[o];
-                    const float uu = ur[i];
-                    int to_hi;
-                    const float d = iarg_offset(lo[b * N + i], hi[b * N + i], wr[i], far, &to_hi);
-                    const float q = 2.0f * g[o] * uu * d;
-                    if (dwr) {
-                        dwr[i] += -q * uu;
-                        dur[i] += q * d;
-                    }
-                    if (parked) {
-                        const float qu = q * uu;
-                        pl[o] = to_hi ? 0.0f : qu;
-                        ph[o] = to_hi ? qu : 0.0f;
-                    }
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int tid = 0, nt = 1;
+#endif
+        const int64_t j_lo = M * tid / nt, j_hi = M * (tid + 1) / nt; /* this thread's units */
+        for (int64_t j = j_lo; j < j_hi && dw; j++) { /* zeroed by the thread that sums them */
+            memset(dw + j * N, 0, sizeof(float) * (size_t)N);
+            memset(du + j * N, 0, sizeof(float) * (size_t)N);
+        }
+        for (int far = 0; far < 2; far++) {
+            const int32_t *idx = idxs[far];
+            const float *g = gs[far];
+            float *pl = parked ? parked + (size_t)(2 * far) * bm : NULL;
+            float *ph = parked ? pl + bm : NULL;
+#define IARG_TERM(b, j)                                                                      \
+    do {                                                                                     \
+        const int64_t o = (b) * M + (j), i = idx[o];                                         \
+        const float uu = u[(j) * N + i];                                                     \
+        int to_hi;                                                                           \
+        const float d = iarg_offset(lo[(b) * N + i], hi[(b) * N + i], w[(j) * N + i], far,   \
+                                    &to_hi);                                                 \
+        const float q = 2.0f * g[o] * uu * d;                                                \
+        if (dw) {                                                                            \
+            dw[(j) * N + i] += -q * uu;                                                      \
+            du[(j) * N + i] += q * d;                                                        \
+        }                                                                                    \
+        if (parked) {                                                                        \
+            const float qu = q * uu;                                                         \
+            pl[o] = to_hi ? 0.0f : qu;                                                       \
+            ph[o] = to_hi ? qu : 0.0f;                                                       \
+        }                                                                                    \
+    } while (0)
+            if (rows_outer) {
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t j = j_lo; j < j_hi; j++) IARG_TERM(b, j);
+            } else {
+                for (int64_t b0 = 0; b0 < B; b0 += rows_per_block) {
+                    const int64_t b1 = b0 + rows_per_block < B ? b0 + rows_per_block : B;
+                    for (int64_t j = j_lo; j < j_hi; j++)
+                        for (int64_t b = b0; b < b1; b++) IARG_TERM(b, j);
                 }
             }
+#undef IARG_TERM
         }
         if (parked) {
+#pragma omp barrier
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < B; b++) {
                 float *dlr = dlo + b * N, *dhr = dhi + b * N;
@@ -1472,6 +1907,63 @@ void rbfi_lp_math(const float *a, float q, float *log2_out, float *pow_out, int6
         log2_out[k] = slog2(a[k] > LP_FLT_MIN ? a[k] : LP_FLT_MIN);
         pow_out[k] = spow01(a[k], pw);
     }
+}
+
+/* ====================================================== conv patches (im2row, row2im) */
+
+/*
+ * The rows a conv layer feeds the kernels: out[(b Ho + oy) Wo + ox][c kh kw + dy kw + dx] =
+ * x[b][c][oy sh + dy][ox sw + dx] (x: (B, C, H, W), already padded), columns C kh kw .. width
+ * zero. row2im is its adjoint: dx[b][c][y][x] = the sum of the row entries copied from there,
+ * added per image in a fixed order (positions, then channel, kernel row, column), so the bits
+ * never depend on threads. Images go to threads. A strided torch copy of the same is ~20x
+ * slower (docs/conv.md).
+ */
+int rbfi_im2row(const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
+                int64_t kw, int64_t sh, int64_t sw, int64_t width, float *out, int nthreads) {
+    if (B < 0 || C < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || H < kh || W < kw) return 1;
+    const int64_t Ho = (H - kh) / sh + 1, Wo = (W - kw) / sw + 1, n = C * kh * kw;
+    if (width < n) return 1;
+    nthreads = clamp_threads(nthreads);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && B > 1)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                float *row = out + ((b * Ho + oy) * Wo + ox) * width;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t dy = 0; dy < kh; dy++) {
+                        const float *src = x + ((b * C + c) * H + oy * sh + dy) * W + ox * sw;
+                        memcpy(row + (c * kh + dy) * kw, src, sizeof(float) * (size_t)kw);
+                    }
+                if (width > n) memset(row + n, 0, sizeof(float) * (size_t)(width - n));
+            }
+    }
+    return 0;
+}
+
+int rbfi_row2im(const float *rows, int64_t B, int64_t C, int64_t H, int64_t W, int64_t kh,
+                int64_t kw, int64_t sh, int64_t sw, int64_t width, float *dx, int nthreads) {
+    if (B < 0 || C < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || H < kh || W < kw) return 1;
+    const int64_t Ho = (H - kh) / sh + 1, Wo = (W - kw) / sw + 1, n = C * kh * kw;
+    if (width < n) return 1;
+    nthreads = clamp_threads(nthreads);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && B > 1)
+    for (int64_t b = 0; b < B; b++) {
+        float *img = dx + b * C * H * W;
+        memset(img, 0, sizeof(float) * (size_t)(C * H * W));
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                const float *row = rows + ((b * Ho + oy) * Wo + ox) * width;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t dy = 0; dy < kh; dy++) {
+                        float *dst = img + (c * H + oy * sh + dy) * W + ox * sw;
+                        const float *src = row + (c * kh + dy) * kw;
+                        for (int64_t k = 0; k < kw; k++) dst[k] += src[k];
+                    }
+            }
+    }
+    (void)n;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ introspection */
