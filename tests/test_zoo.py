@@ -20,10 +20,10 @@ from safetensors.numpy import load_file
 import rbfi
 from rbfi.bounds import certify
 from rbfi.cli import main
-from rbfi.data import load_mnist
+from rbfi.data import load_dataset, load_mnist
 from rbfi.evaluation.results import bits, mask
 from rbfi.models import ModelConfig, build_model, predict, save_model, zoo
-from rbfi.training import TrainConfig
+from rbfi.training import TrainConfig, train
 from tools import independent_certify, make_card
 
 
@@ -54,11 +54,17 @@ def test_pack_flags_by_hand():
 
 
 def _test_set(card: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    return load_mnist("test", pixel_scale=card["pixel_scale"])
+    dataset = card["architecture"].get("dataset") or "mnist"
+    return load_dataset(dataset, "test", pixel_scale=card["pixel_scale"])
 
 
-@pytest.mark.parametrize("name", ZOO_NAMES)
-def test_card_agrees_with_its_checkpoint(name):
+# --- the re-checks of a zoo net (every net of zoo/, and nets a test puts into a zoo of its own) --
+
+
+def check_card_agrees(name: str) -> None:
+    """The card agrees with the checkpoint: architecture, weights file (SHA-256, size within
+    the limit), no optimiser state, parameter count, float32, the clean accuracy on the full
+    test set and the clean-correct flags of the first images."""
     card = zoo.read_card(name)
     run = zoo.resolve(name)
     index = json.loads((run / "checkpoint.json").read_text())
@@ -67,10 +73,11 @@ def test_card_agrees_with_its_checkpoint(name):
     assert card["weights"]["file"] == index["weights"]["file"]
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert card["weights"]["sha256"] == index["weights"]["sha256"] == digest
-    assert card["weights"]["bytes"] == weights.stat().st_size <= 10 * 2**20
+    assert card["weights"]["bytes"] == weights.stat().st_size <= zoo.WEIGHTS_LIMIT
     assert "state" not in index  # weights only, no optimiser state
     model = rbfi.load(f"zoo:{name}")
     assert model.config.to_json() == card["architecture"]
+    assert card["model"] == ModelConfig.from_json(card["architecture"]).describe()
     assert sum(p.numel() for p in model.parameters()) == card["parameters"]
     floats = [t for t in model.state_dict().values() if t.is_floating_point()]
     assert all(t.dtype == torch.float32 for t in floats)
@@ -83,13 +90,8 @@ def test_card_agrees_with_its_checkpoint(name):
     assert correct == (predict(model, x[:k]) == y[:k]).tolist()
 
 
-def test_the_zoo_fits_its_size_limit():
-    total = sum(zoo.read_card(n)["weights"]["bytes"] for n in ZOO_NAMES)
-    assert total <= 50 * 2**20
-
-
-@pytest.mark.parametrize("name", ZOO_NAMES)
-def test_recertifying_the_first_200_images_gives_the_cards_flags(name):
+def check_recertified(name: str) -> None:
+    """Re-certifying the first 200 test images gives the card's flags and closest margins."""
     card = zoo.read_card(name)
     model = rbfi.load(f"zoo:{name}")
     x, y = _test_set(card)
@@ -104,8 +106,7 @@ def test_recertifying_the_first_200_images_gives_the_cards_flags(name):
         assert card["evaluation"]["certified"][eps] <= card["evaluation"]["clean_accuracy"]
 
 
-@pytest.mark.parametrize("name", ZOO_NAMES)
-def test_an_independent_float64_certifier_finds_the_cards_flags(name):
+def check_independently(name: str) -> None:
     """tools/independent_certify.py (NumPy, float64, from the formulas and the weights file)
     on the first 32 images; flags may differ only where the card's own margin is within
     float32 rounding of zero."""
@@ -122,11 +123,7 @@ def test_an_independent_float64_certifier_finds_the_cards_flags(name):
         assert not disagree.any() or np.abs(margins[disagree]).max() < 1e-5, f"eps {eps}"
 
 
-STRONG_NAMES = [n for n in ZOO_NAMES if zoo.read_card(n)["strong_suite"] is not None]
-
-
-@pytest.mark.parametrize("name", STRONG_NAMES)
-def test_the_strong_suite_result_is_the_cards_and_breaks_no_certificate(name):
+def check_strong_suite(name: str) -> None:
     """The committed `rbfi attack` result a card cites: made on this net, its worst case is
     the card's, and per image it is at or above the certificate, computed twice (by the attack
     runner on all its images, by make_card for the card's first 200)."""
@@ -138,7 +135,7 @@ def test_the_strong_suite_result_is_the_cards_and_breaks_no_certificate(name):
     x, y = _test_set(card)
     assert result["labels"] == y[:n].tolist()
     assert result["clean_predictions"] == predict(rbfi.load(f"zoo:{name}"), x[:n]).tolist()
-    k = card["recheck"]["n_examples"]
+    k = min(card["recheck"]["n_examples"], n)
     for eps in EPS:
         robust = mask(result["worst_case"][eps]["correct"])
         certified = mask(result["certified"][eps]["certified"])
@@ -152,16 +149,52 @@ def test_the_strong_suite_result_is_the_cards_and_breaks_no_certificate(name):
         )
 
 
-@pytest.mark.parametrize("name", ZOO_NAMES)
-def test_cli_list_and_show(name, capsys):
+def check_cli(name: str, capsys) -> None:
+    """`rbfi zoo list`, `show` (text and JSON) and `path` show the net."""
     assert main(["zoo", "list"]) == 0
     assert any(line.startswith(name + " ") for line in capsys.readouterr().out.splitlines())
     assert main(["zoo", "show", f"zoo:{name}", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == zoo.read_card(name)
     assert main(["zoo", "show", name]) == 0
-    assert card_line(capsys.readouterr().out, "checkpoint").split()[1] == str(zoo.resolve(name))
+    shown = capsys.readouterr().out
+    assert card_line(shown, "checkpoint").split()[1] == str(zoo.resolve(name))
+    card = zoo.read_card(name)
+    assert card_line(shown, f"{name}: ").startswith(f"{name}: {card['model']}, ")
     assert main(["zoo", "path", name]) == 0
     assert capsys.readouterr().out.strip() == str(zoo.resolve(name))
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_card_agrees_with_its_checkpoint(name):
+    check_card_agrees(name)
+
+
+def test_the_zoo_fits_its_size_limit():
+    total = sum(zoo.read_card(n)["weights"]["bytes"] for n in ZOO_NAMES)
+    assert total == zoo.weights_bytes() <= zoo.ZOO_BUDGET == 80 * 2**20
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_recertifying_the_first_200_images_gives_the_cards_flags(name):
+    check_recertified(name)
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_an_independent_float64_certifier_finds_the_cards_flags(name):
+    check_independently(name)
+
+
+STRONG_NAMES = [n for n in ZOO_NAMES if zoo.read_card(n)["strong_suite"] is not None]
+
+
+@pytest.mark.parametrize("name", STRONG_NAMES)
+def test_the_strong_suite_result_is_the_cards_and_breaks_no_certificate(name):
+    check_strong_suite(name)
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_cli_list_and_show(name, capsys):
+    check_cli(name, capsys)
 
 
 def card_line(text: str, key: str) -> str:
@@ -333,6 +366,135 @@ def test_make_card_refuses_a_strong_suite_result_of_another_net(tmp_path, capsys
     out = capsys.readouterr().out
     assert "attacks     eps 0.3: 25.00 % (worst case of pgd-ce, first 20 test images)" in out
     assert "strong      not measured: too slow" in out
+
+
+# --- conv nets and l_inf-distance nets through make_card and every re-check ----------------------
+
+
+def save_run(tmp_path, name: str, model, training: TrainConfig):
+    run = tmp_path / "runs" / name
+    metrics = [{"epoch": 1, "train_seconds": 1.0, "eval_seconds": 0.5}]
+    save_model(run, model, epoch=1, training=training.to_json(), metrics=metrics)
+    return run
+
+
+def rbfi_cnn(tmp_path):
+    """RBFI(c1k2s2v, 10^): Or units with w = 0, u = 2 on each 2x2 block (1 - exp(-4 max x^2):
+    ink anywhere in the block), then 10 And units centred on the class means of those 14x14
+    maps over 2000 training images (u = 2); certifies some test images at every eps."""
+    config = ModelConfig(arch="rbfi", layers="c1k2s2,10", geometry="v^")
+    model = build_model(config)
+    x, y = load_mnist("train")
+    x, y = x[:2000], y[:2000]
+    conv, flatten, dense = model.body
+    with torch.no_grad():
+        conv.w.zero_()
+        conv.u.fill_(2.0)
+        maps = flatten(conv(x.view(-1, 1, 28, 28)))
+        dense.w.copy_(torch.stack([maps[y == c].mean(0) for c in range(10)]))
+        dense.u.fill_(2.0)
+    return save_run(tmp_path, "rbfi-cnn", model, TrainConfig(model=config, epochs=1))
+
+
+def relu_cnn(tmp_path):
+    """ReLU(c1k2s2, 10): 2x2 average pooling (weights 1/4, no bias), then the nearest class
+    mean of the pooled images as a linear classifier (W_c = m_c, b_c = -|m_c|^2 / 2)."""
+    config = ModelConfig(arch="relu", layers="c1k2s2,10")
+    model = build_model(config)
+    x, y = load_mnist("train")
+    x, y = x[:2000], y[:2000]
+    conv, act, flatten, linear = model.body
+    with torch.no_grad():
+        conv.weight.fill_(0.25)
+        conv.bias.zero_()
+        pooled = flatten(act(conv(x.view(-1, 1, 28, 28))))
+        means = torch.stack([pooled[y == c].mean(0) for c in range(10)])
+        linear.weight.copy_(means)
+        linear.bias.copy_(-0.5 * (means * means).sum(1))
+    training = TrainConfig(model=config, epochs=1, certified_eps=0.1)
+    return save_run(tmp_path, "relu-cnn", model, training)
+
+
+def linf_net(tmp_path):
+    """LinfDist(64, 10) trained for 2 epochs on 2000 images (it certifies a few images)."""
+    config = ModelConfig(arch="linf-dist", layers=(64, 10))
+    training = TrainConfig(model=config, epochs=2, train_limit=2000, test_limit=200, linf_eps=0.3)
+    run = tmp_path / "runs" / "linf"
+    train(training, run, progress=False, log=lambda line: None)
+    return run
+
+
+def test_conv_and_linf_nets_go_through_make_card_and_every_recheck(tmp_path, capsys, monkeypatch):
+    """An RBFI CNN (with the whole strong suite, its transfer attack crafted on a ReLU CNN), a
+    ReLU CNN and an l_inf-distance net, each carded by make_card on the full test set into a
+    zoo of the test's own, pass every re-check the zoo's nets pass; their cards hold the conv
+    spec and the parameter counts of hand counts, and the training command trains them."""
+    runs = {"rbfi-cnn": rbfi_cnn(tmp_path), "relu-cnn": relu_cnn(tmp_path)}
+    runs["linf"] = linf_net(tmp_path)
+    strong = tmp_path / "strong"
+    budgets = ["--ifgsm-steps", "2", "--paper-pgd-steps", "3", "--paper-pgd-restarts", "1"]
+    budgets += ["--pgd-steps", "3", "--pgd-restarts", "1", "--square-queries", "10"]
+    budgets += ["--autoattack", "apgd", "--transfer-steps", "2", "--check-subset", "0"]
+    attack = ["attack", str(runs["rbfi-cnn"]), "--suite", "strong", "--eps", "0.1,0.2,0.3"]
+    attack += ["--limit", "20", "--transfer-source", str(runs["relu-cnn"]), *budgets]
+    assert main([*attack, "--threads", "1", "--no-progress", "--out", str(strong)]) == 0
+    result = json.loads((strong / "robustness.json").read_text())
+    assert "transfer" in result["results"] and not result["skipped"]  # it ran on the CNN
+    folder = tmp_path / "zoo"
+    for name, run in runs.items():
+        args = [str(run), "--name", name, "--description", "a test net", "--zoo", str(folder)]
+        args += ["--threads", "1", "--trained-threads", "1"]
+        if name == "rbfi-cnn":
+            args += ["--strong-suite", str(strong / "robustness.json")]
+        else:
+            args += ["--no-strong-suite", "not run in a test"]
+        assert make_card.main(args) == 0
+    monkeypatch.setenv(zoo.ZOO_ENV, str(folder))
+    assert zoo.names() == sorted(runs)
+    for name in runs:
+        check_card_agrees(name)
+        check_recertified(name)
+        check_independently(name)
+        check_cli(name, capsys)
+        card = zoo.read_card(name)
+        certified = card["evaluation"]["certified"]
+        assert 0 < max(certified.values()) < card["evaluation"]["clean_accuracy"]
+        config = make_card._parse_train(shlex.split(card["training"]["command"])[2:-2])
+        assert config.model.to_json() == card["architecture"]
+    check_strong_suite("rbfi-cnn")
+    cnn = zoo.read_card("rbfi-cnn")
+    assert cnn["architecture"]["layers"] == ["c1k2s2", 10] and cnn["model"] == "RBFI(c1k2s2v, 10^)"
+    assert cnn["parameters"] == 2 * 4 + 2 * 10 * 196  # u and w: 1 x 4 conv, 10 x 196 dense
+    command = shlex.split(cnn["training"]["command"])
+    assert command[command.index("--layers") + 1 :][:3] == ["c1k2s2,10", "--geometry", "v^"]
+    assert zoo.read_card("relu-cnn")["parameters"] == 4 + 1 + 10 * 196 + 10
+    # w of both layers, the output bias and the logit scale (the running mean is a buffer)
+    assert zoo.read_card("linf")["parameters"] == 64 * 784 + 10 * 64 + 10 + 1
+    capsys.readouterr()
+    assert main(["zoo", "show", "rbfi-cnn"]) == 0
+    shown = card_line(capsys.readouterr().out, "layers")
+    assert shown == "layers      mnist 1x28x28 -> 1x14x14 -> 10"
+
+
+def test_make_card_keeps_the_zoo_within_its_size_limits(tmp_path, capsys, monkeypatch):
+    """A net whose weights would take the zoo over its budget, or a weights file over the limit
+    per net, is refused before anything is written; replacing a net counts it once."""
+    run, _, _ = prototype_net(tmp_path)
+    size = (run / "weights-e0001.safetensors").stat().st_size
+    folder = tmp_path / "zoo"
+    args = [str(run), "--description", "d", "--zoo", str(folder), "--limit", "50"]
+    args += ["--threads", "1", "--no-strong-suite", "a test"]
+    monkeypatch.setattr(make_card, "ZOO_BUDGET", 2 * size)
+    assert make_card.main([*args, "--name", "a"]) == 0
+    assert make_card.main([*args, "--name", "b"]) == 0  # 2 x size: at the budget
+    assert make_card.main([*args, "--name", "b", "--overwrite"]) == 0  # replaces itself
+    assert make_card.main([*args, "--name", "c"]) == 2
+    err = capsys.readouterr().err
+    assert "over its budget" in err and err.count("\n") == 1
+    assert not (folder / "c").exists()
+    monkeypatch.setattr(make_card, "WEIGHTS_LIMIT", size - 1)
+    assert make_card.main([*args, "--name", "a", "--overwrite"]) == 2
+    assert "per net" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [["zoo"], ["zoo", "list"], ["zoo", "show"], ["zoo", "path"]])

@@ -7,11 +7,13 @@ measured or read from the run's own files here; nothing is typed by hand.
         --strong-suite results/zoo-strong/rbfi512/robustness.json
 
 What it does, in order (it refuses, before writing anything, a bad run, a taken name without
-``--overwrite``, or a strong-suite result of another net):
+``--overwrite``, a net over the size limits, or a strong-suite result of another net). Any
+net rbfi builds goes: MLPs, conv nets (docs/conv.md) and l_inf-distance nets alike.
 
-1. copy the weights file byte for byte and ``checkpoint.json`` without the optimiser state
-   (the zoo holds weights, not resumable runs) and ``metrics.jsonl``; load the copy with every
-   check of a load;
+1. check the size limits (10 MB a weights file, 80 MB of weights in the whole zoo:
+   :data:`rbfi.models.zoo.ZOO_BUDGET`); copy the weights file byte for byte and
+   ``checkpoint.json`` without the optimiser state (the zoo holds weights, not resumable runs)
+   and ``metrics.jsonl``; load the copy with every check of a load;
 2. the training command, generated from the checkpoint's training settings and checked by
    parsing it back with ``rbfi train``'s parser into the very same settings; the training wall
    time (the sum of the epochs' train and eval seconds in the checkpoint's metrics);
@@ -56,7 +58,10 @@ from rbfi.models.zoo import (
     CARD_SCHEMA,
     NAME_PATTERN,
     RECHECK_EXAMPLES,
+    WEIGHTS_LIMIT,
+    ZOO_BUDGET,
     pack_flags,
+    weights_bytes,
 )
 from rbfi.training import TrainConfig
 
@@ -239,9 +244,28 @@ def check_request(args: argparse.Namespace) -> tuple[dict, nn.Module]:
     model = load_model(args.run)
     if (Path(args.zoo) / args.name / CARD_NAME).exists() and not args.overwrite:
         raise CardError(f"{Path(args.zoo) / args.name} already holds a card; use --overwrite")
+    check_size(Path(args.run) / index["weights"]["file"], Path(args.zoo), args.name)
     if args.strong_suite is None and not args.no_strong_suite:
         raise CardError("give --strong-suite ROBUSTNESS_JSON or --no-strong-suite REASON")
     return index, model
+
+
+def check_size(weights: Path, zoo: Path, name: str) -> None:
+    """Refuse a weights file over :data:`~rbfi.models.zoo.WEIGHTS_LIMIT`, or one that would
+    take the zoo's weights over :data:`~rbfi.models.zoo.ZOO_BUDGET` (the net it replaces, if
+    any, not counted)."""
+    size = weights.stat().st_size
+    if size > WEIGHTS_LIMIT:
+        raise CardError(
+            f"{weights.name} has {size / 2**20:.1f} MB, over the zoo's {WEIGHTS_LIMIT / 2**20:g} "
+            "MB per net"
+        )
+    others = weights_bytes(zoo, without=name) if zoo.is_dir() else 0
+    if others + size > ZOO_BUDGET:
+        raise CardError(
+            f"the zoo would hold {(others + size) / 2**20:.1f} MB of weights, over its budget "
+            f"of {ZOO_BUDGET / 2**20:g} MB ({others / 2**20:.1f} MB there already)"
+        )
 
 
 def measure(model: nn.Module, x, y, batch_size: int) -> dict:

@@ -35,16 +35,30 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
-def summary_line(card: dict) -> str:
-    """NAME  MODEL  clean  certified at each eps (full test set) and the strong suite's n."""
+def summary_line(card: dict, width: int = 28) -> str:
+    """NAME  MODEL  clean  certified at each eps (full test set) and the strong suite's n;
+    ``width``: of the model column."""
     ev = card["evaluation"]
     certified = "  ".join(f"{k}: {_pct(v)}" for k, v in ev["certified"].items())
     strong = card["strong_suite"]
     attacked = f"strong suite on {strong['n_examples']}" if strong else "no strong suite"
     return (
-        f"{card['name']:16s} {card['model']:28s} clean {_pct(ev['clean_accuracy'])}  "
+        f"{card['name']:16s} {card['model']:{width}s} clean {_pct(ev['clean_accuracy'])}  "
         f"certified {certified}  ({ev['n_examples']} images; {attacked})"
     )
+
+
+def shapes(architecture: dict) -> str:
+    """What each layer outputs, from the input: 'mnist 1x28x28 -> 16x12x12 -> 32x5x5 -> 512 ->
+    10' (a conv net's feature maps, C x H x W), 'mnist 784 -> 512 -> 512 -> 512 -> 10'."""
+    from rbfi.models import ModelConfig
+
+    config = ModelConfig.from_json(architecture)
+    data = f"{config.dataset} " if config.dataset else ""
+    if config.is_conv:
+        maps = ["x".join(map(str, shape)) for shape in config.feature_shapes]
+        return data + " -> ".join(maps + [str(n) for n in config.dense_layers])
+    return data + " -> ".join(str(n) for n in (config.in_features, *config.layers))
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -56,8 +70,9 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     if not cards:
         print(f"the model zoo {zoo_dir()} holds no nets")
+    width = max([28] + [len(card["model"]) for card in cards])  # conv nets' names are longer
     for card in cards:
-        print(summary_line(card))
+        print(summary_line(card, width))
     return 0
 
 
@@ -73,6 +88,7 @@ def run_show(args: argparse.Namespace) -> int:
     lines = [
         f"{card['name']}: {card['model']}, {card['parameters']:,} parameters",
         f"  {card['description']}",
+        f"layers      {shapes(card['architecture'])}",
         f"checkpoint  {resolve(args.name)}  (load: rbfi.load('zoo:{card['name']}'))",
         f"weights     {card['weights']['file']}  sha256 {card['weights']['sha256']}",
         f"pixels      k / {card['pixel_scale']}",

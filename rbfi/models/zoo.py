@@ -42,6 +42,10 @@ CARD_NAME = "card.json"
 CARD_FORMAT = "rbfi-model-card"
 NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]*"
 RECHECK_EXAMPLES = 200
+# the zoo's size limits (weights files; the rest is a few KB of JSON per net), enforced by
+# tools/make_card.py and by tests/test_zoo.py
+WEIGHTS_LIMIT = 10 * 2**20  # bytes of one net's weights file
+ZOO_BUDGET = 80 * 2**20  # bytes of all the nets' weights files together
 CARD_EPS = ("0.1", "0.2", "0.3")
 HEX = Str(pattern=r"[0-9a-f]*")
 EPS_KEY = r"\d+(\.\d+)?"
@@ -205,6 +209,13 @@ def read_card(name: str, root: Path | None = None) -> dict:
     return card
 
 
+def weights_bytes(root: Path | None = None, without: str | None = None) -> int:
+    """The bytes of the weights files of every net of the zoo (``without``: except that net's),
+    as their cards record them."""
+    root = zoo_dir() if root is None else Path(root)
+    return sum(read_card(n, root)["weights"]["bytes"] for n in names(root) if n != without)
+
+
 def pack_flags(flags) -> str:
     """Booleans (a sequence or a 1-d tensor) as hex, 4 flags a digit, the first flag in the
     most significant bit of the first digit; padded with 0 flags to a multiple of 4."""
@@ -225,6 +236,8 @@ __all__ = [
     "CARD_NAME",
     "CARD_SCHEMA",
     "RECHECK_EXAMPLES",
+    "WEIGHTS_LIMIT",
+    "ZOO_BUDGET",
     "ZOO_ENV",
     "ZooError",
     "checkpoint_path",
@@ -235,5 +248,6 @@ __all__ = [
     "resolve",
     "strip_prefix",
     "unpack_flags",
+    "weights_bytes",
     "zoo_dir",
 ]
