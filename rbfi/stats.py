@@ -10,7 +10,8 @@ interval excludes the threshold (or the other side of a comparison).
   (Abramowitz & Stegun 26.7.3-4) and its quantile by bisection. The verdicts use the wider of
   that interval and the binomial interval of the mean on n images.
 - Two nets on the same images with per-example flags: McNemar's exact test (the discordant
-  pairs are Bin(b + c, 1/2) when both nets are equally accurate).
+  pairs are Bin(b + c, 1/2) when both nets are equally accurate), and the difference of their
+  accuracies with its interval given the discordant pairs (for "A is at most d points below B").
 
 A :class:`Verdict` is "holds" / "does not hold" only when the evidence excludes the other
 outcome at the 95% level; otherwise "undecided", with the reason (short enough for a table
@@ -279,6 +280,21 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
     return a_only, b_only, p
 
 
+def paired_difference(
+    a: Sequence[bool], b: Sequence[bool], level: float = LEVEL
+) -> tuple[float, float, float]:
+    """The difference of two nets' accuracies on the same n images, (a_only - b_only) / n, and
+    its interval given the d = a_only + b_only discordant images: a_only ~ Bin(d, pi) and the
+    difference is (2 pi - 1) d / n, so pi's Clopper-Pearson interval maps to it (d = 0: exactly
+    0). It excludes 0 exactly when McNemar's exact test (:func:`mcnemar`) rejects at 1 - level."""
+    a_only, b_only, _ = mcnemar(a, b)
+    n, d = len(a), a_only + b_only
+    if d == 0:
+        return 0.0, 0.0, 0.0
+    low, high = clopper_pearson(a_only, d, level)
+    return (a_only - b_only) / n, (2 * low - 1) * d / n, (2 * high - 1) * d / n
+
+
 # -- verdicts -------------------------------------------------------------------------------
 
 
@@ -362,6 +378,29 @@ def greater(
     if a.high - b.low < margin:
         return Verdict(FAILS, why + (": 95% CIs apart" if not margin else f": not{by}"))
     return Verdict(UNDECIDED, why + (": 95% CIs overlap" if not margin else f": maybe{by}"))
+
+
+def not_worse(
+    a: Estimate,
+    b: Estimate,
+    margin: float,
+    flags: tuple[Sequence[bool], Sequence[bool]],
+    names: tuple[str, str] = ("A", "B"),
+    level: float = LEVEL,
+) -> Verdict:
+    """The claim "a is at most ``margin`` less accurate than b" on the same images (a
+    non-inferiority test): holds when the paired difference's interval
+    (:func:`paired_difference`) lies above -margin, does not hold when it lies below it."""
+    diff, low, high = paired_difference(*flags, level)
+    why = (
+        f"{names[0]} {a.text()} vs {names[1]} {b.text()}, paired on n = {len(flags[0])}: "
+        f"difference {100 * diff:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
+    )
+    if low > -margin:
+        return Verdict(HOLDS, why + f" above -{_pct(margin)}")
+    if high < -margin:
+        return Verdict(FAILS, why + f" below -{_pct(margin)}")
+    return Verdict(UNDECIDED, why + f" contains -{_pct(margin)}")
 
 
 def within(a: Estimate, b: Estimate, margin: float, names: tuple[str, str] = ("A", "B")) -> Verdict:

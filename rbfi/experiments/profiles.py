@@ -1,12 +1,16 @@
 """How big a reproduction is: the paper's settings ("paper"), the paper's training settings with
 evaluations sized for a 2-core CPU ("standard"), a 2-core preview ("quick", 49 minutes
-measured) and a check that every item runs end to end ("smoke", minutes)."""
+measured) and a check that every item runs end to end ("smoke", minutes). The studies beyond the
+paper take their nets from the profile too (:mod:`rbfi.experiments.recipes`); the paper has
+none, so the ``paper`` profile trains the standard profile's."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 
 from rbfi.attacks.suites import SuiteOptions
+from rbfi.experiments.recipes import QUICK_CONV, SMOKE_CONV, STANDARD_CONV, ConvStudy
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Profile:
     baseline_steps: int = 40  # PGD steps of the training attack (Madry et al.: 40)
     baseline_batch: int = 100
     ibp_epochs: int = 60
+    # the conv study (beyond the paper: rbfi/experiments/studies/conv.py): a recipe per net
+    conv: ConvStudy = STANDARD_CONV
     # regularisation (Sec. 6.7)
     relu_lambdas: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4)
     rbfi_lambda: float = 0.01
@@ -88,6 +94,7 @@ QUICK = replace(
     baseline_steps=10,
     baseline_batch=250,
     ibp_epochs=20,
+    conv=QUICK_CONV,
     train_limit=None,
     threads=2,
 )
@@ -129,6 +136,7 @@ SMOKE = replace(
     baseline_epochs=1,
     baseline_steps=2,
     ibp_epochs=1,
+    conv=SMOKE_CONV,
     relu_lambdas=(0.0, 1e-4),
     threads=1,
 )
@@ -166,23 +174,31 @@ STANDARD = replace(
 
 def reductions(profile: Profile, reference: Profile = PAPER) -> list[str]:
     """The settings in which ``profile`` differs from the paper's, as "name value (paper:
-    value)"."""
-    out = []
-    for name in Profile.__dataclass_fields__:
-        if name in ("name", "threads"):
-            continue
-        mine, theirs = getattr(profile, name), getattr(reference, name)
-        if name == "strong":
-            for key in SuiteOptions.__dataclass_fields__:
-                a, b = getattr(mine, key), getattr(theirs, key)
-                if a != b:
-                    out.append(f"strong.{key} {_shown(a)} (paper: {_shown(b)})")
-        elif mine != theirs:
-            out.append(f"{name} {_shown(mine)} (paper: {_shown(theirs)})")
-    return out
+    value)"; nested settings by their path, e.g. "strong.pgd_steps 100 (paper: 200)",
+    "conv.rbfi.epochs 3 (paper: 30)"."""
+    return [
+        line
+        for name in Profile.__dataclass_fields__
+        if name not in ("name", "threads")
+        for line in _differences(name, getattr(profile, name), getattr(reference, name))
+    ]
+
+
+def _differences(path: str, mine, theirs) -> list[str]:
+    if dataclasses.is_dataclass(mine) and type(mine) is type(theirs):
+        return [
+            line
+            for f in dataclasses.fields(mine)
+            for line in _differences(
+                f"{path}.{f.name}", getattr(mine, f.name), getattr(theirs, f.name)
+            )
+        ]
+    return [] if mine == theirs else [f"{path} {_shown(mine)} (paper: {_shown(theirs)})"]
 
 
 def _shown(value) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return " ".join(f"{k}={_shown(v)}" for k, v in value) or "-"  # a recipe's settings
     if isinstance(value, tuple):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
     return "all" if value is None else str(value)

@@ -32,12 +32,14 @@ def page(
     claims: Sequence[Claim],
     data: dict,
     figures: dict[str, tuple[str, bytes]] | None = None,
+    whose: str = "The paper's claims",
 ) -> Rendered:
     """An item's rendering in the order every item shows it: its title, the caption (what was
-    measured, on how many images), the table of ``numbers``, the claims beside our numbers, and
-    the ``figures`` (file name -> (alt text, PNG))."""
+    measured, on how many images), the table of ``numbers``, the claims beside our numbers
+    (``whose``: the heading's subject, e.g. "The study's claims" for an item beyond the
+    paper), and the ``figures`` (file name -> (alt text, PNG))."""
     figures = figures or {}
-    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims)]
+    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims, whose)]
     parts += [f"![{alt}]({name})" for name, (alt, _) in figures.items()]
     pngs = {name: png for name, (_, png) in figures.items()}
     return Rendered("\n\n".join(parts), data, pngs, list(claims))
@@ -63,20 +65,21 @@ def verdict_cell(holds: bool | None) -> str:
     return WORDS[holds] if holds is None else f"**{WORDS[holds]}**"
 
 
-def claims_markdown(claims: Sequence[Claim]) -> str:
+def claims_markdown(claims: Sequence[Claim], whose: str = "The paper's claims") -> str:
     """An item's page: its claims beside our numbers and, under the table, the details of each
     reason (every pair of a comparison, every doubt of a premise)."""
     if not claims:
         return ""
     rows = [(c.text, verdict_cell(c.holds), c.evidence, c.reason or "–") for c in claims]
+    claim_header = "claim (paper)" if whose == "The paper's claims" else "claim"
     details = [
         f"- *{c.text}*:\n" + "\n".join(f"  - {line}" for line in c.details)
         for c in claims
         if c.details
     ]
     return "\n\n".join(
-        ["### The paper's claims beside our numbers"]
-        + [table(["claim (paper)", "here", "our numbers [95% CI]", "why"], rows, "llll")]
+        [f"### {whose} beside our numbers"]
+        + [table([claim_header, "here", "our numbers [95% CI]", "why"], rows, "llll")]
         + (["Details of the reasons:", "\n".join(details)] if details else [])
         + [VERDICT_NOTE]
     )

@@ -274,9 +274,9 @@ def row(label: str, entry: dict, eps: list[float]) -> list[str]:
     )
 
 
-def accuracy_png(data: dict) -> bytes:
-    """Worst case and certified accuracy per eps for every net (under-trained ones dashed in
-    the legend's name)."""
+def accuracy_png(data: dict, suptitle: str = "Baselines: accuracy at eps (0 = clean)") -> bytes:
+    """Worst case and certified accuracy per eps for every net (an under-trained or failed
+    one with its status in the legend's name)."""
     panels = []
     for kind, title in (("worst", "worst case, strong suite"), ("certified", "certified (IBP)")):
         panel = {}
@@ -286,7 +286,7 @@ def accuracy_png(data: dict) -> bytes:
             ys = [entry["clean"]["value"]] + [entry[kind][f"{e:g}"]["value"] for e in data["eps"]]
             panel[name] = (xs, ys, None)
         panels.append((title, panel))
-    return curves_png(panels, suptitle="Baselines: accuracy at eps (0 = clean)")
+    return curves_png(panels, suptitle=suptitle)
 
 
 ITEM = Baselines()

@@ -19,6 +19,10 @@ PAPER_PGD = ("pgd-paper-legacy", "pgd-paper")
 # seconds per training example per epoch of a 512^3 net on a 2-core CPU, for the ETA and
 # --estimate-only (measured: the quick profile's jobs, results/paper-quick/index.json)
 SECONDS_PER_EXAMPLE = {"rbfi": 3e-4, "rbf": 2e-4, "relu": 8e-5, "sigmoid": 8e-5}
+# the elements of a 512^3 MLP that SECONDS_PER_EXAMPLE was measured on, and the conv path's
+# speed per element relative to the dense kernel's (benchmarks/results/conv-cpu.md: 0.82x)
+REFERENCE_ELEMENTS = 784 * 512 + 2 * 512 * 512
+CONV_SPEED = 0.82
 # one attack step on an example costs about this much for the cheap nets vs RBFI/RBF nets
 ATTACK_SCALE = {"rbfi": 1.0, "rbf": 1.0, "relu": 0.1, "sigmoid": 0.1}
 
@@ -29,6 +33,22 @@ def layers(profile: Profile, width: int | None = None, deep: bool = False) -> tu
     return (width or profile.width,) * 3 + (10,)
 
 
+def elements(model: ModelConfig) -> float:
+    """The cost of one example's forward pass, in dense-kernel elements: sum over the layers of
+    outputs x inputs per output (a dense layer: in x out; a conv layer: positions x out_channels
+    x its window C k k, counted 1 / CONV_SPEED times as the conv path runs slower per element).
+    The paper's 784-512-512-512-10 MLP: 930,816; RBFI(c16k5s2, c32k4s2, 512, 10): 262,400
+    conv elements (57,600 + 204,800, counted as 320,000) and 414,720 dense ones: 734,720."""
+    shapes = model.feature_shapes if model.is_conv else [(model.in_features, 1, 1)]
+    conv = 0
+    for spec, (c_in, _, _), (c_out, h, w) in zip(model.conv_layers, shapes, shapes[1:]):
+        conv += h * w * c_out * c_in * spec.kernel * spec.kernel
+    c, h, w = shapes[-1]
+    sizes = (c * h * w, *model.dense_layers)
+    dense = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return dense + conv / CONV_SPEED
+
+
 def net(
     profile: Profile,
     arch: str,
@@ -36,17 +56,21 @@ def net(
     *,
     width: int | None = None,
     deep: bool = False,
+    spec: str | tuple | None = None,
     geometry: str | None = None,
     epochs: int | None = None,
     u_bounds: tuple[float, float] = (0.01, 3.0),
+    model_settings: dict | None = None,
     label: str = "",
     **train,
 ) -> Job:
-    """A training job; RBFI nets default to alternating And / Or layers (^v^v, Table 1)."""
-    sizes = layers(profile, width, deep)
-    model_kwargs = {}
+    """A training job; RBFI nets default to alternating And / Or layers (^v^v, Table 1).
+    ``spec``: a layer spec (e.g. "c16k5s2,c32k4s2,512,10") instead of the profile's MLP;
+    ``model_settings``: other ModelConfig settings (e.g. w_bounds)."""
+    sizes = spec or layers(profile, width, deep)
+    model_kwargs = dict(model_settings or {})
     if arch in ("rbfi", "rbf"):
-        model_kwargs = {"geometry": geometry, "u_bounds": u_bounds}
+        model_kwargs = {"geometry": geometry, "u_bounds": u_bounds, **model_kwargs}
     model = ModelConfig(arch=arch, layers=sizes, **model_kwargs)
     config = TrainConfig(
         model=model,
@@ -62,7 +86,7 @@ def net(
         factor = 1 + 0.75 * (config.adv_steps or 0)
     elif config.certified_eps is not None:
         factor = 2.5
-    scale = sum(a * b for a, b in zip((784, *sizes), sizes)) / (784 * 512 + 2 * 512 * 512)
+    scale = elements(model) / REFERENCE_ELEMENTS
     cost = (
         config.epochs
         * (profile.train_limit or 60000)
