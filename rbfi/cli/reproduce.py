@@ -1,6 +1,7 @@
 """``rbfi reproduce``: the paper's experiment section (Tables 1-4, Figures 2-5, Sec. 6.8-6.9)
-from one command, in this process or on Ray; resumes an interrupted reproduction. It holds the
-lock of --out while it runs (:mod:`rbfi.io.lock`): a second reproduction there exits 2."""
+and the studies beyond it (baselines, conv nets) from one command, in this process or on Ray;
+resumes an interrupted reproduction. It holds the lock of --out while it runs
+(:mod:`rbfi.io.lock`): a second reproduction there exits 2."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rbfi.experiments.config import ReproduceConfig
 from rbfi.io.paths import portable_command
 from rbfi.options import Text
 
-HELP = "regenerate the paper's tables and figures (locally or on Ray)"
+HELP = "regenerate the paper's tables and figures and the studies beyond them (locally or on Ray)"
 
 
 def add_parser(sub) -> None:
