@@ -84,11 +84,11 @@ def study_net(profile, name: str) -> Job:
     )
 
 
-def trained_for(names, eps: float) -> str | None:
-    """Of ``names`` ({training target eps: net}), the net trained for the smallest target >=
-    ``eps`` (None when every target is smaller)."""
-    targets = sorted(t for t in names if t >= eps - 1e-9)
-    return names[targets[0]] if targets else None
+def trained_for(by_target: dict[float, str], eps: float) -> str | None:
+    """Of ``by_target`` ({training target eps: net}), the net trained for the smallest target
+    >= ``eps`` (None when every target is smaller)."""
+    targets = sorted(t for t in by_target if t >= eps - 1e-9)
+    return by_target[targets[0]] if targets else None
 
 
 def parameters(job: Job) -> int:
@@ -97,7 +97,7 @@ def parameters(job: Job) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class ConvStudy(Item):
+class ConvItem(Item):
     name = "conv"
     title = "Convolutional RBFI nets: certified and attacked, against ReLU CNNs and RBFI MLPs"
     section = "beyond the paper (Sec. 7)"
@@ -252,4 +252,4 @@ def row(label: str, entry: dict, eps: list[float]) -> list[str]:
     )
 
 
-ITEM = ConvStudy()
+ITEM = ConvItem()
