@@ -56,6 +56,7 @@ def zoo_section(root: Path) -> str:
     if not cards:
         return "(no nets in zoo/ yet: `python -m tools.make_card RUN --name NAME ...`)\n"
     eps_keys = zoo.CARD_EPS
+    attacked = {card["strong_suite"]["n_examples"] for card in cards if card["strong_suite"]}
     rows = []
     for card in cards:
         ev, strong, training = card["evaluation"], card["strong_suite"], card["training"]
@@ -63,7 +64,8 @@ def zoo_section(root: Path) -> str:
         row = [f"[{card['name']}](zoo/{card['name']}/card.json)", card["model"]]
         row.append(accuracy_estimate(ev["clean_accuracy"], n).text())
         row += [accuracy_estimate(ev["certified"][k], n).text() for k in eps_keys]
-        row.append(str(strong["n_examples"]) if strong else "–")
+        if len(attacked) > 1:
+            row.append(str(strong["n_examples"]) if strong else "–")
         row += [
             accuracy_estimate(strong["worst_case"][k], strong["n_examples"]).text()
             if strong
@@ -71,23 +73,27 @@ def zoo_section(root: Path) -> str:
             for k in eps_keys
         ]
         row.append(f"{training['epochs']} ep" + (f", {minutes / 60:.0f} min" if minutes else ""))
-        row.append(card["description"])
         rows.append(row)
     headers = (
         ["net", "model", "clean"]
         + [f"certified {k}" for k in eps_keys]
-        + ["images attacked"]
+        + (["images attacked"] if len(attacked) > 1 else [])
         + [f"attacks {k}" for k in eps_keys]
-        + ["training", "what"]
+        + ["training"]
     )
     sizes = " / ".join(sorted({f"{c['evaluation']['n_examples']:,}" for c in cards}))
+    on = (
+        "the first *images attacked* test images"
+        if len(attacked) > 1
+        else f"the first {next(iter(attacked), 0):,} test images"
+    )
     return (
         f"Accuracy in % [95% Clopper-Pearson interval]. *clean* and *certified EPS* (interval "
         f"bounds, a lower bound on the robust accuracy): the first {sizes} test images; "
-        "*attacks EPS*: the worst case over the whole strong attack suite on the first *images "
-        "attacked* test images (an upper bound). `rbfi zoo show NAME` prints a net's card "
-        "(training command, time, machine, versions, further attacks).\n\n"
-        + table(headers, rows, "ll" + "r" * (len(headers) - 4) + "rl")
+        f"*attacks EPS*: the worst case over the whole strong attack suite on {on} (an upper "
+        "bound). `rbfi zoo show NAME` prints a net's card: what it is for, its training "
+        "command, time, machine, versions and further attacks.\n\n"
+        + table(headers, rows, "ll" + "r" * (len(headers) - 2))
         + "\n"
     )
 
