@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rbfi.cli import main
-from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.items import ITEMS
 from rbfi.experiments.paper.common import net
 from rbfi.experiments.profiles import SMOKE
 from rbfi.experiments.reproduce import job_grid

@@ -20,7 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.items import ITEMS
 from rbfi.experiments.profiles import PROFILES, Profile
 from rbfi.experiments.reproduce import item_entry, render_item, summary_markdown
 from rbfi.experiments.spec import Results

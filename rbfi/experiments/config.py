@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rbfi.data import pixel_scale_option
-from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.items import ITEMS
 from rbfi.experiments.profiles import PROFILES
 from rbfi.options import (
     Choice,

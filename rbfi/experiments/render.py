@@ -37,7 +37,7 @@ def page(
     measured, on how many images), the table of ``numbers``, the claims beside our numbers, and
     the ``figures`` (file name -> (alt text, PNG))."""
     figures = figures or {}
-    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims)]
+    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims, item.paper)]
     parts += [f"![{alt}]({name})" for name, (alt, _) in figures.items()]
     pngs = {name: png for name, (_, png) in figures.items()}
     return Rendered("\n\n".join(parts), data, pngs, list(claims))
@@ -63,11 +63,13 @@ def verdict_cell(holds: bool | None) -> str:
     return WORDS[holds] if holds is None else f"**{WORDS[holds]}**"
 
 
-def claims_markdown(claims: Sequence[Claim]) -> str:
+def claims_markdown(claims: Sequence[Claim], paper: bool = True) -> str:
     """An item's page: its claims beside our numbers and, under the table, the details of each
-    reason (every pair of a comparison, every doubt of a premise)."""
+    reason (every pair of a comparison, every doubt of a premise). ``paper``: the claims are
+    the paper's (else a study's own)."""
     if not claims:
         return ""
+    heading = "The paper's claims" if paper else "The study's claims"
     rows = [(c.text, verdict_cell(c.holds), c.evidence, c.reason or "–") for c in claims]
     details = [
         f"- *{c.text}*:\n" + "\n".join(f"  - {line}" for line in c.details)
@@ -75,8 +77,14 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
         if c.details
     ]
     return "\n\n".join(
-        ["### The paper's claims beside our numbers"]
-        + [table(["claim (paper)", "here", "our numbers [95% CI]", "why"], rows, "llll")]
+        [f"### {heading} beside our numbers"]
+        + [
+            table(
+                [f"claim ({'paper' if paper else 'study'})", "here", "our numbers [95% CI]", "why"],
+                rows,
+                "llll",
+            )
+        ]
         + (["Details of the reasons:", "\n".join(details)] if details else [])
         + [VERDICT_NOTE]
     )

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rbfi.data import LEGACY_PIXEL_SCALE
-from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.items import ITEMS
 from rbfi.experiments.profiles import PROFILES, Profile, reductions
 from rbfi.experiments.render import VERDICT_NOTE, table, verdict_cell
 from rbfi.experiments.spec import Item, Job, Rendered, Results

@@ -242,11 +242,13 @@ class Results:
 
 
 class Item:
-    """A table or figure of the paper: its jobs under a profile, and its rendering."""
+    """A table or figure of the paper (or a study beyond it, ``paper = False``: its claims are
+    ours): its jobs under a profile, and its rendering."""
 
     name = "item"
     title = ""
     section = ""
+    paper = True
 
     def jobs(self, profile) -> list[Job]:
         raise NotImplementedError

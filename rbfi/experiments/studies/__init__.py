@@ -1,0 +1,8 @@
+"""Studies beyond the paper, one file per item (run by ``rbfi reproduce`` after the paper's);
+:data:`STUDIES` in the order they run. A new study is one file here and one line below."""
+
+from rbfi.experiments.studies import relatives
+
+STUDIES = {module.ITEM.name: module.ITEM for module in (relatives,)}
+
+__all__ = ["STUDIES"]
