@@ -29,7 +29,8 @@ def _shown_as(kind: Kind, metavar: str) -> Kind:
 
 @dataclass
 class ReproduceConfig:
-    """The paper's experiment section under a profile, in this process or on Ray."""
+    """The paper's experiment section (and the studies beyond it) under a profile, in this
+    process or on Ray."""
 
     profile: str = option("quick", "how big", kind=Choice(tuple(PROFILES)))
     only: tuple[str, ...] | None = option(

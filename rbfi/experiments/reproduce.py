@@ -1,4 +1,5 @@
-"""``rbfi reproduce``: the paper's experiment section from one command.
+"""``rbfi reproduce``: the paper's experiment section, and the studies beyond it, from one
+command (:data:`rbfi.experiments.items.ITEMS`).
 
 1. Build the job grid of the chosen items under a profile (jobs are shared between items).
 2. Set aside the files of any job that cannot be used (a truncated or corrupt result or

@@ -41,7 +41,7 @@ def analyse(entries: Mapping[str, dict], fit_from: float) -> dict:
     for eps in FIT_EPS:
         key = f"certified {eps:g}"
         finals = [
-            (e["label"], e["curves"][key][1][-1])
+            (e["label"], e["curves"][key][-1])
             for e in entries.values()
             if key in e["curves"] and e["health"]["status"] != "failed"
         ]
@@ -60,7 +60,7 @@ def _fit(entry: dict, eps: float, fit_from: float, targets: dict) -> dict:
         return {"error": "the net did not learn"}
     if key not in entry["curves"]:
         return {"error": f"no per-epoch certified accuracy at {eps:g} recorded"}
-    at, accuracy = entry["curves"][key]
+    at, accuracy = entry["curve_minutes"][key], entry["curves"][key]
     fit = fit_power_law(at, accuracy, fit_from)
     if isinstance(fit, str):
         return {"error": fit}
@@ -220,7 +220,7 @@ def minutes_png(entries: Mapping[str, dict], analysis: dict, profile: str) -> by
             color = colors[k % len(colors)]
             if panel not in entry["curves"]:
                 continue
-            at, values = entry["curves"][panel]
+            at, values = entry["curve_minutes"][panel], entry["curves"][panel]
             name = entry["label"] + ("" if entry["healthy"] else f" ({entry['health']['status']})")
             ax.plot(at, [100 * v for v in values], "-o", ms=3, color=color, label=name)
             fit = (
