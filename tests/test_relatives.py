@@ -28,7 +28,9 @@ from rbfi.experiments.studies.relatives import (
     evaluation,
     units,
 )
+from rbfi.models import ModelConfig
 from rbfi.stats import proportion
+from rbfi.training import TrainConfig
 from tests.test_reproduce import ROOT
 
 # -- the item end to end ---------------------------------------------------------------------
@@ -44,7 +46,8 @@ def test_relatives_on_the_smoke_profile_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     index = json.loads((out / "index.json").read_text())
     entry = index["items"]["relatives"]
-    assert entry["complete"] and len(entry["claims"]) == 3
+    assert entry["complete"] and len(entry["claims"]) == 3 and entry["study"] is True
+    assert (out / "summary.md").read_text().count("(the study's claim)") == 3
     assert index["profile"]["relatives"]["wide"] == [2, 24]
     page = (out / "relatives" / "relatives.md").read_text()
     assert "### The study's claims beside our numbers" in page
@@ -352,3 +355,19 @@ def test_pick_shape_matches_brute_force(capsys):
     assert tool(["512,512,512,10=-1", "--budget", "23.4", "--epochs", "30"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("equal_compute: error:") and err.count("\n") == 1
+
+
+def test_linf_dist_cost_is_rbfi_steps_times_the_layer_ratio_at_each_p():
+    """The cost model: an l_inf-dist net's training job costs the RBFI net's of the same shape
+    and epochs times the fractions of the steps at each p weighted by the layer benchmark's
+    ratios (p = 8: 2.1, annealed: 5.4, inf: 0.71)."""
+    from rbfi.experiments.paper.common import LINF_STEP_COST, linf_step_factor, net
+
+    linf = net(STANDARD, "linf-dist", 0, epochs=30)
+    rbfi = net(STANDARD, "rbfi", 0, epochs=30)
+    a, b = 25 / 450, 400 / 450
+    expected = a * 2.1 + (b - a) * 5.4 + (1 - b) * 0.71
+    assert linf_step_factor(TrainConfig.from_json(linf.payload["train"])) == pytest.approx(expected)
+    assert linf.cost / rbfi.cost == pytest.approx(expected)
+    stays = TrainConfig(model=ModelConfig("linf-dist"), linf_p_end=50.0, linf_p_anneal=(0.0, 0.5))
+    assert linf_step_factor(stays) == pytest.approx(0.5 * 5.4 + 0.5 * LINF_STEP_COST["integer"])

@@ -22,7 +22,7 @@ learning curves against minutes and their extrapolation (:mod:`.extrapolation`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import rbfi.stats as stats
 from rbfi.evaluation.results import row_flags
@@ -218,8 +218,7 @@ class Relatives(Item):
 
 
 def _settings(profile) -> dict:
-    o = profile.relatives
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in o.__dict__.items()}
+    return asdict(profile.relatives)
 
 
 def _headers(eps) -> list[str]:
@@ -386,9 +385,7 @@ def _against(
     left_out = [nets[r]["label"] for r in present if r not in learned]
     if left_out:
         note = f"left out: {', '.join(left_out)} failed to learn"
-        return stats.Verdict(
-            verdict.status, verdict.reason, verdict.details + (note,), verdict.parts
-        )
+        return stats.Verdict(verdict.status, verdict.reason, verdict.details + (note,))
     return verdict
 
 
