@@ -10,13 +10,13 @@ import math
 
 import pytest
 
+import rbfi.experiments.studies.compute as compute
 from rbfi.cli import main
 from rbfi.experiments.items import ITEMS
 from rbfi.experiments.paper.baselines import ITEM as BASELINES
 from rbfi.experiments.paper.common import strong_eval
 from rbfi.experiments.paper.sec69 import Section69
 from rbfi.experiments.profiles import PROFILES, STANDARD, RelativesOptions
-from rbfi.experiments.studies import compute
 from rbfi.experiments.studies.relatives import (
     LINF_V1,
     LINF_V2,

@@ -30,8 +30,8 @@ from rbfi.experiments.paper.baselines import ITEM as BASELINES
 from rbfi.experiments.paper.common import net, strong_eval, transfer_source
 from rbfi.experiments.render import claim, page, table
 from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
-from rbfi.experiments.studies import extrapolation
 from rbfi.experiments.studies.compute import minutes, minutes_curves
+from rbfi.experiments.studies.extrapolation import analyse, markdown, minutes_png
 
 CLAIM_EPS = (0.3, 0.1)  # the radii of the claims (the profile's eps must hold them)
 V1_LOSS = {"linf_hinge_clip": False, "linf_ce": 0.0, "linf_hinge_mix": 0.75}
@@ -157,7 +157,7 @@ class Relatives(Item):
             )
         entries = data["nets"]
         # fitted against minutes: a measurement of the machine, like the minutes themselves
-        fits = extrapolation.analyse(entries, profile.relatives.fit_from)
+        fits = analyse(entries, profile.relatives.fit_from)
         data["fits_against_minutes"] = fits
         n = next(iter(entries.values()))["n"]
         caption = (
@@ -185,14 +185,14 @@ class Relatives(Item):
                 ),
                 "How each net was trained:",
                 "\n".join(f"- {u.label}: {u.recipe} (job `{u.job.id}`)" for u in nets.values()),
-                extrapolation.markdown(fits, entries),
+                markdown(fits, entries),
             ]
         )
         figures = {
             "relatives-minutes.png": (
                 "certified and clean accuracy against CPU minutes, with the fitted "
                 "extrapolation dashed",
-                extrapolation.minutes_png(entries, fits, profile.name),
+                minutes_png(entries, fits, profile.name),
             )
         }
         return page(self, caption, numbers, self.claims(data, flags), data, figures)
