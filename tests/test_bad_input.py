@@ -274,6 +274,8 @@ OPTION_CASES = [
     (["train", "--geometry", "^v^", "--layers", "8,10", "--out", "{new}"], "geometry"),
     (["train", "--model", "cnn", "--out", "{new}"], "--model: expected one of"),
     (["train", "--model", "relu", "--geometry", "^v", "--out", "{new}"], "geometry applies"),
+    (["train", "--model", "relu", "--u-init", "rbfi", "--out", "{new}"], "u_init applies"),
+    (["train", "--model", "rbf", "--u-init", "he", "--out", "{new}"], "--u-init: expected one of"),
     (["train", "--u-bounds", "3,1", "--out", "{new}"], "LOW <= HIGH"),
     (["train", "--u-bounds=-1,3", "--out", "{new}"], "LOW >= 0"),
     (["train", "--u-bounds", "-1,3", "--out", "{new}"], "--u-bounds: expected one argument"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import rbfi.stats as stats
-from rbfi.experiments.paper import ITEMS
+from rbfi.experiments.items import ITEMS
 from rbfi.experiments.paper.baselines import ITEM, Target, target_of
 from rbfi.experiments.paper.table1 import ITEM as TABLE1
 from rbfi.experiments.profiles import PROFILES

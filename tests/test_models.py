@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -120,3 +122,96 @@ def test_rbfi_layer_takes_any_leading_dimensions_like_linear():
     lo, hi = layer.interval(x, x)
     torch.testing.assert_close(lo, out)
     torch.testing.assert_close(hi, out)
+
+
+def test_u_init_defaults_by_unit_and_old_checkpoints_read_as_rbfi_init(tmp_path):
+    """New RBF nets start with u of order 1 / sqrt(n), RBFI nets with U[0.2, 0.7]; a saved
+    config leaves the old init out (so RBFI checkpoints are unchanged) and a config without
+    it (every checkpoint before the setting) reads as the old init, RBF nets included; the
+    init shapes the first layer's u as it says."""
+    from rbfi.models import load_model, save_model
+    from rbfi.nn.modules import rbf_u_scale
+
+    rbf, rbfi = ModelConfig("rbf", (32, 10)), ModelConfig("rbfi", (32, 10))
+    assert (rbf.u_init, rbfi.u_init) == ("sqrt-n", "rbfi")
+    assert rbf.to_json()["u_init"] == "sqrt-n" and "u_init" not in rbfi.to_json()
+    old = {k: v for k, v in rbf.to_json().items() if k != "u_init"}  # saved before issue 26
+    assert ModelConfig.from_json(old).u_init == "rbfi"
+    for config in (rbf, ModelConfig("rbf", (32, 10), u_init="rbfi"), rbfi):
+        assert ModelConfig.from_json(config.to_json()) == config
+    torch.manual_seed(0)
+    u = build_model(rbf).body[0].u
+    scale = rbf_u_scale(784)
+    assert 0.2 * scale - 1e-7 <= u.min() and u.max() <= 0.7 * scale + 1e-7 and scale < 0.2
+    u = build_model(ModelConfig("rbf", (32, 10), u_init="rbfi")).body[0].u
+    assert u.min() >= 0.2 and u.max() <= 0.7
+    model = build_model(rbf)
+    save_model(tmp_path / "new", model)
+    assert load_model(tmp_path / "new").config.u_init == "sqrt-n"
+    for arch in ("relu", "linf-dist"):
+        with pytest.raises(ValueError, match="u_init applies to rbfi and rbf"):
+            ModelConfig(arch, (32, 10), u_init="rbfi")
+    with pytest.raises(ValueError, match="expected one of rbfi, sqrt-n"):
+        ModelConfig("rbf", (32, 10), u_init="he")
+
+
+def test_u_init_gives_new_rbf_jobs_new_ids_and_keeps_every_rbfi_id():
+    """Job ids: a new RBF net (u of order 1 / sqrt(n)) is a new job; an RBF net that asks for
+    RBFI's init, and every RBFI net, has the id it had before the setting existed (computed
+    here from the settings without the field, as they were saved then)."""
+    import hashlib
+    import json
+
+    from rbfi.experiments.paper.common import net
+    from rbfi.experiments.profiles import STANDARD
+    from rbfi.experiments.spec import identity
+    from rbfi.training import TrainConfig
+
+    def old_id(job):  # the digest of the settings as saved before u_init existed
+        train = dict(job.payload["train"])
+        train["model"] = {k: v for k, v in train["model"].items() if k != "u_init"}
+        payload = {"kind": "train", "payload": {"train": identity(TrainConfig, train)}}
+        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+        return job.id.rsplit("-", 1)[0] + "-" + digest
+
+    new_rbf = net(STANDARD, "rbf", 0)
+    assert new_rbf.payload["train"]["model"]["u_init"] == "sqrt-n"
+    assert new_rbf.id != old_id(new_rbf)
+    for job in (
+        net(STANDARD, "rbf", 0, u_init="rbfi"),
+        net(STANDARD, "rbf", 0, deep=True, epochs=STANDARD.deep_epochs, u_init="rbfi"),
+        net(STANDARD, "rbfi", 0),
+        net(STANDARD, "rbfi", 0, certified_eps=0.35),
+    ):
+        assert job.id == old_id(job), job.label
+    # the committed standard reproduction holds the old-init RBF nets' and the RBFI nets' jobs
+    # under these ids, and no job of a new RBF net
+    jobs = Path(__file__).resolve().parents[1] / "results" / "paper-standard" / "jobs"
+    for job in (
+        net(STANDARD, "rbf", 0, u_init="rbfi"),
+        net(STANDARD, "rbf", 0, deep=True, epochs=STANDARD.deep_epochs, u_init="rbfi"),
+        net(STANDARD, "rbfi", 0),
+        net(STANDARD, "rbfi", 0, deep=True, epochs=STANDARD.deep_epochs),
+    ):
+        assert (jobs / job.id / "checkpoint.json").is_file(), job.label
+    assert not (jobs / new_rbf.id).exists()
+
+
+def test_init_from_an_old_init_rbf_run_starts_from_its_weights(idx_dir, tmp_path):
+    """--init-from copies weights, so how the source's u started does not matter: a new RBF
+    net (u init sqrt-n) starts from an RBF run with RBFI's init (as every RBF run before issue
+    26 was) and, trained with a negligible lr, ends with the source's weights."""
+    from rbfi.cli import main
+    from rbfi.models import load_model
+
+    common = ["--layers", "8,10", "--epochs", "1", "--batch-size", "10", "--no-progress"]
+    common += ["--data-dir", str(idx_dir), "--model", "rbf"]
+    assert main(["train", *common, "--u-init", "rbfi", "--out", str(tmp_path / "old")]) == 0
+    old = load_model(tmp_path / "old")
+    assert old.config.u_init == "rbfi"
+    argv = ["train", *common, "--init-from", str(tmp_path / "old"), "--out", str(tmp_path / "new")]
+    assert main(argv + ["--lr", "1e-12"]) == 0
+    new = load_model(tmp_path / "new")
+    assert new.config.u_init == "sqrt-n"
+    for name, tensor in old.state_dict().items():
+        assert torch.allclose(new.state_dict()[name], tensor, atol=1e-6), name

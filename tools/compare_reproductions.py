@@ -3,8 +3,9 @@
     python -m tools.compare_reproductions OUT_A OUT_B
 
 Compares every item's ``data.json``; prints the items and exits 1 on any difference. Wall
-times (keys ending in ``seconds``, e.g. a net's ``train_seconds``) are measurements of the
-machine, not results, and are left out of the comparison.
+times (keys ending in ``seconds`` or ``minutes``, e.g. a net's ``train_seconds``, the minutes
+of a learning curve's epochs, the relatives study's ``fits_against_minutes``) are measurements
+of the machine, not results, and are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 
 
 def without_timings(value):
-    """``value`` with every dict entry whose key ends in "seconds" removed, recursively."""
+    """``value`` with every dict entry whose key ends in "seconds" or "minutes" removed,
+    recursively."""
     if isinstance(value, dict):
         return {
             k: without_timings(v)
             for k, v in value.items()
-            if not (isinstance(k, str) and k.endswith("seconds"))
+            if not (isinstance(k, str) and k.endswith(("seconds", "minutes")))
         }
     if isinstance(value, list):
         return [without_timings(v) for v in value]

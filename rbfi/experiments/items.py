@@ -1,10 +1,10 @@
-"""Every item of ``rbfi reproduce``, in the order they run: the paper's experiment section
-(:mod:`rbfi.experiments.paper`, in the paper's order), then the studies beyond it
+"""Every item ``rbfi reproduce`` knows, in the order it runs them: the paper's tables and
+figures (:mod:`rbfi.experiments.paper`), then the studies beyond it
 (:mod:`rbfi.experiments.studies`)."""
 
 from rbfi.experiments.paper import ITEMS as PAPER_ITEMS
-from rbfi.experiments.studies import ITEMS as STUDY_ITEMS
+from rbfi.experiments.studies import STUDIES
 
-ITEMS = {**PAPER_ITEMS, **STUDY_ITEMS}
+ITEMS = {**PAPER_ITEMS, **STUDIES}
 
-__all__ = ["ITEMS", "PAPER_ITEMS", "STUDY_ITEMS"]
+__all__ = ["ITEMS", "PAPER_ITEMS", "STUDIES"]

@@ -14,6 +14,41 @@ from rbfi.experiments.recipes import QUICK_CONV, SMOKE_CONV, STANDARD_CONV, Conv
 
 
 @dataclass(frozen=True)
+class RelativesOptions:
+    """The ``relatives`` study (issue 26, docs/linf-dist.md "The comparison"): RBFI against
+    l_inf-distance nets at equal width and at equal compute, all trained on the CPU. The one
+    place its nets' shapes and recipes are set; the equal-compute shape (``wide``) is chosen
+    from measured epoch times (``python -m tools.equal_compute``)."""
+
+    depth: int = 3  # the equal-width shape: depth hidden layers of width units
+    width: int = 512
+    # RBFI certified-trained (--certified-eps rbfi_eps from scratch, the baselines item's net
+    # when the epochs are the profile's: the same job); its u = 1 ablation has the same recipe
+    rbfi_eps: float = 0.35
+    rbfi_epochs: int | None = None  # None: the profile's epochs
+    linf_epochs: int | None = None  # l_inf-dist nets (their own recipe); None: rbfi's epochs
+    linf_v1: bool = True  # also the v1 loss (--linf-no-clip --linf-ce 0 --linf-hinge-mix 0.75)
+    # the equal-compute shape (depth, width) of an l_inf-dist net and an RBFI net; None: not
+    # chosen yet (the page says so and the claims' equal-compute parts stay undecided)
+    wide: tuple[int, int] | None = None
+    wide_loss: str = "v2"  # the wide l_inf-dist net's loss: "v2" (the papers') or "v1"
+    wide_epochs: int | None = None  # the wide l_inf-dist net; None: linf's epochs
+    rbfi_wide_epochs: int | None = None  # the wide RBFI net; None: rbfi's epochs
+    strong_limit: int = 500  # images of the strong suite and the certificates (>= 500)
+    eps: tuple[float, ...] = (0.1, 0.2, 0.3)  # of the strong suite and the certificates
+    # the extrapolation fits the per-epoch records after this fraction of the epochs
+    fit_from: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not {0.1, 0.3} <= set(self.eps):
+            raise ValueError(f"relatives: eps must hold 0.1 and 0.3 (the claims'), got {self.eps}")
+        if self.wide_loss not in ("v2", "v1"):
+            raise ValueError(f"relatives: wide_loss must be v2 or v1, got {self.wide_loss!r}")
+        if not 0 <= self.fit_from < 1 or self.strong_limit < 1:
+            raise ValueError("relatives: fit_from must lie in [0, 1), strong_limit be >= 1")
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     # networks (Sec. 6.2): the main 3 hidden layers and the deep ones of Sec. 6.8
@@ -53,6 +88,8 @@ class Profile:
     # regularisation (Sec. 6.7)
     relu_lambdas: tuple[float, ...] = (0.0, 1e-7, 1e-6, 1e-5, 1e-4)
     rbfi_lambda: float = 0.01
+    # studies beyond the paper (rbfi/experiments/studies)
+    relatives: RelativesOptions = field(default_factory=RelativesOptions)
     threads: int = 2  # torch threads per job (and Ray CPUs per task)
     pixel_scale: int = 255  # pixels k / 255 (published numbers) or k / 256 (before 0.3)
 
@@ -66,7 +103,7 @@ class Profile:
         )
 
 
-PAPER = Profile("paper")
+PAPER = Profile("paper", relatives=RelativesOptions(strong_limit=1000))
 
 QUICK = replace(
     PAPER,
@@ -96,6 +133,7 @@ QUICK = replace(
     ibp_epochs=20,
     conv=QUICK_CONV,
     train_limit=None,
+    relatives=RelativesOptions(strong_limit=500),
     threads=2,
 )
 
@@ -138,6 +176,9 @@ SMOKE = replace(
     ibp_epochs=1,
     conv=SMOKE_CONV,
     relu_lambdas=(0.0, 1e-4),
+    relatives=RelativesOptions(
+        width=16, rbfi_epochs=3, linf_epochs=3, wide=(2, 24), strong_limit=20, eps=(0.1, 0.3)
+    ),
     threads=1,
 )
 
@@ -169,6 +210,10 @@ STANDARD = replace(
     baseline_steps=10,
     baseline_batch=250,
     ibp_epochs=30,
+    # RBFI: the baselines item's certified net (30 epochs, its strong suite on 1,000 images:
+    # the same jobs); the l_inf-dist nets the same 30 epochs; the equal-compute shape is set
+    # after the pilots (docs/linf-dist.md)
+    relatives=RelativesOptions(strong_limit=1000),
 )
 
 
@@ -193,15 +238,20 @@ def _differences(path: str, mine, theirs) -> list[str]:
                 f"{path}.{f.name}", getattr(mine, f.name), getattr(theirs, f.name)
             )
         ]
-    return [] if mine == theirs else [f"{path} {_shown(mine)} (paper: {_shown(theirs)})"]
+    name = path.rsplit(".", 1)[-1]
+    if mine == theirs:
+        return []
+    return [f"{path} {_shown(mine, name)} (paper: {_shown(theirs, name)})"]
 
 
-def _shown(value) -> str:
+def _shown(value, name: str) -> str:
     if isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-        return " ".join(f"{k}={_shown(v)}" for k, v in value) or "-"  # a recipe's settings
+        return " ".join(f"{k}={_shown(v, k)}" for k, v in value) or "-"  # a recipe's settings
     if isinstance(value, tuple):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return "all" if value is None else str(value)
+    if value is None:  # a limit: all images; other settings: their default (e.g. the epochs')
+        return "all" if name.endswith("_limit") else "default"
+    return str(value)
 
 
 PROFILES = {p.name: p for p in (SMOKE, QUICK, STANDARD, PAPER)}

@@ -32,14 +32,13 @@ def page(
     claims: Sequence[Claim],
     data: dict,
     figures: dict[str, tuple[str, bytes]] | None = None,
-    whose: str = "The paper's claims",
 ) -> Rendered:
     """An item's rendering in the order every item shows it: its title, the caption (what was
     measured, on how many images), the table of ``numbers``, the claims beside our numbers
-    (``whose``: the heading's subject, e.g. "The study's claims" for an item beyond the
-    paper), and the ``figures`` (file name -> (alt text, PNG))."""
+    (the paper's, or the study's own for an item with ``paper = False``), and the ``figures``
+    (file name -> (alt text, PNG))."""
     figures = figures or {}
-    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims, whose)]
+    parts = [f"## {item.title}", caption, numbers, claims_markdown(claims, item.paper)]
     parts += [f"![{alt}]({name})" for name, (alt, _) in figures.items()]
     pngs = {name: png for name, (_, png) in figures.items()}
     return Rendered("\n\n".join(parts), data, pngs, list(claims))
@@ -65,21 +64,28 @@ def verdict_cell(holds: bool | None) -> str:
     return WORDS[holds] if holds is None else f"**{WORDS[holds]}**"
 
 
-def claims_markdown(claims: Sequence[Claim], whose: str = "The paper's claims") -> str:
+def claims_markdown(claims: Sequence[Claim], paper: bool = True) -> str:
     """An item's page: its claims beside our numbers and, under the table, the details of each
-    reason (every pair of a comparison, every doubt of a premise)."""
+    reason (every pair of a comparison, every doubt of a premise). ``paper``: the claims are
+    the paper's (else a study's own)."""
     if not claims:
         return ""
+    heading = "The paper's claims" if paper else "The study's claims"
     rows = [(c.text, verdict_cell(c.holds), c.evidence, c.reason or "–") for c in claims]
-    claim_header = "claim (paper)" if whose == "The paper's claims" else "claim"
     details = [
         f"- *{c.text}*:\n" + "\n".join(f"  - {line}" for line in c.details)
         for c in claims
         if c.details
     ]
     return "\n\n".join(
-        [f"### {whose} beside our numbers"]
-        + [table([claim_header, "here", "our numbers [95% CI]", "why"], rows, "llll")]
+        [f"### {heading} beside our numbers"]
+        + [
+            table(
+                [f"claim ({'paper' if paper else 'study'})", "here", "our numbers [95% CI]", "why"],
+                rows,
+                "llll",
+            )
+        ]
         + (["Details of the reasons:", "\n".join(details)] if details else [])
         + [VERDICT_NOTE]
     )

@@ -187,7 +187,8 @@ def render_item(item: Item, results: Results, profile: Profile, out: Path) -> Re
 
 
 def item_entry(item: Item, rendered: Rendered, compute_seconds: int) -> dict:
-    """A complete item's entry in ``index.json``: its claims and where its files are."""
+    """A complete item's entry in ``index.json``: its claims and where its files are (and
+    ``"study": true`` for a study beyond the paper, whose claims are ours)."""
     return {
         "title": item.title,
         "section": item.section,
@@ -196,7 +197,7 @@ def item_entry(item: Item, rendered: Rendered, compute_seconds: int) -> dict:
         "claims": [asdict(c) for c in rendered.claims],
         "markdown": f"{item.name}/{item.name}.md",
         "figures": [f"{item.name}/{name}" for name in rendered.figures],
-    }
+    } | ({} if item.paper else {"study": True})
 
 
 def reproduce(
@@ -347,7 +348,8 @@ def summary_markdown(index: dict, out: Path | None = None, link_prefix: str = ""
                 c if len(c) <= MAX_CELL else c[: MAX_CELL - len(more) - 1] + "…" + more
                 for c in cells
             ]
-            rows.append([link, claim["text"], verdict_cell(claim["holds"]), *cells])
+            text = claim["text"] + (" (the study's claim)" if item.get("study") else "")
+            rows.append([link, text, verdict_cell(claim["holds"]), *cells])
             link = "〃"
         if not item.get("claims"):
             rows.append([link, "–", "–", "–", "–"])

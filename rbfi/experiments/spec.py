@@ -20,7 +20,7 @@ from pathlib import Path
 from rbfi.attacks.suites import SuiteOptions
 from rbfi.data import LEGACY_PIXEL_SCALE
 from rbfi.evaluation import EvalConfig
-from rbfi.models.config import ModelConfig
+from rbfi.models.config import LEGACY_U_INIT, ModelConfig
 from rbfi.training import TrainConfig
 from rbfi.training.health import Health, run_health
 
@@ -54,6 +54,9 @@ LEGACY_VALUES = {
     (TrainConfig, "pixel_scale"): LEGACY_PIXEL_SCALE,
     # default None since issue 26 (cosine for linf-dist nets); runs before it had "constant"
     (TrainConfig, "lr_schedule"): "constant",
+    # since issue 26 RBF (l2) nets start with u of order 1 / sqrt(n): their jobs get new ids,
+    # RBFI nets (and RBF jobs that ask for RBFI's init) keep theirs
+    (ModelConfig, "u_init"): LEGACY_U_INIT,
 }
 
 
@@ -239,11 +242,13 @@ class Results:
 
 
 class Item:
-    """A table or figure of the paper: its jobs under a profile, and its rendering."""
+    """A table or figure of the paper (or a study beyond it, ``paper = False``: its claims are
+    ours): its jobs under a profile, and its rendering."""
 
     name = "item"
     title = ""
     section = ""
+    paper = True
 
     def jobs(self, profile) -> list[Job]:
         raise NotImplementedError

@@ -23,6 +23,7 @@ from rbfi.models.layers import (
     dense_sizes,
     feature_shapes,
 )
+from rbfi.nn.modules import U_INITS, default_u_init
 from rbfi.options import (
     Choice,
     Float,
@@ -48,6 +49,9 @@ LOSS_OF_ARCH = {
     LINF: "cross_entropy",
 }
 LINF_GROUP = "l_inf-distance nets (--model linf-dist; docs/linf-dist.md)"
+# how every RBF (l2) net was initialised before issue 26, and every RBFI net still is: a
+# checkpoint's model without "u_init" was initialised so (it is left out when it holds this)
+LEGACY_U_INIT = "rbfi"
 
 # the ``model`` entry of checkpoint.json (format 1)
 MODEL_SCHEMA = Obj(
@@ -61,6 +65,7 @@ MODEL_SCHEMA = Obj(
         "dataset": Nullable(Str(choices=DATASET_NAMES)),  # absent: mnist
         "u_bounds": List(Num(min=0), 2, 2),
         "w_bounds": List(Num(), 2, 2),
+        "u_init": Str(choices=U_INITS),  # absent: "rbfi" (LEGACY_U_INIT)
         "linf_identity": Num(min=0),
         "linf_identity_spread": Bool(),
         "linf_mean": Num(),
@@ -107,6 +112,13 @@ class ModelConfig:
     )
     w_bounds: tuple[float, float] = option(
         (0.0, 1.0), "rbfi/rbf: bounds of the centres w", kind=Pair()
+    )
+    u_init: str | None = option(
+        None,
+        "rbfi/rbf: how the scales u start: rbfi = U[0.2, 0.7] (the author's; default for "
+        "rbfi), sqrt-n = the same times about 3.9 / sqrt(inputs per unit) (default for rbf, "
+        "whose units sum their inputs' terms: z starts of order 1)",
+        kind=Choice(U_INITS),
     )
     linf_identity: float = option(
         10.0,
@@ -159,8 +171,14 @@ class ModelConfig:
             geometry = self.geometry or alternating_geometry(len(self.layers))
             parse_geometry(geometry, len(self.layers))
             object.__setattr__(self, "geometry", geometry.replace(" ", ""))
-        elif self.geometry is not None:
-            raise ValueError(f"geometry applies to rbfi and rbf models only, not {self.arch!r}")
+            if self.u_init is None:
+                object.__setattr__(self, "u_init", default_u_init(self.norm))
+        else:
+            for name in ("geometry", "u_init"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} applies to rbfi and rbf models only, not {self.arch!r}"
+                    )
         if self.is_conv and self.arch == LINF:
             raise ValueError("linf-dist nets are fully connected: give dense layers only")
         if self.is_conv:
@@ -203,6 +221,11 @@ class ModelConfig:
         return (1, side, side) if side * side == self.in_features else (1, 1, self.in_features)
 
     @property
+    def norm(self) -> str:
+        """The distance RBFI-like units take: "inf" (rbfi), "l2" (rbf); "" for other nets."""
+        return {"rbfi": "inf", "rbf": "l2"}.get(self.arch, "")
+
+    @property
     def loss(self) -> str:
         """The paper's training loss for this architecture."""
         return LOSS_OF_ARCH[self.arch]
@@ -214,7 +237,8 @@ class ModelConfig:
 
     def to_json(self) -> dict:
         """The checkpoint's ``model`` entry (each arch omits what does not apply to it; MNIST
-        nets omit the dataset, as every net saved before the setting existed did)."""
+        nets omit the dataset and nets initialised with u ~ U[0.2, 0.7] ``u_init``, as every
+        net saved before the setting existed did)."""
         out = {"arch": self.arch, "layers": list(self.layers)}
         if self.arch in RBF_ARCHITECTURES:
             out["geometry"] = self.geometry
@@ -224,6 +248,8 @@ class ModelConfig:
         if self.arch in RBF_ARCHITECTURES:
             out["u_bounds"] = list(self.u_bounds)
             out["w_bounds"] = list(self.w_bounds)
+            if self.u_init != LEGACY_U_INIT:  # as every net saved before the setting existed
+                out["u_init"] = self.u_init
         if self.arch == LINF:
             out["linf_identity"] = self.linf_identity
             out["linf_identity_spread"] = self.linf_identity_spread
@@ -234,12 +260,16 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> ModelConfig:
-        """Check ``data`` against :data:`MODEL_SCHEMA`, then build (ValueError if it fails)."""
+        """Check ``data`` against :data:`MODEL_SCHEMA`, then build (ValueError if it fails).
+        An rbfi / rbf net saved without ``u_init`` was initialised with u ~ U[0.2, 0.7]
+        (:data:`LEGACY_U_INIT`), RBF nets included: their 1 / sqrt(n) init came later."""
         try:
             MODEL_SCHEMA.check(data, "model")
         except SchemaError as exc:
             raise ValueError(str(exc)) from None
         kwargs = dict(data)
+        if kwargs["arch"] in RBF_ARCHITECTURES:  # saved without it: RBFI's init (LEGACY_U_INIT)
+            kwargs.setdefault("u_init", LEGACY_U_INIT)
         for key in ("layers", "u_bounds", "w_bounds"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])

@@ -77,6 +77,7 @@ class RBFINet(Classifier):
             "norm": "inf" if config.arch == "rbfi" else "l2",
             "u_bounds": config.u_bounds,
             "w_bounds": config.w_bounds,
+            "u_init": config.u_init,
             "pseudogradient": pseudogradient,
         }
         kinds = iter(config.kinds)

@@ -12,9 +12,18 @@ import rbfi.nn.functional as F
 UNIT_KINDS = ("and", "or", "mixed")
 NORMS = F.NORMS
 U_INIT = (0.2, 0.7)  # the author's code: u ~ U[0.2, 0.7]
+# how u starts: "rbfi" U[0.2, 0.7] (the author's, for any n), "sqrt-n" the same times
+# rbf_u_scale(n) (of order 1 / sqrt(n): for RBF units, which sum n terms)
+U_INITS = ("rbfi", "sqrt-n")
 
 
-def rbf_u_scale(in_features: int, u_init: tuple[float, float] = U_INIT) -> float:
+def default_u_init(norm: str) -> str:
+    """The initialisation a layer of ``norm`` units gets unless told: "sqrt-n" for RBF (l2)
+    units, "rbfi" for RBFI (inf) units."""
+    return "sqrt-n" if norm == "l2" else "rbfi"
+
+
+def rbf_u_scale(in_features: int, u_range: tuple[float, float] = U_INIT) -> float:
     """The factor c / sqrt(n) by which RBF (l2) units scale RBFI's u ~ U[a, b] at
     initialisation, c = sqrt(6 / E[u^2]) with E[u^2] = (a^2 + a b + b^2) / 3.
 
@@ -25,7 +34,7 @@ def rbf_u_scale(in_features: int, u_init: tuple[float, float] = U_INIT) -> float
     scaled so that E[z] = 1 for x and w independent and uniform on [0, 1]
     (E[(x - w)^2] = 1/6): u of order 1 / sqrt(n), z of order 1 for any n.
     """
-    a, b = u_init
+    a, b = u_range
     mean_square = (a * a + a * b + b * b) / 3.0
     return math.sqrt(6.0 / mean_square) / math.sqrt(in_features)
 
@@ -45,9 +54,11 @@ class RBFI(nn.Module):
     Parameters ``w`` and ``u`` have shape (out_features, in_features). The boolean buffer
     ``is_or`` (out_features,) says which units are Or units: all False for ``kind="and"``,
     all True for ``"or"``, drawn at random (then fixed, and saved with the model) for
-    ``"mixed"``. ``u`` and ``w`` are kept in ``u_bounds`` and ``w_bounds`` by :meth:`project_`,
-    which the trainer calls after every optimiser step (see :func:`rbfi.nn.project_`). The
-    bounds are buffers, so they travel with ``state_dict``, ``deepcopy`` and ``.to()``.
+    ``"mixed"``. ``u_init`` says how u starts (:data:`U_INITS`; default by ``norm``:
+    :func:`default_u_init`). ``u`` and ``w`` are kept in ``u_bounds`` and ``w_bounds`` by
+    :meth:`project_`, which the trainer calls after every optimiser step (see
+    :func:`rbfi.nn.project_`). The bounds are buffers, so they travel with ``state_dict``,
+    ``deepcopy`` and ``.to()``.
 
     ``pseudogradient`` is a plain attribute, switchable at run time: True backpropagates
     through eq. (9) and (11); False through the true derivatives.
@@ -66,6 +77,7 @@ class RBFI(nn.Module):
         norm: str = "inf",
         u_bounds: tuple[float, float] = (0.01, 3.0),
         w_bounds: tuple[float, float] = (0.0, 1.0),
+        u_init: str | None = None,
         pseudogradient: bool = True,
         backend: str = "auto",
         device: torch.device | str | None = None,
@@ -76,6 +88,9 @@ class RBFI(nn.Module):
             raise ValueError(f"kind must be one of {UNIT_KINDS}, got {kind!r}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        u_init = default_u_init(norm) if u_init is None else u_init
+        if u_init not in U_INITS:
+            raise ValueError(f"u_init must be one of {U_INITS}, got {u_init!r}")
         if in_features < 1 or out_features < 1:
             raise ValueError(
                 f"in_features and out_features must be >= 1, got {in_features}, {out_features}"
@@ -89,6 +104,7 @@ class RBFI(nn.Module):
         self.out_features = out_features
         self.kind = kind
         self.norm = norm
+        self.u_init = u_init
         self.pseudogradient = pseudogradient
         self.backend = backend
         self.w = nn.Parameter(torch.empty(out_features, in_features, **factory))
@@ -99,14 +115,14 @@ class RBFI(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """w ~ U(w_bounds); u ~ U[0.2, 0.7] for RBFI units, the same times
-        :func:`rbf_u_scale` (of order 1 / sqrt(in_features)) for RBF (l2) units; u clamped to
-        u_bounds; draw the Or mask if mixed."""
+        """w ~ U(w_bounds); u ~ U[0.2, 0.7] (``u_init`` "rbfi", RBFI units' default), the same
+        times :func:`rbf_u_scale` (of order 1 / sqrt(in_features); "sqrt-n", RBF (l2) units'
+        default); u clamped to u_bounds; draw the Or mask if mixed."""
         with torch.no_grad():
             w_lo, w_hi = self.w_bounds.tolist()
             self.w.uniform_(w_lo, w_hi)
             self.u.uniform_(*U_INIT)
-            if self.norm == "l2":
+            if self.u_init == "sqrt-n":
                 self.u.mul_(rbf_u_scale(self.in_features))
             if self.kind == "mixed":
                 self.is_or.copy_(torch.rand(self.out_features, device=self.is_or.device) < 0.5)
@@ -207,6 +223,7 @@ class RBFIConv2d(RBFI):
         norm: str = "inf",
         u_bounds: tuple[float, float] = (0.01, 3.0),
         w_bounds: tuple[float, float] = (0.0, 1.0),
+        u_init: str | None = None,
         pseudogradient: bool = True,
         backend: str = "auto",
         device: torch.device | str | None = None,
@@ -226,6 +243,7 @@ class RBFIConv2d(RBFI):
             norm=norm,
             u_bounds=u_bounds,
             w_bounds=w_bounds,
+            u_init=u_init,
             pseudogradient=pseudogradient,
             backend=backend,
             device=device,

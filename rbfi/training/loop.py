@@ -307,7 +307,7 @@ def _load_initial_weights(model: torch.nn.Module, config: TrainConfig) -> None:
 
     index = read_checkpoint_index(zoo.checkpoint_path(config.init_from))
     source = model_config_of(index)
-    if source != config.model:
+    if replace(source, u_init=config.model.u_init) != config.model:  # how u started: moot
         held, wanted = source.describe(), config.model.describe()
         if source.dataset != config.model.dataset:
             held, wanted = f"{held} of {source.dataset}", f"{wanted} of {config.model.dataset}"

@@ -18,13 +18,41 @@ CHEAP_ATTACKS = ("fgsm", "ifgsm", "noise")
 PAPER_PGD = ("pgd-paper-legacy", "pgd-paper")
 # seconds per training example per epoch of a 512^3 net on a 2-core CPU, for the ETA and
 # --estimate-only (measured: the quick profile's jobs, results/paper-quick/index.json)
-SECONDS_PER_EXAMPLE = {"rbfi": 3e-4, "rbf": 2e-4, "relu": 8e-5, "sigmoid": 8e-5}
+SECONDS_PER_EXAMPLE = {
+    "rbfi": 3e-4,
+    "rbf": 2e-4,
+    "relu": 8e-5,
+    "sigmoid": 8e-5,
+    "linf-dist": 3e-4,  # times linf_step_factor: RBFI's step times the layer's measured ratio
+}
 # the elements of a 512^3 MLP that SECONDS_PER_EXAMPLE was measured on, and the conv path's
 # speed per element relative to the dense kernel's (benchmarks/results/conv-cpu.md: 0.82x)
 REFERENCE_ELEMENTS = 784 * 512 + 2 * 512 * 512
 CONV_SPEED = 0.82
 # one attack step on an example costs about this much for the cheap nets vs RBFI/RBF nets
-ATTACK_SCALE = {"rbfi": 1.0, "rbf": 1.0, "relu": 0.1, "sigmoid": 0.1}
+# (l_inf-dist nets at p = inf: 0.71x an RBFI layer's forward + backward, docs/linf-dist.md)
+ATTACK_SCALE = {"rbfi": 1.0, "rbf": 1.0, "relu": 0.1, "sigmoid": 0.1, "linf-dist": 0.71}
+# an l_inf-dist layer's forward + backward relative to the RBFI layer's (784 -> 512, batch 100,
+# one thread: docs/linf-dist.md, benchmarks/results/linf-cpu-1thread): an integer p (8, binary
+# powering), a fractional one (log2 and exp2 per term: p while annealed), p = inf (the max
+# kernel without pseudogradients)
+LINF_STEP_COST = {"integer": 2.1, "fractional": 5.4, "inf": 0.71}
+
+
+def linf_step_factor(config: TrainConfig) -> float:
+    """The mean cost of an l_inf-dist net's training step relative to an RBFI net's of the same
+    shape: p = p_start before the annealing window (fractions a, b of the steps), a fractional
+    p within it, p_end after it (inf when p_end >= 100, as the trainer does):
+    a c(p_start) + (b - a) c(fractional) + (1 - b) c(p_end), c from :data:`LINF_STEP_COST`."""
+
+    def cost(p: float) -> float:
+        if p >= 100:
+            return LINF_STEP_COST["inf"]
+        return LINF_STEP_COST["integer" if float(p).is_integer() else "fractional"]
+
+    a, b = config.linf_p_anneal
+    between = LINF_STEP_COST["fractional"] if b > a else 0.0
+    return a * cost(config.linf_p_start) + (b - a) * between + (1 - b) * cost(config.linf_p_end)
 
 
 def layers(profile: Profile, width: int | None = None, deep: bool = False) -> tuple[int, ...]:
@@ -61,16 +89,26 @@ def net(
     epochs: int | None = None,
     u_bounds: tuple[float, float] = (0.01, 3.0),
     model_settings: dict | None = None,
+    u_init: str | None = None,
     label: str = "",
     **train,
 ) -> Job:
     """A training job; RBFI nets default to alternating And / Or layers (^v^v, Table 1).
-    ``spec``: a layer spec (e.g. "c16k5s2,c32k4s2,512,10") instead of the profile's MLP;
-    ``model_settings``: other ModelConfig settings (e.g. w_bounds)."""
-    sizes = spec or layers(profile, width, deep)
+    ``spec``: the layers, output included, as a layer spec (e.g. "c16k5s2,c32k4s2,512,10") or
+    a tuple (default: 3 hidden layers of ``width``, or the deep ones); ``u_init``: how the u of
+    RBFI / RBF units start (default: by their kind); ``model_settings``: other ModelConfig
+    settings (e.g. w_bounds)."""
+    sizes = (
+        (spec if isinstance(spec, str) else tuple(spec)) if spec else layers(profile, width, deep)
+    )
     model_kwargs = dict(model_settings or {})
     if arch in ("rbfi", "rbf"):
-        model_kwargs = {"geometry": geometry, "u_bounds": u_bounds, **model_kwargs}
+        model_kwargs = {
+            "geometry": geometry,
+            "u_bounds": u_bounds,
+            "u_init": u_init,
+            **model_kwargs,
+        }
     model = ModelConfig(arch=arch, layers=sizes, **model_kwargs)
     config = TrainConfig(
         model=model,
@@ -86,6 +124,8 @@ def net(
         factor = 1 + 0.75 * (config.adv_steps or 0)
     elif config.certified_eps is not None:
         factor = 2.5
+    elif arch == "linf-dist":
+        factor = linf_step_factor(config)
     scale = elements(model) / REFERENCE_ELEMENTS
     cost = (
         config.epochs

@@ -1,8 +1,8 @@
-"""Studies beyond the paper's experiment section, items of ``rbfi reproduce`` like the paper's
-(one file per study); :data:`ITEMS` in the order they run."""
+"""Studies beyond the paper, one file per item (run by ``rbfi reproduce`` after the paper's);
+:data:`STUDIES` in the order they run. A new study is one file here and one line below."""
 
-from rbfi.experiments.studies import conv
+from rbfi.experiments.studies import conv, relatives
 
-ITEMS = {module.ITEM.name: module.ITEM for module in (conv,)}
+STUDIES = {module.ITEM.name: module.ITEM for module in (conv, relatives)}
 
-__all__ = ["ITEMS"]
+__all__ = ["STUDIES"]

@@ -101,6 +101,7 @@ class ConvItem(Item):
     name = "conv"
     title = "Convolutional RBFI nets: certified and attacked, against ReLU CNNs and RBFI MLPs"
     section = "beyond the paper (Sec. 7)"
+    paper = False
 
     def nets(self, profile) -> dict[str, Job]:
         mlps = BASELINES.nets(profile)  # the very jobs of Table 1 and the baselines item
@@ -166,7 +167,7 @@ class ConvItem(Item):
         }
         claims = self.claims(data, per_example, doubts)
         numbers = table(headers, rows, "ll" + "r" * (len(headers) - 2))
-        return page(self, caption, numbers, claims, data, figures, "The study's claims")
+        return page(self, caption, numbers, claims, data, figures)
 
     @staticmethod
     def claims(data: dict, flags: dict, doubts: list[stats.Doubt]) -> list[Claim]:
