@@ -34,10 +34,9 @@ from rbfi.ops.fused import (
     require_contiguous_float32,
     require_contiguous_float32_box,
 )
+from rbfi.ops.triton_tiles import launch, load_tile, store_tile
 
 LOG2E = 1.4426950408889634
-BLOCK_B, BLOCK_M, BLOCK_N = 16, 16, 16
-NUM_WARPS = 4
 
 
 @triton.jit
@@ -62,12 +61,9 @@ def _forward_kernel(
     for n0 in range(0, N, BN):
         rn = n0 + tl.arange(0, BN)
         mn = rn < N
-        x = tl.load(
-            x_ptr + rb[:, None] * N + rn[None, :], mask=(rb[:, None] < B) & mn[None, :], other=0.0
-        )
-        wu_mask = (rm[:, None] < M) & mn[None, :]
-        w = tl.load(w_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
-        u = tl.load(u_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
+        x = load_tile(x_ptr, rb, rn, B, N)
+        w = load_tile(w_ptr, rm, rn, M, N)
+        u = load_tile(u_ptr, rm, rn, M, N)
         t = u[None, :, :] * (x[:, None, :] - w[None, :, :])
         s = tl.where(mn[None, None, :], t * t, -1.0)
         blk = tl.max(s, axis=2)
@@ -75,11 +71,9 @@ def _forward_kernel(
             blk_i = tl.argmax(s, axis=2, tie_break_left=True).to(tl.int32) + n0
             best_i = tl.where(blk > best, blk_i, best_i)
         best = tl.maximum(best, blk)
-    out = rb[:, None] * M + rm[None, :]
-    out_mask = (rb[:, None] < B) & (rm[None, :] < M)
-    tl.store(z_ptr + out, best, mask=out_mask)
+    store_tile(z_ptr, best, rb, rm, B, M)
     if WANT_IDX:
-        tl.store(idx_ptr + out, best_i, mask=out_mask)
+        store_tile(idx_ptr, best_i, rb, rm, B, M)
 
 
 @triton.jit
@@ -109,24 +103,17 @@ def _backward_dx_kernel(
 ):
     rb = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    mb, mn = rb < B, rn < N
-    x = tl.load(x_ptr + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0)
+    x = load_tile(x_ptr, rb, rn, B, N)
     acc = tl.zeros((BB, BN), tl.float32)
     for m0 in range(0, M, BM):
         rm = (m0 + tl.arange(0, BM)).to(tl.int64)
-        mm = rm < M
-        w = tl.load(
-            w_ptr + rm[:, None] * N + rn[None, :], mask=mm[:, None] & mn[None, :], other=0.0
-        )
-        u = tl.load(
-            u_ptr + rm[:, None] * N + rn[None, :], mask=mm[:, None] & mn[None, :], other=0.0
-        )
-        zg_mask = mb[:, None] & mm[None, :]
-        z = tl.load(z_ptr + rb[:, None] * M + rm[None, :], mask=zg_mask, other=0.0)
-        g = tl.load(g_ptr + rb[:, None] * M + rm[None, :], mask=zg_mask, other=0.0)
+        w = load_tile(w_ptr, rm, rn, M, N)
+        u = load_tile(u_ptr, rm, rn, M, N)
+        z = load_tile(z_ptr, rb, rm, B, M)
+        g = load_tile(g_ptr, rb, rm, B, M)
         q, d = _q_tile(x, w, u, z, g, c)
         acc += tl.sum(q * u[None, :, :], axis=1)
-    tl.store(dx_ptr + rb[:, None] * N + rn[None, :], acc, mask=mb[:, None] & mn[None, :])
+    store_tile(dx_ptr, acc, rb, rn, B, N)
 
 
 @triton.jit
@@ -148,27 +135,20 @@ def _backward_params_kernel(
 ):
     rm = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    mm, mn = rm < M, rn < N
-    wu_mask = mm[:, None] & mn[None, :]
-    w = tl.load(w_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
-    u = tl.load(u_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
+    w = load_tile(w_ptr, rm, rn, M, N)
+    u = load_tile(u_ptr, rm, rn, M, N)
     acc_q = tl.zeros((BM, BN), tl.float32)
     acc_du = tl.zeros((BM, BN), tl.float32)
     for b0 in range(0, B, BB):
         rb = (b0 + tl.arange(0, BB)).to(tl.int64)
-        mb = rb < B
-        x = tl.load(
-            x_ptr + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0
-        )
-        zg_mask = mb[:, None] & mm[None, :]
-        z = tl.load(z_ptr + rb[:, None] * M + rm[None, :], mask=zg_mask, other=0.0)
-        g = tl.load(g_ptr + rb[:, None] * M + rm[None, :], mask=zg_mask, other=0.0)
+        x = load_tile(x_ptr, rb, rn, B, N)
+        z = load_tile(z_ptr, rb, rm, B, M)
+        g = load_tile(g_ptr, rb, rm, B, M)
         q, d = _q_tile(x, w, u, z, g, c)
         acc_q += tl.sum(q, axis=0)
         acc_du += tl.sum(q * d, axis=0)
-    out = rm[:, None] * N + rn[None, :]
-    tl.store(dw_ptr + out, -u * acc_q, mask=wu_mask)
-    tl.store(du_ptr + out, acc_du, mask=wu_mask)
+    store_tile(dw_ptr, -u * acc_q, rm, rn, M, N)
+    store_tile(du_ptr, acc_du, rm, rn, M, N)
 
 
 def triton_forward(x: Tensor, w: Tensor, u: Tensor, want_idx: bool) -> tuple[Tensor, Tensor | None]:
@@ -177,22 +157,7 @@ def triton_forward(x: Tensor, w: Tensor, u: Tensor, want_idx: bool) -> tuple[Ten
     (B, N), M = x.shape, w.shape[0]
     z = torch.empty(B, M, dtype=torch.float32, device=x.device)
     idx = torch.empty(B, M, dtype=torch.int32, device=x.device) if want_idx else z
-    grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(M, BLOCK_M))
-    _forward_kernel[grid](
-        x,
-        w,
-        u,
-        z,
-        idx,
-        B,
-        M,
-        N,
-        WANT_IDX=want_idx,
-        BB=BLOCK_B,
-        BM=BLOCK_M,
-        BN=BLOCK_N,
-        num_warps=NUM_WARPS,
-    )
+    launch(_forward_kernel, "BM", (x, w, u, z, idx), B, M, N, WANT_IDX=want_idx)
     return z, idx if want_idx else None
 
 
@@ -214,30 +179,10 @@ def triton_backward_pseudo(
     dx = dw = du = None
     if need_x:
         dx = torch.empty_like(x)
-        grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(N, BLOCK_N))
-        _backward_dx_kernel[grid](
-            x, w, u, z, g, dx, B, M, N, c, BB=BLOCK_B, BM=BLOCK_M, BN=BLOCK_N, num_warps=NUM_WARPS
-        )
+        launch(_backward_dx_kernel, "BN", (x, w, u, z, g, dx), B, M, N, c)
     if need_params:
         dw, du = torch.empty_like(w), torch.empty_like(u)
-        grid = (triton.cdiv(M, BLOCK_M), triton.cdiv(N, BLOCK_N))
-        _backward_params_kernel[grid](
-            x,
-            w,
-            u,
-            z,
-            g,
-            dw,
-            du,
-            B,
-            M,
-            N,
-            c,
-            BB=BLOCK_B,
-            BM=BLOCK_M,
-            BN=BLOCK_N,
-            num_warps=NUM_WARPS,
-        )
+        launch(_backward_params_kernel, "MN", (x, w, u, z, g, dw, du), B, M, N, c)
     return dx, dw, du
 
 
@@ -285,12 +230,10 @@ def _interval_forward_kernel(
     for n0 in range(0, N, BN):
         rn = n0 + tl.arange(0, BN)
         mn = rn < N
-        x_off, x_mask = rb[:, None] * N + rn[None, :], (rb[:, None] < B) & mn[None, :]
-        lo = tl.load(lo_ptr + x_off, mask=x_mask, other=0.0)
-        hi = tl.load(hi_ptr + x_off, mask=x_mask, other=0.0)
-        wu_mask = (rm[:, None] < M) & mn[None, :]
-        w = tl.load(w_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
-        u = tl.load(u_ptr + rm[:, None] * N + rn[None, :], mask=wu_mask, other=0.0)
+        lo = load_tile(lo_ptr, rb, rn, B, N)
+        hi = load_tile(hi_ptr, rb, rn, B, N)
+        w = load_tile(w_ptr, rm, rn, M, N)
+        u = load_tile(u_ptr, rm, rn, M, N)
         d_n, d_f, _ = _near_far_tile(lo, hi, w)
         t_n = u[None, :, :] * d_n
         t_f = u[None, :, :] * d_f
@@ -305,13 +248,11 @@ def _interval_forward_kernel(
             idx_f = tl.where(blk_f > best_f, blk_if, idx_f)
         best_n = tl.maximum(best_n, blk_n)
         best_f = tl.maximum(best_f, blk_f)
-    out = rb[:, None] * M + rm[None, :]
-    out_mask = (rb[:, None] < B) & (rm[None, :] < M)
-    tl.store(zl_ptr + out, best_n, mask=out_mask)
-    tl.store(zh_ptr + out, best_f, mask=out_mask)
+    store_tile(zl_ptr, best_n, rb, rm, B, M)
+    store_tile(zh_ptr, best_f, rb, rm, B, M)
     if WANT_IDX:
-        tl.store(il_ptr + out, idx_n, mask=out_mask)
-        tl.store(ih_ptr + out, idx_f, mask=out_mask)
+        store_tile(il_ptr, idx_n, rb, rm, B, M)
+        store_tile(ih_ptr, idx_f, rb, rm, B, M)
 
 
 @triton.jit
@@ -353,29 +294,24 @@ def _interval_backward_x_kernel(
 ):
     rb = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    mb, mn = rb < B, rn < N
-    x_off, x_mask = rb[:, None] * N + rn[None, :], mb[:, None] & mn[None, :]
-    lo = tl.load(lo_ptr + x_off, mask=x_mask, other=0.0)
-    hi = tl.load(hi_ptr + x_off, mask=x_mask, other=0.0)
+    lo = load_tile(lo_ptr, rb, rn, B, N)
+    hi = load_tile(hi_ptr, rb, rn, B, N)
     acc_lo = tl.zeros((BB, BN), tl.float32)
     acc_hi = tl.zeros((BB, BN), tl.float32)
     for m0 in range(0, M, BM):
         rm = (m0 + tl.arange(0, BM)).to(tl.int64)
-        mm = rm < M
-        wu_off, wu_mask = rm[:, None] * N + rn[None, :], mm[:, None] & mn[None, :]
-        w = tl.load(w_ptr + wu_off, mask=wu_mask, other=0.0)
-        u = tl.load(u_ptr + wu_off, mask=wu_mask, other=0.0)
-        zg_off, zg_mask = rb[:, None] * M + rm[None, :], mb[:, None] & mm[None, :]
-        zl = tl.load(zl_ptr + zg_off, mask=zg_mask, other=0.0)
-        zh = tl.load(zh_ptr + zg_off, mask=zg_mask, other=0.0)
-        gl = tl.load(gl_ptr + zg_off, mask=zg_mask, other=0.0)
-        gh = tl.load(gh_ptr + zg_off, mask=zg_mask, other=0.0)
+        w = load_tile(w_ptr, rm, rn, M, N)
+        u = load_tile(u_ptr, rm, rn, M, N)
+        zl = load_tile(zl_ptr, rb, rm, B, M)
+        zh = load_tile(zh_ptr, rb, rm, B, M)
+        gl = load_tile(gl_ptr, rb, rm, B, M)
+        gh = load_tile(gh_ptr, rb, rm, B, M)
         q_n, q_f, d_n, d_f, far_hi = _interval_q_tile(lo, hi, w, u, zl, zh, gl, gh, c)
         # near and far ends are opposite whenever q_n != 0 (w inside the interval: q_n = 0)
         acc_hi += tl.sum(tl.where(far_hi, q_f, q_n) * u[None, :, :], axis=1)
         acc_lo += tl.sum(tl.where(far_hi, q_n, q_f) * u[None, :, :], axis=1)
-    tl.store(dlo_ptr + x_off, acc_lo, mask=x_mask)
-    tl.store(dhi_ptr + x_off, acc_hi, mask=x_mask)
+    store_tile(dlo_ptr, acc_lo, rb, rn, B, N)
+    store_tile(dhi_ptr, acc_hi, rb, rn, B, N)
 
 
 @triton.jit
@@ -400,28 +336,23 @@ def _interval_backward_params_kernel(
 ):
     rm = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    mm, mn = rm < M, rn < N
-    wu_off, wu_mask = rm[:, None] * N + rn[None, :], mm[:, None] & mn[None, :]
-    w = tl.load(w_ptr + wu_off, mask=wu_mask, other=0.0)
-    u = tl.load(u_ptr + wu_off, mask=wu_mask, other=0.0)
+    w = load_tile(w_ptr, rm, rn, M, N)
+    u = load_tile(u_ptr, rm, rn, M, N)
     acc_q = tl.zeros((BM, BN), tl.float32)
     acc_du = tl.zeros((BM, BN), tl.float32)
     for b0 in range(0, B, BB):
         rb = (b0 + tl.arange(0, BB)).to(tl.int64)
-        mb = rb < B
-        x_off, x_mask = rb[:, None] * N + rn[None, :], mb[:, None] & mn[None, :]
-        lo = tl.load(lo_ptr + x_off, mask=x_mask, other=0.0)
-        hi = tl.load(hi_ptr + x_off, mask=x_mask, other=0.0)
-        zg_off, zg_mask = rb[:, None] * M + rm[None, :], mb[:, None] & mm[None, :]
-        zl = tl.load(zl_ptr + zg_off, mask=zg_mask, other=0.0)
-        zh = tl.load(zh_ptr + zg_off, mask=zg_mask, other=0.0)
-        gl = tl.load(gl_ptr + zg_off, mask=zg_mask, other=0.0)
-        gh = tl.load(gh_ptr + zg_off, mask=zg_mask, other=0.0)
+        lo = load_tile(lo_ptr, rb, rn, B, N)
+        hi = load_tile(hi_ptr, rb, rn, B, N)
+        zl = load_tile(zl_ptr, rb, rm, B, M)
+        zh = load_tile(zh_ptr, rb, rm, B, M)
+        gl = load_tile(gl_ptr, rb, rm, B, M)
+        gh = load_tile(gh_ptr, rb, rm, B, M)
         q_n, q_f, d_n, d_f, far_hi = _interval_q_tile(lo, hi, w, u, zl, zh, gl, gh, c)
         acc_q += tl.sum(q_n + q_f, axis=0)
         acc_du += tl.sum(q_n * d_n + q_f * d_f, axis=0)
-    tl.store(dw_ptr + wu_off, -u * acc_q, mask=wu_mask)
-    tl.store(du_ptr + wu_off, acc_du, mask=wu_mask)
+    store_tile(dw_ptr, -u * acc_q, rm, rn, M, N)
+    store_tile(du_ptr, acc_du, rm, rn, M, N)
 
 
 def triton_interval_forward(
@@ -435,25 +366,8 @@ def triton_interval_forward(
     z_hi = torch.empty(B, M, dtype=torch.float32, device=lo.device)
     idx_lo = torch.empty(B, M, dtype=torch.int32, device=lo.device) if want_idx else z_lo
     idx_hi = torch.empty(B, M, dtype=torch.int32, device=lo.device) if want_idx else z_hi
-    grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(M, BLOCK_M))
-    _interval_forward_kernel[grid](
-        lo,
-        hi,
-        w,
-        u,
-        z_lo,
-        z_hi,
-        idx_lo,
-        idx_hi,
-        B,
-        M,
-        N,
-        WANT_IDX=want_idx,
-        BB=BLOCK_B,
-        BM=BLOCK_M,
-        BN=BLOCK_N,
-        num_warps=NUM_WARPS,
-    )
+    arrays = (lo, hi, w, u, z_lo, z_hi, idx_lo, idx_hi)
+    launch(_interval_forward_kernel, "BM", arrays, B, M, N, WANT_IDX=want_idx)
     if not want_idx:
         return z_lo, z_hi, None, None
     return z_lo, z_hi, idx_lo, idx_hi
@@ -479,19 +393,14 @@ def triton_interval_backward_pseudo(
     zl, zh, gl, gh = (t.to(torch.float32).contiguous() for t in (z_lo, z_hi, g_lo, g_hi))
     c = float(beta) * LOG2E
     dlo = dhi = dw = du = None
-    blocks = dict(BB=BLOCK_B, BM=BLOCK_M, BN=BLOCK_N, num_warps=NUM_WARPS)
     if need_x:
         dlo, dhi = torch.empty_like(lo), torch.empty_like(hi)
-        grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(N, BLOCK_N))
-        _interval_backward_x_kernel[grid](
-            lo, hi, w, u, zl, zh, gl, gh, dlo, dhi, B, M, N, c, **blocks
-        )
+        arrays = (lo, hi, w, u, zl, zh, gl, gh, dlo, dhi)
+        launch(_interval_backward_x_kernel, "BN", arrays, B, M, N, c)
     if need_params:
         dw, du = torch.empty_like(w), torch.empty_like(u)
-        grid = (triton.cdiv(M, BLOCK_M), triton.cdiv(N, BLOCK_N))
-        _interval_backward_params_kernel[grid](
-            lo, hi, w, u, zl, zh, gl, gh, dw, du, B, M, N, c, **blocks
-        )
+        arrays = (lo, hi, w, u, zl, zh, gl, gh, dw, du)
+        launch(_interval_backward_params_kernel, "MN", arrays, B, M, N, c)
     return dlo, dhi, dw, du
 
 

@@ -18,15 +18,22 @@ import triton.language as tl
 from torch import Tensor
 
 from rbfi.ops.fused import FusedLpOps, require_contiguous_float32_pair
-
-BLOCK_B, BLOCK_M, BLOCK_N = 16, 16, 16
-NUM_WARPS = 4
+from rbfi.ops.triton_tiles import launch, load_tile, store_tile
 
 
 @triton.jit
 def _pow01(r, q):
     """r^q for r in [0, 1] and q >= 0 (0 where r = 0, whatever q)."""
     return tl.where(r > 0.0, tl.exp2(q * tl.log2(tl.maximum(r, 1e-38))), 0.0)
+
+
+@triton.jit
+def _abs_diff_tile(x_ptr, w_ptr, rb, rm, n0, B, M, N, BN: tl.constexpr):
+    """|x - w| on the (BB, BM, BN) tile of inputs n0 .. n0 + BN (0 outside the arrays)."""
+    rn = n0 + tl.arange(0, BN)
+    x = load_tile(x_ptr, rb, rn, B, N)
+    w = load_tile(w_ptr, rm, rn, M, N)
+    return tl.abs(x[:, None, :] - w[None, :, :])
 
 
 @triton.jit
@@ -46,31 +53,14 @@ def _lp_forward_kernel(
     rm = (tl.program_id(1) * BM + tl.arange(0, BM)).to(tl.int64)
     m = tl.zeros((BB, BM), tl.float32)
     for n0 in range(0, N, BN):  # pass 1: the row maximum of |x - w|
-        rn = n0 + tl.arange(0, BN)
-        mn = rn < N
-        x = tl.load(
-            x_ptr + rb[:, None] * N + rn[None, :], mask=(rb[:, None] < B) & mn[None, :], other=0.0
-        )
-        w = tl.load(
-            w_ptr + rm[:, None] * N + rn[None, :], mask=(rm[:, None] < M) & mn[None, :], other=0.0
-        )
-        m = tl.maximum(m, tl.max(tl.abs(x[:, None, :] - w[None, :, :]), axis=2))
+        m = tl.maximum(m, tl.max(_abs_diff_tile(x_ptr, w_ptr, rb, rm, n0, B, M, N, BN), axis=2))
     inv_m = tl.where(m > 0.0, 1.0 / tl.where(m > 0.0, m, 1.0), 0.0)
     s = tl.zeros((BB, BM), tl.float32)
     for n0 in range(0, N, BN):  # pass 2: sum of (|x - w| / m)^p, in [1, N]
-        rn = n0 + tl.arange(0, BN)
-        mn = rn < N
-        x = tl.load(
-            x_ptr + rb[:, None] * N + rn[None, :], mask=(rb[:, None] < B) & mn[None, :], other=0.0
-        )
-        w = tl.load(
-            w_ptr + rm[:, None] * N + rn[None, :], mask=(rm[:, None] < M) & mn[None, :], other=0.0
-        )
-        r = tl.abs(x[:, None, :] - w[None, :, :]) * inv_m[:, :, None]
+        r = _abs_diff_tile(x_ptr, w_ptr, rb, rm, n0, B, M, N, BN) * inv_m[:, :, None]
         s += tl.sum(_pow01(r, p), axis=2)
     y = tl.where(m > 0.0, m * tl.exp2(tl.log2(tl.maximum(s, 1.0)) / p), 0.0)
-    out = rb[:, None] * M + rm[None, :]
-    tl.store(y_ptr + out, y, mask=(rb[:, None] < B) & (rm[None, :] < M))
+    store_tile(y_ptr, y, rb, rm, B, M)
 
 
 @triton.jit
@@ -98,20 +88,15 @@ def _lp_backward_dx_kernel(
 ):
     rb = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    mb, mn = rb < B, rn < N
-    x = tl.load(x_ptr + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0)
+    x = load_tile(x_ptr, rb, rn, B, N)
     acc = tl.zeros((BB, BN), tl.float32)
     for m0 in range(0, M, BM):
         rm = (m0 + tl.arange(0, BM)).to(tl.int64)
-        mm = rm < M
-        w = tl.load(
-            w_ptr + rm[:, None] * N + rn[None, :], mask=mm[:, None] & mn[None, :], other=0.0
-        )
-        gmask = mb[:, None] & mm[None, :]
-        gy = tl.load(gy_ptr + rb[:, None] * M + rm[None, :], mask=gmask, other=0.0)
-        iy = tl.load(iy_ptr + rb[:, None] * M + rm[None, :], mask=gmask, other=0.0)
+        w = load_tile(w_ptr, rm, rn, M, N)
+        gy = load_tile(gy_ptr, rb, rm, B, M)
+        iy = load_tile(iy_ptr, rb, rm, B, M)
         acc += tl.sum(_lp_q_tile(x, w, gy, iy, q), axis=1)
-    tl.store(dx_ptr + rb[:, None] * N + rn[None, :], acc, mask=mb[:, None] & mn[None, :])
+    store_tile(dx_ptr, acc, rb, rn, B, N)
 
 
 @triton.jit
@@ -131,21 +116,15 @@ def _lp_backward_dw_kernel(
 ):
     rm = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    mm, mn = rm < M, rn < N
-    w_mask = mm[:, None] & mn[None, :]
-    w = tl.load(w_ptr + rm[:, None] * N + rn[None, :], mask=w_mask, other=0.0)
+    w = load_tile(w_ptr, rm, rn, M, N)
     acc = tl.zeros((BM, BN), tl.float32)
     for b0 in range(0, B, BB):
         rb = (b0 + tl.arange(0, BB)).to(tl.int64)
-        mb = rb < B
-        x = tl.load(
-            x_ptr + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0
-        )
-        gmask = mb[:, None] & mm[None, :]
-        gy = tl.load(gy_ptr + rb[:, None] * M + rm[None, :], mask=gmask, other=0.0)
-        iy = tl.load(iy_ptr + rb[:, None] * M + rm[None, :], mask=gmask, other=0.0)
+        x = load_tile(x_ptr, rb, rn, B, N)
+        gy = load_tile(gy_ptr, rb, rm, B, M)
+        iy = load_tile(iy_ptr, rb, rm, B, M)
         acc += tl.sum(_lp_q_tile(x, w, gy, iy, q), axis=0)
-    tl.store(dw_ptr + rm[:, None] * N + rn[None, :], -acc, mask=w_mask)
+    store_tile(dw_ptr, -acc, rm, rn, M, N)
 
 
 def triton_lp_forward(x: Tensor, w: Tensor, p: float) -> Tensor:
@@ -153,10 +132,7 @@ def triton_lp_forward(x: Tensor, w: Tensor, p: float) -> Tensor:
     require_contiguous_float32_pair("triton", x, w)
     (B, N), M = x.shape, w.shape[0]
     y = torch.empty(B, M, dtype=torch.float32, device=x.device)
-    grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(M, BLOCK_M))
-    _lp_forward_kernel[grid](
-        x, w, y, B, M, N, float(p), BB=BLOCK_B, BM=BLOCK_M, BN=BLOCK_N, num_warps=NUM_WARPS
-    )
+    launch(_lp_forward_kernel, "BM", (x, w, y), B, M, N, float(p))
     return y
 
 
@@ -169,16 +145,13 @@ def triton_lp_backward(
     positive = y > 0
     gy = torch.where(positive, g.to(torch.float32), 0.0).contiguous()
     iy = torch.where(positive, 1.0 / torch.where(positive, y, 1.0), 0.0).contiguous()
-    blocks = dict(BB=BLOCK_B, BM=BLOCK_M, BN=BLOCK_N, num_warps=NUM_WARPS)
     dx = dw = None
     if need_x:
         dx = torch.empty_like(x)
-        grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(N, BLOCK_N))
-        _lp_backward_dx_kernel[grid](x, w, gy, iy, dx, B, M, N, float(p) - 1.0, **blocks)
+        launch(_lp_backward_dx_kernel, "BN", (x, w, gy, iy, dx), B, M, N, float(p) - 1.0)
     if need_w:
         dw = torch.empty_like(w)
-        grid = (triton.cdiv(M, BLOCK_M), triton.cdiv(N, BLOCK_N))
-        _lp_backward_dw_kernel[grid](x, w, gy, iy, dw, B, M, N, float(p) - 1.0, **blocks)
+        launch(_lp_backward_dw_kernel, "MN", (x, w, gy, iy, dw), B, M, N, float(p) - 1.0)
     return dx, dw
 
 
