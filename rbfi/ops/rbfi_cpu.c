@@ -159,6 +159,18 @@ INLINE float sexp2(float y) {
 
 static int clamp_threads(int nthreads) { return nthreads < 1 ? 1 : nthreads; }
 
+/* This thread's number and the team's size, inside a parallel region (0 and 1 without
+ * OpenMP). */
+INLINE void thread_slot(int *tid, int *nt) {
+#ifdef _OPENMP
+    *tid = omp_get_thread_num();
+    *nt = omp_get_num_threads();
+#else
+    *tid = 0;
+    *nt = 1;
+#endif
+}
+
 /* Where v > best (strict): best = v, idx = iv. Where v < best when LESS. */
 INLINE void vargext_step(vf *best, vi *idx, vf v, vi iv, const int LESS) {
 #if defined(__AVX512F__)
@@ -644,6 +656,26 @@ static int bwd_uv_params(const float *x, const float *w, const float *u, const f
 }
 
 
+/* bwd_block's scratch, one per thread, for up to `rows` rows: zcT and g2T (rows x JB), denseT
+ * (rows). bwd_scratch_alloc returns 0 when an allocation failed (free it all the same). */
+typedef struct {
+    float *zcT, *g2T;
+    int *denseT;
+} bwd_scratch_t;
+
+static int bwd_scratch_alloc(bwd_scratch_t *s, size_t rows) {
+    s->zcT = (float *)malloc(sizeof(float) * rows * JB);
+    s->g2T = (float *)malloc(sizeof(float) * rows * JB);
+    s->denseT = (int *)malloc(sizeof(int) * rows);
+    return s->zcT && s->g2T && s->denseT;
+}
+
+static void bwd_scratch_free(bwd_scratch_t *s) {
+    free(s->zcT);
+    free(s->g2T);
+    free(s->denseT);
+}
+
 /*
  * Rows split instead of units, for many rows and few units (conv layers: B = batch x patches).
  * The unit split below gives each chunk of units its own buffer for dx (B N floats each: 18 MB
@@ -680,16 +712,10 @@ static int bwd_rows(const float *x, const float *w, const float *u, const float 
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(+ : total_skipped)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int tid = 0, nt = 1;
-#endif
-        const size_t rows = (size_t)(B / nchunks + 1);
-        float *zcT = (float *)malloc(sizeof(float) * rows * JB);
-        float *g2T = (float *)malloc(sizeof(float) * rows * JB);
-        int *denseT = (int *)malloc(sizeof(int) * rows);
-        const int ok = zcT && g2T && denseT;
+        int tid, nt;
+        thread_slot(&tid, &nt);
+        bwd_scratch_t sc;
+        const int ok = bwd_scratch_alloc(&sc, (size_t)(B / nchunks + 1));
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -704,12 +730,11 @@ static int bwd_rows(const float *x, const float *w, const float *u, const float 
                 const int64_t j0 = blk * JB;
                 const int nj = M - j0 < JB ? (int)(M - j0) : JB;
                 total_skipped += bwd_block(x + b0 * N, w, u, z + b0 * M, g + b0 * M, nb, M, N, j0,
-                                           nj, c, y_thr, zcT, g2T, denseT, dx + b0 * N, dwc, duc);
+                                           nj, c, y_thr, sc.zcT, sc.g2T, sc.denseT, dx + b0 * N,
+                                           dwc, duc);
             }
         }
-        free(zcT);
-        free(g2T);
-        free(denseT);
+        bwd_scratch_free(&sc);
         /* (implicit barrier above) add the chunks' dw, du in chunk order, split by thread */
         if (want_p && nchunks > 1) {
             const int64_t k_lo = mn * tid / nt, k_hi = mn * (tid + 1) / nt;
@@ -779,16 +804,10 @@ int rbfi_backward_pseudo_layout(const float *x, const float *w, const float *u,
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(+ : total_skipped)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int tid = 0, nt = 1;
-#endif
-        const size_t rows = (size_t)(B > 0 ? B : 1);
-        float *zcT = (float *)malloc(sizeof(float) * rows * JB);
-        float *g2T = (float *)malloc(sizeof(float) * rows * JB);
-        int *denseT = (int *)malloc(sizeof(int) * rows);
-        const int ok = zcT && g2T && denseT;
+        int tid, nt;
+        thread_slot(&tid, &nt);
+        bwd_scratch_t sc;
+        const int ok = bwd_scratch_alloc(&sc, (size_t)(B > 0 ? B : 1));
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -800,13 +819,11 @@ int rbfi_backward_pseudo_layout(const float *x, const float *w, const float *u,
             for (int64_t blk = nblocks * ch / nchunks; blk < nblocks * (ch + 1) / nchunks; blk++) {
                 const int64_t j0 = blk * JB;
                 const int nj = M - j0 < JB ? (int)(M - j0) : JB;
-                total_skipped += bwd_block(x, w, u, z, g, B, M, N, j0, nj, c, y_thr, zcT, g2T,
-                                           denseT, dxc, dw, du);
+                total_skipped += bwd_block(x, w, u, z, g, B, M, N, j0, nj, c, y_thr, sc.zcT,
+                                           sc.g2T, sc.denseT, dxc, dw, du);
             }
         }
-        free(zcT);
-        free(g2T);
-        free(denseT);
+        bwd_scratch_free(&sc);
         /* (implicit barrier above) add the chunk buffers in chunk order, rows split by thread */
         if (want_dx && nchunks > 1) {
             const int64_t r_lo = B * tid / nt, r_hi = B * (tid + 1) / nt;
@@ -1391,11 +1408,8 @@ int rbfi_interval_backward_pseudo(const float *lo, const float *hi, const float 
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int tid = 0, nt = 1;
-#endif
+        int tid, nt;
+        thread_slot(&tid, &nt);
         const size_t rows = (size_t)B;
         irow_t rs;
         rs.zl = (float *)malloc(sizeof(float) * rows * IJB * 4);
@@ -1501,11 +1515,8 @@ int rbfi_interval_backward_argmax(const float *lo, const float *hi, const float 
     const int64_t rows_per_block = N >= 32768 ? 1 : 32768 / N;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B * M >= 4096)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int tid = 0, nt = 1;
-#endif
+        int tid, nt;
+        thread_slot(&tid, &nt);
         const int64_t j_lo = M * tid / nt, j_hi = M * (tid + 1) / nt; /* this thread's units */
         for (int64_t j = j_lo; j < j_hi && dw; j++) { /* zeroed by the thread that sums them */
             memset(dw + j * N, 0, sizeof(float) * (size_t)N);
