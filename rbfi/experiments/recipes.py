@@ -119,7 +119,8 @@ class ConvStudy:
 
 
 def adversarial(regime: str, epochs: int, steps: int, batch: int) -> Recipe:
-    """A ReLU net with Madry's PGD ("madry") or TRADES at eps 0.3 (paper/baselines.py)."""
+    """A ReLU net with Madry's PGD ("madry") or TRADES at eps 0.3: the one definition of the
+    baselines' adversarial recipes (the baselines item's MLPs, the conv study's CNNs)."""
     extra = {"trades_beta": 6.0} if regime == "trades" else {}
     return recipe(
         "relu",
@@ -137,7 +138,8 @@ def adversarial(regime: str, epochs: int, steps: int, batch: int) -> Recipe:
 
 
 def ibp(eps_train: float, epochs: int) -> Recipe:
-    """A ReLU net with IBP at ``eps_train`` (paper/baselines.py's recipe)."""
+    """A ReLU net with IBP at ``eps_train``: the one definition of the baselines' IBP recipe
+    (the baselines item's MLP, the conv study's CNNs)."""
     return recipe(
         "relu",
         epochs,

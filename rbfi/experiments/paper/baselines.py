@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import rbfi.stats as stats
 from rbfi.evaluation.curves import learning_curves_png
 from rbfi.evaluation.results import row_flags
-from rbfi.experiments.paper.common import net, strong_eval
+from rbfi.experiments.paper.common import net, recipe_net, strong_eval
+from rbfi.experiments.recipes import adversarial, ibp
 from rbfi.experiments.render import claim, curves_png, page, table
 from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
 
@@ -74,45 +75,18 @@ def target_of(training: Mapping) -> Target | None:
 
 
 def relu_adversarial(profile, regime: str) -> Job:
-    """ReLU 512^3 with Madry PGD training or TRADES at eps 0.3, eps ramped over half the steps."""
-    extra = {"trades_beta": 6.0} if regime == "trades" else {}
-    return net(
-        profile,
-        "relu",
-        0,
-        epochs=profile.baseline_epochs,
-        batch_size=profile.baseline_batch,
-        optimizer="adam",
-        lr=1e-3,
-        lr_schedule="cosine",
-        adversarial=regime,
-        adv_eps=0.3,
-        adv_eps_ramp=0.5,
-        adv_steps=profile.baseline_steps,
-        label=f"ReLU {regime} baseline",
-        **extra,
+    """ReLU 512^3 with Madry PGD training or TRADES at eps 0.3, eps ramped over half the steps
+    (:func:`rbfi.experiments.recipes.adversarial` at the profile's epochs, steps and batch)."""
+    recipe = adversarial(
+        regime, profile.baseline_epochs, profile.baseline_steps, profile.baseline_batch
     )
+    return recipe_net(profile, recipe, f"ReLU {regime} baseline")
 
 
 def relu_ibp(profile) -> Job:
-    """ReLU 512^3 with IBP at eps_train 0.2 (Gowal et al. 2018's for test eps 0.1, shortened)."""
-    return net(
-        profile,
-        "relu",
-        0,
-        epochs=profile.ibp_epochs,
-        optimizer="adam",
-        lr=5e-4,
-        lr_schedule="step",
-        lr_decay_at=(0.75, 0.9),
-        lr_decay_factor=0.1,
-        certified_eps=0.2,
-        certified_warmup=0.05,
-        certified_ramp=0.6,
-        certified_weight=0.5,
-        certified_loss="cross_entropy",
-        label="ReLU IBP baseline",
-    )
+    """ReLU 512^3 with IBP at eps_train 0.2 (Gowal et al. 2018's for test eps 0.1, shortened;
+    :func:`rbfi.experiments.recipes.ibp`)."""
+    return recipe_net(profile, ibp(0.2, profile.ibp_epochs), "ReLU IBP baseline")
 
 
 class Baselines(Item):

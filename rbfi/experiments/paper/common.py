@@ -9,6 +9,7 @@ from dataclasses import replace
 from rbfi.attacks.suites import SuiteOptions
 from rbfi.evaluation import EvalConfig
 from rbfi.experiments.profiles import Profile
+from rbfi.experiments.recipes import Recipe
 from rbfi.experiments.spec import Job, evaluate_job, train_job
 from rbfi.models import ModelConfig
 from rbfi.training import TrainConfig
@@ -135,6 +136,24 @@ def net(
         * max(scale, 0.05)
     )
     return train_job(config, label or f"{model.describe()} seed {seed}", cost=cost)
+
+
+def recipe_net(profile: Profile, recipe: Recipe, label: str, **model) -> Job:
+    """The training job of ``recipe`` under ``profile`` (:func:`net` with the recipe's kind,
+    epochs, seed (default 0), model settings and training settings); ``model``: :func:`net`'s
+    layer keywords (``spec``, ``geometry``)."""
+    train = recipe.train()
+    seed = train.pop("seed", 0)
+    return net(
+        profile,
+        recipe.arch,
+        seed,
+        epochs=recipe.epochs,
+        model_settings=recipe.model(),
+        label=label,
+        **model,
+        **train,
+    )
 
 
 def transfer_source(profile: Profile) -> Job:

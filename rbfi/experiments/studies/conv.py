@@ -36,7 +36,7 @@ import rbfi.stats as stats
 from rbfi.evaluation.curves import learning_curves_png
 from rbfi.experiments.paper.baselines import ITEM as BASELINES
 from rbfi.experiments.paper.baselines import accuracy_png, summarise
-from rbfi.experiments.paper.common import net, strong_eval, transfer_source
+from rbfi.experiments.paper.common import recipe_net, strong_eval, transfer_source
 from rbfi.experiments.paper.measure import clean
 from rbfi.experiments.render import claim, page, table
 from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
@@ -68,19 +68,9 @@ def study_net(profile, name: str) -> Job:
     """The training job of the CNN ``name`` (a key of :data:`RECIPES`) under ``profile``."""
     study = profile.conv
     field = RECIPES[name]
-    recipe, model = getattr(study, field), study.model(field)
-    train = recipe.train()
-    seed = train.pop("seed", 0)
-    return net(
-        profile,
-        recipe.arch,
-        seed,
-        spec=model.layers,
-        geometry=model.geometry,
-        epochs=recipe.epochs,
-        model_settings=recipe.model(),
-        label=name,
-        **train,
+    model = study.model(field)
+    return recipe_net(
+        profile, getattr(study, field), name, spec=model.layers, geometry=model.geometry
     )
 
 
