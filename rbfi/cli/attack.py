@@ -10,7 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.cli.options import (
+    add_common,
+    add_config_options,
+    checkpoint_ref,
+    checkpoint_test_data,
+    config_from_args,
+)
 from rbfi.data import DataOptions
 from rbfi.evaluation import EvalConfig
 
@@ -66,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
 def _attack(args: argparse.Namespace, config: EvalConfig, out_dir: Path) -> int:
     from dataclasses import replace
 
-    from rbfi.data import checkpoint_test_set
     from rbfi.evaluation import SoundnessError, evaluate_robustness, to_markdown, write_results
     from rbfi.evaluation.report import refuse_overwrite, summary
     from rbfi.models import load_model
@@ -77,14 +82,7 @@ def _attack(args: argparse.Namespace, config: EvalConfig, out_dir: Path) -> int:
     source = (
         load_model(args.transfer_source, map_location=args.device) if args.transfer_source else None
     )
-    data = config_from_args(DataOptions, args)
-    test = checkpoint_test_set(
-        args.checkpoint,
-        args.limit,
-        dataset=data.dataset,
-        data_dir=data.data_dir,
-        pixel_scale=config.pixel_scale,
-    )
+    test = checkpoint_test_data(args, config.pixel_scale)
     config = replace(config, pixel_scale=test.pixel_scale)
     x, y = test.x, test.y
     try:

@@ -10,7 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.cli.options import (
+    add_common,
+    add_config_options,
+    checkpoint_ref,
+    checkpoint_test_data,
+    config_from_args,
+)
 from rbfi.data import DataOptions
 from rbfi.evaluation.config import CertifyConfig
 
@@ -52,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _certify(args: argparse.Namespace, config: CertifyConfig, out_dir: Path) -> int:
-    from rbfi.data import checkpoint_test_set
     from rbfi.evaluation.certification import (
         RESULT_FILES,
         certify_grid,
@@ -65,14 +70,7 @@ def _certify(args: argparse.Namespace, config: CertifyConfig, out_dir: Path) -> 
 
     refuse_overwrite(out_dir, args.overwrite, RESULT_FILES)
     model = load_model(args.checkpoint, map_location=args.device)
-    data = config_from_args(DataOptions, args)
-    test = checkpoint_test_set(
-        args.checkpoint,
-        args.limit,
-        dataset=data.dataset,
-        data_dir=data.data_dir,
-        pixel_scale=config.pixel_scale,
-    )
+    test = checkpoint_test_data(args, config.pixel_scale)
     results = certify_grid(
         model,
         test.x,

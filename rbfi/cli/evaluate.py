@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from rbfi.cli.options import add_common, add_config_options, checkpoint_ref, config_from_args
+from rbfi.cli.options import (
+    add_common,
+    add_config_options,
+    checkpoint_ref,
+    checkpoint_test_data,
+    config_from_args,
+)
 from rbfi.data import DataOptions
 from rbfi.evaluation.config import AccuracyConfig
 
@@ -22,19 +28,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rbfi.data import checkpoint_test_set
     from rbfi.models import evaluate, load_model
 
     config = config_from_args(AccuracyConfig, args)
-    data = config_from_args(DataOptions, args)
     model = load_model(args.checkpoint, map_location=args.device)
-    test = checkpoint_test_set(
-        args.checkpoint,
-        args.limit,
-        dataset=data.dataset,
-        data_dir=data.data_dir,
-        pixel_scale=config.pixel_scale,
-    )
+    test = checkpoint_test_data(args, config.pixel_scale)
     x, y, pixel_scale = test.x, test.y, test.pixel_scale
     result = evaluate(model, x.to(args.device), y.to(args.device), None, config.batch_size)
     result = {

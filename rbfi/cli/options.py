@@ -161,6 +161,22 @@ COMMON = {
 }
 
 
+def checkpoint_test_data(args: argparse.Namespace, pixel_scale: int | None):
+    """The test set of ``args.checkpoint`` as the command's options ask for it: the
+    checkpoint's dataset (or ``--dataset``) from ``--data-dir``, at ``pixel_scale`` (None: the
+    checkpoint's), first ``--limit`` images (:func:`rbfi.data.checkpoint_test_set`)."""
+    from rbfi.data import DataOptions, checkpoint_test_set
+
+    data = config_from_args(DataOptions, args)
+    return checkpoint_test_set(
+        args.checkpoint,
+        args.limit,
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        pixel_scale=pixel_scale,
+    )
+
+
 def add_common(parser: argparse.ArgumentParser, *names: str, **overrides: dict) -> None:
     """Add the command options ``names`` of :data:`COMMON` (keywords overridable)."""
     for name in names:
