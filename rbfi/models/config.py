@@ -23,7 +23,7 @@ from rbfi.models.layers import (
     dense_sizes,
     feature_shapes,
 )
-from rbfi.nn.modules import U_INITS, default_u_init
+from rbfi.nn.modules import U_BOUNDS, U_INITS, W_BOUNDS, default_u_init
 from rbfi.options import (
     Choice,
     Float,
@@ -108,10 +108,10 @@ class ModelConfig:
         None, "input size (default: C x H x W of the dataset)", kind=PositiveInt(), cli=False
     )
     u_bounds: tuple[float, float] = option(
-        (0.01, 3.0), "rbfi/rbf: bounds of the scales u (Sec. 4.2)", kind=Pair(min=0.0)
+        U_BOUNDS, "rbfi/rbf: bounds of the scales u (Sec. 4.2)", kind=Pair(min=0.0)
     )
     w_bounds: tuple[float, float] = option(
-        (0.0, 1.0), "rbfi/rbf: bounds of the centres w", kind=Pair()
+        W_BOUNDS, "rbfi/rbf: bounds of the centres w", kind=Pair()
     )
     u_init: str | None = option(
         None,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rbfi.models.config import DEFAULT_LAYERS, LINF, RBF_ARCHITECTURES, ModelConfig
 from rbfi.models.nets import MLP, Classifier, LinfDistNet, RBFINet, StateSpec
+from rbfi.nn.modules import U_BOUNDS, W_BOUNDS
 
 NET_CLASSES = {"rbfi": RBFINet, "rbf": RBFINet, "relu": MLP, "sigmoid": MLP, LINF: LinfDistNet}
 
@@ -17,8 +18,8 @@ def build_model(
     *,
     dataset: str | None = None,
     in_features: int | None = None,
-    u_bounds: Sequence[float] = (0.01, 3.0),
-    w_bounds: Sequence[float] = (0.0, 1.0),
+    u_bounds: Sequence[float] = U_BOUNDS,
+    w_bounds: Sequence[float] = W_BOUNDS,
     pseudogradient: bool = True,
 ) -> Classifier:
     """Build a classifier: ``build_model("rbfi", "512,512,512,10", "^v^v")``,

@@ -366,6 +366,28 @@ def _patchwise(
     return finish(tuple(y.reshape(B * n_pos, M) for y in joined))
 
 
+def _rbfi_conv(
+    dense: Callable[..., tuple[Tensor, ...]],
+    images: list[Tensor],
+    w: Tensor,
+    u: Tensor,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int],
+    padding: int | Sequence[int],
+    pad_value: float | None,
+    norm: str,
+    backend: str,
+    what: str,
+) -> tuple[Tensor, ...]:
+    """The dense op ``dense`` on every patch of ``images`` (checked against w's window; the
+    first is named ``what`` in errors), with the window padded to the kernels' SIMD width for
+    RBFI (inf) units: what :func:`rbfi_conv2d` and its interval twin share."""
+    kernel, stride_, pad = conv_arguments(kernel_size, stride, padding)
+    _check_image(images[0], w, kernel, pad, what)
+    multiple = vector_width(backend, (*images, w, u)) if norm == "inf" else 1
+    return _patchwise(dense, images, w, u, kernel, stride_, pad, pad_value, multiple)
+
+
 def rbfi_conv2d(
     x: Tensor,
     w: Tensor,
@@ -392,16 +414,14 @@ def rbfi_conv2d(
     image (l2: their sum); with a number, they are pixels of that known value.
     """
     _check_norm(norm)
-    kernel, stride_, pad = conv_arguments(kernel_size, stride, padding)
-    _check_image(x, w, kernel, pad)
 
     def dense(flat: Tensor, wg: Tensor, ug: Tensor) -> tuple[Tensor]:
         return (
             rbfi(flat, wg, ug, is_or, norm=norm, pseudogradient=pseudogradient, backend=backend),
         )
 
-    multiple = vector_width(backend, (x, w, u)) if norm == "inf" else 1
-    return _patchwise(dense, [x], w, u, kernel, stride_, pad, pad_value, multiple)[0]
+    conv = (kernel_size, stride, padding, pad_value, norm, backend)
+    return _rbfi_conv(dense, [x], w, u, *conv, "x")[0]
 
 
 def rbfi_conv2d_interval(
@@ -426,8 +446,6 @@ def rbfi_conv2d_interval(
     _check_norm(norm)
     if lo.shape != hi.shape:
         raise ValueError(f"lo and hi differ in shape: {tuple(lo.shape)}, {tuple(hi.shape)}")
-    kernel, stride_, pad = conv_arguments(kernel_size, stride, padding)
-    _check_image(lo, w, kernel, pad, "lo")
 
     def dense(flat_lo: Tensor, flat_hi: Tensor, wg: Tensor, ug: Tensor) -> tuple[Tensor, Tensor]:
         return rbfi_interval(
@@ -441,5 +459,5 @@ def rbfi_conv2d_interval(
             backend=backend,
         )
 
-    multiple = vector_width(backend, (lo, hi, w, u)) if norm == "inf" else 1
-    return _patchwise(dense, [lo, hi], w, u, kernel, stride_, pad, pad_value, multiple)  # type: ignore[return-value]
+    conv = (kernel_size, stride, padding, pad_value, norm, backend)
+    return _rbfi_conv(dense, [lo, hi], w, u, *conv, "lo")  # type: ignore[return-value]

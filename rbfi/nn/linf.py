@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 import rbfi.nn.functional as F
+from rbfi.nn.modules import input_rows
 from rbfi.ops import check_p
 
 INIT_STD = 1.0  # the papers' code: w ~ N(0, 1) (on standardised inputs)
@@ -164,11 +165,7 @@ class LinfDist(nn.Module):
         return (y_lo + shift).reshape(shape), (y_hi + shift).reshape(shape)
 
     def _flatten(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"LinfDist expects input of shape (*, {self.in_features}), got {tuple(x.shape)}"
-            )
-        return x.reshape(-1, self.in_features)
+        return input_rows(x, self.in_features, "LinfDist")
 
     def extra_repr(self) -> str:
         return (

@@ -12,6 +12,8 @@ import rbfi.nn.functional as F
 UNIT_KINDS = ("and", "or", "mixed")
 NORMS = F.NORMS
 U_INIT = (0.2, 0.7)  # the author's code: u ~ U[0.2, 0.7]
+U_BOUNDS = (0.01, 3.0)  # u is kept in [0.01, 3] (Sec. 4.2)
+W_BOUNDS = (0.0, 1.0)  # w is kept in [0, 1], the pixels' range
 # how u starts: "rbfi" U[0.2, 0.7] (the author's, for any n), "sqrt-n" the same times
 # rbf_u_scale(n) (of order 1 / sqrt(n): for RBF units, which sum n terms)
 U_INITS = ("rbfi", "sqrt-n")
@@ -37,6 +39,14 @@ def rbf_u_scale(in_features: int, u_range: tuple[float, float] = U_INIT) -> floa
     a, b = u_range
     mean_square = (a * a + a * b + b * b) / 3.0
     return math.sqrt(6.0 / mean_square) / math.sqrt(in_features)
+
+
+def input_rows(x: Tensor, in_features: int, layer: str) -> Tensor:
+    """``x`` of shape (*, in_features) as rows (-1, in_features); ValueError naming ``layer``
+    for any other shape."""
+    if x.dim() < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"{layer} expects input of shape (*, {in_features}), got {tuple(x.shape)}")
+    return x.reshape(-1, in_features)
 
 
 def _check_interval(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
@@ -75,8 +85,8 @@ class RBFI(nn.Module):
         kind: str = "and",
         *,
         norm: str = "inf",
-        u_bounds: tuple[float, float] = (0.01, 3.0),
-        w_bounds: tuple[float, float] = (0.0, 1.0),
+        u_bounds: tuple[float, float] = U_BOUNDS,
+        w_bounds: tuple[float, float] = W_BOUNDS,
         u_init: str | None = None,
         pseudogradient: bool = True,
         backend: str = "auto",
@@ -171,19 +181,21 @@ class RBFI(nn.Module):
         return y_lo.reshape(shape), y_hi.reshape(shape)
 
     def _flatten(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"RBFI expects input of shape (*, {self.in_features}), got {tuple(x.shape)}"
-            )
-        return x.reshape(-1, self.in_features)
+        return input_rows(x, self.in_features, "RBFI")
 
-    def extra_repr(self) -> str:
+    def _units_repr(self) -> str:
+        """The units' settings, as :meth:`extra_repr` ends."""
         u_lo, u_hi = self.u_bounds.tolist()
         w_lo, w_hi = self.w_bounds.tolist()
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
             f"kind={self.kind!r}, norm={self.norm!r}, u_bounds=({u_lo:g}, {u_hi:g}), "
             f"w_bounds=({w_lo:g}, {w_hi:g}), pseudogradient={self.pseudogradient}"
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            + self._units_repr()
         )
 
 
@@ -221,8 +233,8 @@ class RBFIConv2d(RBFI):
         *,
         pad_value: float | None = None,
         norm: str = "inf",
-        u_bounds: tuple[float, float] = (0.01, 3.0),
-        w_bounds: tuple[float, float] = (0.0, 1.0),
+        u_bounds: tuple[float, float] = U_BOUNDS,
+        w_bounds: tuple[float, float] = W_BOUNDS,
         u_init: str | None = None,
         pseudogradient: bool = True,
         backend: str = "auto",
@@ -277,12 +289,8 @@ class RBFIConv2d(RBFI):
         return F.conv_output_size((height, width), self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        u_lo, u_hi = self.u_bounds.tolist()
-        w_lo, w_hi = self.w_bounds.tolist()
         pad = "" if self.pad_value is None else f", pad_value={self.pad_value:g}"
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}{pad}, kind={self.kind!r}, "
-            f"norm={self.norm!r}, u_bounds=({u_lo:g}, {u_hi:g}), w_bounds=({w_lo:g}, {w_hi:g}), "
-            f"pseudogradient={self.pseudogradient}"
+            f"stride={self.stride}, padding={self.padding}{pad}, " + self._units_repr()
         )

@@ -12,6 +12,7 @@ from rbfi.experiments.profiles import Profile
 from rbfi.experiments.recipes import Recipe
 from rbfi.experiments.spec import Job, evaluate_job, train_job
 from rbfi.models import ModelConfig
+from rbfi.nn.modules import U_BOUNDS
 from rbfi.training import TrainConfig
 
 NAMES = {"relu": "ReLU", "sigmoid": "Sigmoid", "rbfi": "RBFI", "rbf": "RBF"}
@@ -88,7 +89,7 @@ def net(
     spec: str | tuple | None = None,
     geometry: str | None = None,
     epochs: int | None = None,
-    u_bounds: tuple[float, float] = (0.01, 3.0),
+    u_bounds: tuple[float, float] = U_BOUNDS,
     model_settings: dict | None = None,
     u_init: str | None = None,
     label: str = "",
