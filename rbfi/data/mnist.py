@@ -16,7 +16,6 @@ Fashion-MNIST comes from a directory of its IDX files, which have the same names
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
 import os
 import pickle
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rbfi.data.idx import DataError, load_idx_split
+from rbfi.io.atomic import file_digest
 
 PICKLE_MD5 = "98100ca27dc0e07ddd9f822cf9d244db"
 N_TRAIN, N_TEST, N_PIXELS, N_CLASSES = 60_000, 10_000, 784, 10
@@ -92,11 +92,7 @@ def find_mnist_pickle() -> Path:
 
 
 def file_md5(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 @lru_cache(maxsize=2)
