@@ -59,21 +59,32 @@ def test_sampled_points_never_leave_the_bounds(arch, geometry, eps):
     x[:, :3] = torch.tensor([0.0, 1.0, 0.5])  # pixels at the edges of [0, 1]
     lo_in, hi_in = input_box(x, eps)
     lo, hi = interval_bounds(model, lo_in, hi_in)
+    assert_inside_bounds(model, lo_in, hi_in, lo, hi, uniform=200, corners=50, steps=30, step=0.05)
+
+
+def assert_inside_bounds(
+    model, lo_in, hi_in, lo, hi, *, uniform: int, corners: int, steps: int, step: float
+) -> None:
+    """``uniform`` random points of the box [lo_in, hi_in], ``corners`` random corners, and
+    for each output two points pushed up and down from the centre by ``steps`` projected
+    sign-gradient steps of ``step``: every output stays in [lo, hi] (no tolerance beyond
+    1e-12)."""
     g = torch.Generator().manual_seed(1)
     samples = [
-        lo_in + (hi_in - lo_in) * torch.rand(x.shape, generator=g, dtype=x.dtype)
-        for _ in range(200)
+        lo_in + (hi_in - lo_in) * torch.rand(lo_in.shape, generator=g, dtype=lo_in.dtype)
+        for _ in range(uniform)
     ]
     samples += [
-        torch.where(torch.rand(x.shape, generator=g) < 0.5, lo_in, hi_in) for _ in range(50)
+        torch.where(torch.rand(lo_in.shape, generator=g) < 0.5, lo_in, hi_in)
+        for _ in range(corners)
     ]
     for j in range(lo.shape[1]):  # push each output up and down with projected gradient steps
         for sign in (1.0, -1.0):
             z = (lo_in + hi_in) / 2
-            for _ in range(30):
+            for _ in range(steps):
                 z.requires_grad_(True)
                 (grad,) = torch.autograd.grad(sign * model(z)[:, j].sum(), z)
-                z = torch.min(torch.max(z.detach() + 0.05 * grad.sign(), lo_in), hi_in)
+                z = torch.min(torch.max(z.detach() + step * grad.sign(), lo_in), hi_in)
             samples.append(z)
     for point in samples:
         out = model(point).detach()

@@ -107,6 +107,21 @@ def trained(idx_dir, tmp_path):
     return run
 
 
+def quiet(idx_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The options every command here ends with: the tiny data set, one thread, no progress,
+    ``extra``, and the output directory."""
+    return [
+        "--data-dir",
+        str(idx_dir),
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+        "--out",
+        str(out),
+    ]
+
+
 def train_argv(idx_dir: Path, out: Path, epochs: int) -> list[str]:
     return [
         "train",
@@ -118,13 +133,7 @@ def train_argv(idx_dir: Path, out: Path, epochs: int) -> list[str]:
         str(epochs),
         "--batch-size",
         "1",
-        "--data-dir",
-        str(idx_dir),
-        "--threads",
-        "1",
-        "--no-progress",
-        "--out",
-        str(out),
+        *quiet(idx_dir, out),
     ]
 
 
@@ -144,32 +153,12 @@ def attack_argv(idx_dir: Path, run: Path, out: Path) -> list[str]:
         "20",
         "--paper-pgd-restarts",
         "2",
-        "--data-dir",
-        str(idx_dir),
-        "--threads",
-        "1",
-        "--no-progress",
-        "--json",
-        "--out",
-        str(out),
+        *quiet(idx_dir, out, "--json"),
     ]
 
 
 def certify_argv(idx_dir: Path, run: Path, out: Path) -> list[str]:
-    return [
-        "certify",
-        str(run),
-        "--limit",
-        "12",
-        "--data-dir",
-        str(idx_dir),
-        "--threads",
-        "1",
-        "--no-progress",
-        "--json",
-        "--out",
-        str(out),
-    ]
+    return ["certify", str(run), "--limit", "12", *quiet(idx_dir, out, "--json")]
 
 
 def epochs_of(run: Path) -> list[int]:
