@@ -203,10 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads or 2)
     results = run(args)
     text = to_markdown(results)
-    print(text)
-    if not args.no_save:
-        paths = machine.save(args.name, results, text)
-        print(f"wrote {paths[0]} and {paths[1].name}")
+    machine.publish(args.name, results, text, write=not args.no_save)
 
 
 if __name__ == "__main__":

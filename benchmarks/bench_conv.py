@@ -389,10 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind in ("forward", "train", "interval"):
             row[kind]["seconds"] = [round(s, 7) for s in row[kind]["seconds"]]
     text = to_markdown(results)
-    print(text)
-    if not args.no_save:
-        for path in machine.save(args.name, results, text):
-            print(f"wrote {path}")
+    machine.publish(args.name, results, text, write=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Target: bound pass <= {TARGET_BOUNDS_RATIO}x the plain forward (median); {verdict}\n"
         f"Fused vs chunked bound pass (B <= 100): max |difference| {gap:.1e}\n"
     )
-    print(text)
-    if not args.no_save:
-        paths = machine.save(args.name, results, text)
-        print(f"wrote {paths[0]} and {paths[1].name}")
+    machine.publish(args.name, results, text, write=not args.no_save)
 
 
 if __name__ == "__main__":

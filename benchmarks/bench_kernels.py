@@ -310,10 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     if torch.cuda.is_available():
         lines += cuda_report(B, args.rounds)
     text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_save:
-        paths = machine.save(args.name, results, text)
-        print(f"wrote {paths[0]} and {paths[1].name}")
+    machine.publish(args.name, results, text, write=not args.no_save)
 
 
 if __name__ == "__main__":

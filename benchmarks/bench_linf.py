@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{res['machine']['loadavg_before'][0]:.2f} (other work shares the cores)\n\n"
         f"{table(res)}\n"
     )
-    print(report)
-    if not args.no_save:
-        for path in machine.save(args.name, res, report):
-            print(f"wrote {path}")
+    machine.publish(args.name, res, report, write=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -75,3 +75,11 @@ def save(name: str, results: dict, markdown: str) -> list[Path]:
     atomic_write_bytes(paths[0], (json.dumps(results, indent=2) + "\n").encode())
     atomic_write_bytes(paths[1], markdown.encode())
     return paths
+
+
+def publish(name: str, results: dict, markdown: str, write: bool = True) -> None:
+    """Print ``markdown``; with ``write``, :func:`save` both and say where."""
+    print(markdown)
+    if write:
+        paths = save(name, results, markdown)
+        print(f"wrote {paths[0]} and {paths[1].name}")
