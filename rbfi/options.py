@@ -174,25 +174,6 @@ class Pair(Kind):
         return (lo, hi)
 
 
-class IntList(Kind):
-    """Comma-separated positive integers, e.g. 512,512,10 -> (512, 512, 10)."""
-
-    metavar = "N,N,..."
-
-    def parse(self, text):
-        return self.check(str(text).split(","))
-
-    def check(self, value):
-        items = value.split(",") if isinstance(value, str) else value
-        try:
-            sizes = tuple(Int(min=1).check(str(v).strip()) for v in items)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected comma-separated positive integers, got {value!r}") from None
-        if not sizes:
-            raise ValueError("expected at least one positive integer")
-        return sizes
-
-
 class FloatList(Kind):
     """Comma-separated numbers in [min, max], sorted, duplicates removed: 0.3,0.1 -> (0.1, 0.3)."""
 
