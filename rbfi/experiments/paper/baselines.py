@@ -124,11 +124,7 @@ class Baselines(Item):
                 results, label, job, evals[label], eps
             )
         rows = [row(label, entry, eps) for label, entry in data["nets"].items()]
-        doubts = [
-            stats.Doubt(label, entry["health"]["status"], "; ".join(entry["health"]["reasons"]))
-            for label, entry in data["nets"].items()
-            if not entry["healthy"]
-        ]
+        doubts = net_doubts(data["nets"])
         targets = {label: target_of(job.payload["train"]) for label, job in nets.items()}
         n = next(iter(data["nets"].values()))["n"] if data["nets"] else 0
         caption = (
@@ -229,21 +225,44 @@ def summarise(
     return entry, flags
 
 
-def row(label: str, entry: dict, eps: list[float]) -> list[str]:
+def net_doubts(nets: dict[str, dict]) -> list[stats.Doubt]:
+    """A doubt about each net of ``nets`` ({label: :func:`summarise`'s entry}) that did not
+    finish learning, with its status and reasons."""
+    return [
+        stats.Doubt(label, entry["health"]["status"], "; ".join(entry["health"]["reasons"]))
+        for label, entry in nets.items()
+        if not entry["healthy"]
+    ]
+
+
+def row(
+    label: str,
+    entry: dict,
+    eps: list[float],
+    *,
+    clean: str = "clean",
+    details: tuple[str, ...] = (),
+    minutes: tuple[str, ...] = ("train_seconds",),
+) -> list[str]:
+    """A table row of a net (``entry``: :func:`summarise`'s, with the keys named here): name
+    (with its status when it did not finish learning), ``details``, the ``clean`` estimate,
+    worst case and certified per eps, the ``minutes`` of each of those seconds, and whether it
+    trained (with the reasons when not)."""
+
     def text(data: dict) -> str:
         return stats.Estimate.from_json(data).text()
 
     status = entry["health"]["status"]
     name = label if entry["healthy"] else f"{label} ({status})"
     return (
-        [name, text(entry["clean"])]
+        [name, *details, text(entry[clean])]
         + [text(entry["worst"][f"{e:g}"]) for e in eps]
         + [text(entry["certified"][f"{e:g}"]) for e in eps]
+        + [f"{entry[key] / 60:.1f}" for key in minutes]
         + [
-            f"{entry['train_seconds'] / 60:.1f}",
             "yes"
             if entry["healthy"]
-            else f"**no** ({status}): " + "; ".join(entry["health"]["reasons"]),
+            else f"**no** ({status}): " + "; ".join(entry["health"]["reasons"])
         ]
     )
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import rbfi.stats as stats
 from rbfi.evaluation.curves import learning_curves_png
 from rbfi.experiments.paper.baselines import ITEM as BASELINES
-from rbfi.experiments.paper.baselines import accuracy_png, summarise
+from rbfi.experiments.paper.baselines import accuracy_png, net_doubts, row, summarise
 from rbfi.experiments.paper.common import recipe_net, strong_eval, transfer_source
 from rbfi.experiments.paper.measure import clean
 from rbfi.experiments.render import claim, page, table
@@ -121,11 +121,7 @@ class ConvItem(Item):
                 evaluation_seconds=results.evaluation(evals[label]).get("job_seconds", 0.0),
             )
             data["nets"][label] = entry
-        doubts = [
-            stats.Doubt(label, entry["health"]["status"], "; ".join(entry["health"]["reasons"]))
-            for label, entry in data["nets"].items()
-            if not entry["healthy"]
-        ]
+        doubts = net_doubts(data["nets"])
         first = next(iter(data["nets"].values()))
         caption = (
             f"Accuracy in % with its 95% Clopper-Pearson interval. Clean: on the "
@@ -147,7 +143,17 @@ class ConvItem(Item):
             + [f"certified {e:g}" for e in eps]
             + ["training (min)", "evaluation (min)", "trained?"]
         )
-        rows = [row(label, entry, eps) for label, entry in data["nets"].items()]
+        rows = [
+            row(
+                label,
+                entry,
+                eps,
+                clean="clean_test",
+                details=(entry["model"], f"{entry['parameters']:,}"),
+                minutes=("train_seconds", "evaluation_seconds"),
+            )
+            for label, entry in data["nets"].items()
+        ]
         curves = {label: results.train(job)["metrics"] for label, job in nets.items()}
         learning = learning_curves_png(curves, title=f"learning curves ({profile.name} profile)")
         suptitle = "Conv study: accuracy at eps (0 = clean)"
@@ -218,29 +224,6 @@ class ConvItem(Item):
             + decide(BEATS_MLP, "certified", beats_mlp)
             + decide(BEATS_IBP, "certified", beats_ibp)
         )
-
-
-def row(label: str, entry: dict, eps: list[float]) -> list[str]:
-    """A table row: name (with its status when it did not finish learning), model, parameters,
-    clean, worst case and certified per eps, minutes, health."""
-
-    def text(data: dict) -> str:
-        return stats.Estimate.from_json(data).text()
-
-    status = entry["health"]["status"]
-    name = label if entry["healthy"] else f"{label} ({status})"
-    return (
-        [name, entry["model"], f"{entry['parameters']:,}", text(entry["clean_test"])]
-        + [text(entry["worst"][f"{e:g}"]) for e in eps]
-        + [text(entry["certified"][f"{e:g}"]) for e in eps]
-        + [
-            f"{entry['train_seconds'] / 60:.1f}",
-            f"{entry['evaluation_seconds'] / 60:.1f}",
-            "yes"
-            if entry["healthy"]
-            else f"**no** ({status}): " + "; ".join(entry["health"]["reasons"]),
-        ]
-    )
 
 
 ITEM = ConvItem()
