@@ -18,13 +18,13 @@ training steps against ReLU CNNs of the same shape, and peak memory against batc
 - **memory**: peak RSS growth (VmHWM) of one normal and one certified training step of the
   RBFI and ReLU CNN ``c16k5s2,c32k4s2,512,10``, each batch size in its own subprocess.
 
-Every timed variant runs once per repetition, all variants interleaved, so load from other
-processes hits them alike; reported: the median with the min-max over the repetitions. The
-report and the raw numbers go to ``benchmarks/results/conv-cpu.{md,json}``
-(:mod:`machine`). On a machine shared with other work prefer ``--threads 1``: with 2 threads
-every parallel region waits for a thread that other processes keep off its core, and the
-timings measure that (a --threads 2 run at load average 5 on 2 cores gave medians 10-40x the
-minima).
+Every timed variant runs once per repetition, all variants interleaved and their order rotated
+(``benchmarks/timing.py``), so load from other processes hits them alike; reported: the median
+with the min-max over the repetitions. The report and the raw numbers go to
+``benchmarks/results/conv-cpu.{md,json}`` (:mod:`machine`). On a machine shared with other work
+prefer ``--threads 1``: with 2 threads every parallel region waits for a thread that other
+processes keep off its core, and the timings measure that (a --threads 2 run at load average 5
+on 2 cores gave medians 10-40x the minima).
 
     python benchmarks/bench_conv.py --threads 2          # 15 repetitions (layers 45), batch <= 400
     python benchmarks/bench_conv.py --threads 1 --quick  # 5 repetitions (layers 15), batch <= 200
@@ -38,10 +38,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import machine
+import timing
 import torch
 
 from rbfi.models import ModelConfig, build_model
@@ -64,18 +64,6 @@ CERTIFIED_EPS = 0.3
 def stats(seconds: list[float], scale: float = 1e3) -> dict:
     values = [scale * s for s in seconds]
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int) -> dict[str, list]:
-    """Seconds of every call of every fn, the fns interleaved repetition by repetition."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for rep in range(warmup + reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return times
 
 
 # --- layers -------------------------------------------------------------------------------------
@@ -155,7 +143,7 @@ def measure_layers(batch: int, reps: int, warmup: int) -> dict:
     for case in cases:
         for kind, fn in layer_fns(case).items():
             fns[(case["name"], kind)] = fn
-    times = interleaved(fns, reps, warmup)
+    times = timing.interleaved(fns, reps, warmup=warmup)
     rows = []
     for case in cases:
         row = {k: case[k] for k in ("name", "net", "elements", "first", "conv", "describe")}
@@ -236,13 +224,13 @@ def measure_steps(batch: int, reps: int, warmup: int) -> dict:
         (x_all[k * batch : (k + 1) * batch], y_all[k * batch : (k + 1) * batch])
         for k in range(warmup + reps)
     ]
-    times: dict = {key: [] for key in steps}
-    for rep in range(warmup + reps):
-        for key, step in steps.items():
-            t0 = time.perf_counter()
-            step(*batches[rep])
-            if rep >= warmup:
-                times[key].append(time.perf_counter() - t0)
+    batch_now = list(batches[0])  # the warm-up's; round r takes batch warmup + r
+
+    def pick(r: int) -> None:
+        batch_now[:] = batches[warmup + r]
+
+    fns = {key: (lambda step=step: step(*batch_now)) for key, step in steps.items()}
+    times = timing.interleaved(fns, reps, warmup=warmup, before_round=pick)
     out = {f"{net} {regime}": stats(ts) for (net, regime), ts in times.items()}
     medians = {key: statistics.median(ts) for key, ts in times.items()}
     ratios = {}

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import machine
+import timing
 import torch
 
 from rbfi.nn import RBFI, LinfDist
@@ -69,20 +69,6 @@ def calls(batch: int) -> dict[str, Callable[[], None]]:
     return fns
 
 
-def time_interleaved(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
-    """Seconds per call of each; one call of each per round, ``reps`` rounds, after warm-up."""
-    for fn in fns.values():
-        fn()
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
 def table(res: dict) -> str:
     ms = res["median_ms"]
     lines = [
@@ -110,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    times = time_interleaved(calls(args.batch), args.reps)
+    times = timing.interleaved(calls(args.batch), args.reps, warmup=2)
     res = {
         "machine": machine.describe(),
         "shape": {"batch": args.batch, "in": IN, "out": OUT},
