@@ -37,6 +37,11 @@ class Kind:
     def describe(self) -> str:
         return ""
 
+    def shown_as(self, metavar: str) -> Kind:
+        """This kind, with the placeholder the help shows for its value."""
+        self.metavar = metavar
+        return self
+
 
 def _number(text: Any, cast, what: str):
     if isinstance(text, bool):

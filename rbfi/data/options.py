@@ -32,8 +32,7 @@ def dataset_option(default: str | None):
 
 def data_dir_option():
     """The ``--data-dir`` field: the folder of the dataset's files."""
-    kind = Text()
-    kind.metavar = "DIR"
+    kind = Text().shown_as("DIR")
     return option(
         None,
         "folder of the dataset's files: MNIST / Fashion-MNIST IDX files, or CIFAR-10's "
@@ -47,8 +46,7 @@ def data_dir_option():
 def pixel_scale_option(default: int | None, default_help: str | None = None):
     """The ``--pixel-scale`` field: pixels are k / 255 (every dataset) or k / 256 (MNIST's
     legacy scale); ``default_help`` says what None means where the default is None."""
-    kind = Int(*PIXEL_SCALES)
-    kind.metavar = "{" + ",".join(map(str, PIXEL_SCALES)) + "}"
+    kind = Int(*PIXEL_SCALES).shown_as("{" + ",".join(map(str, PIXEL_SCALES)) + "}")
     if default is None and default_help is None:
         default_help = (
             "the scale the net was trained on; k / 256 for MNIST checkpoints saved without "

@@ -10,7 +10,6 @@ from rbfi.experiments.items import ITEMS
 from rbfi.experiments.profiles import PROFILES
 from rbfi.options import (
     Choice,
-    Kind,
     Names,
     NonNegativeInt,
     PositiveFloat,
@@ -19,12 +18,6 @@ from rbfi.options import (
     check_fields,
     option,
 )
-
-
-def _shown_as(kind: Kind, metavar: str) -> Kind:
-    """``kind`` with the placeholder the help shows for its value."""
-    kind.metavar = metavar
-    return kind
 
 
 @dataclass
@@ -38,7 +31,7 @@ class ReproduceConfig:
     )
     ray: bool = option(False, "run the jobs as tasks of a local Ray instance started on the fly")
     ray_address: str | None = option(
-        None, "run the jobs on an existing Ray cluster", kind=_shown_as(Text(), "ADDR")
+        None, "run the jobs on an existing Ray cluster", kind=Text().shown_as("ADDR")
     )
     ray_cpus: int | None = option(
         None, "CPUs of the local Ray instance (default: all)", kind=PositiveInt()
@@ -48,7 +41,7 @@ class ReproduceConfig:
         None,
         "start only the jobs that the cost model says end within this many minutes of the "
         "start (running ones finish); the same command later continues where it stopped",
-        kind=_shown_as(PositiveFloat(), "MIN"),
+        kind=PositiveFloat().shown_as("MIN"),
     )
     pixel_scale: int | None = pixel_scale_option(
         None, "the profile's, 255; results/paper-quick was made with 256"

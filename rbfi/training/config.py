@@ -20,7 +20,6 @@ from rbfi.options import (
     Float,
     FloatList,
     Int,
-    Kind,
     Pair,
     PositiveFloat,
     PositiveInt,
@@ -67,12 +66,6 @@ ADV = "adversarial training (Sec. 6.4)"
 REG = "regularisation (Sec. 6.7)"
 CERT = "certified training (interval bounds)"
 LR = "learning-rate schedule"
-
-
-def _shown_as(kind: Kind, metavar: str) -> Kind:
-    """``kind`` with the placeholder the help shows for its value."""
-    kind.metavar = metavar
-    return kind
 
 
 @dataclass
@@ -143,7 +136,7 @@ class TrainConfig:
     test_limit: int | None = option(  # --limit of every command; --test-limit: its old name
         None,
         "first N test images, evaluated after every epoch (default: all)",
-        kind=_shown_as(PositiveInt(), "N"),
+        kind=PositiveInt().shown_as("N"),
         flag="--limit",
         aliases=("--test-limit",),
     )
