@@ -61,11 +61,6 @@ TARGET = 0.8
 CERTIFIED_EPS = 0.3
 
 
-def stats(seconds: list[float], scale: float = 1e3) -> dict:
-    values = [scale * s for s in seconds]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 # --- layers -------------------------------------------------------------------------------------
 
 
@@ -150,7 +145,7 @@ def measure_layers(batch: int, reps: int, warmup: int) -> dict:
         for kind in ("forward", "train", "interval"):
             ts = times[(case["name"], kind)]
             row[kind] = {
-                "ms": stats(ts),
+                "ms": timing.spread_ms(ts),
                 "gelem_s": case["elements"] / statistics.median(ts) / 1e9,
                 "seconds": ts,
             }
@@ -231,7 +226,7 @@ def measure_steps(batch: int, reps: int, warmup: int) -> dict:
 
     fns = {key: (lambda step=step: step(*batch_now)) for key, step in steps.items()}
     times = timing.interleaved(fns, reps, warmup=warmup, before_round=pick)
-    out = {f"{net} {regime}": stats(ts) for (net, regime), ts in times.items()}
+    out = {f"{net} {regime}": timing.spread_ms(ts) for (net, regime), ts in times.items()}
     medians = {key: statistics.median(ts) for key, ts in times.items()}
     ratios = {}
     for regime in ("normal", "certified"):
@@ -284,10 +279,6 @@ def measure_memory(batches: list[int], threads: int | None) -> dict:
 # --- report -------------------------------------------------------------------------------------
 
 
-def fmt(s: dict, digits: int = 1) -> str:
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
-
-
 def to_markdown(results: dict) -> str:
     layers, steps, memory = results["layers"], results["steps"], results["memory"]
     lines = [machine.header(results["machine"]), ""]
@@ -301,7 +292,7 @@ def to_markdown(results: dict) -> str:
     for r in layers["rows"]:
         cells = [r["name"], r["describe"]]
         for kind in ("forward", "train", "interval"):
-            cells += [fmt(r[kind]["ms"], 2), f"{r[kind]['gelem_s']:.2f}"]
+            cells += [timing.text(r[kind]["ms"], 2), f"{r[kind]['gelem_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -337,7 +328,7 @@ def to_markdown(results: dict) -> str:
     ]
     for net, (arch, spec) in NETS.items():
         normal, cert = steps["ms"][f"{net} normal"], steps["ms"][f"{net} certified"]
-        lines.append(f"| {net}: {arch} {spec} | {fmt(normal)} | {fmt(cert)} |")
+        lines.append(f"| {net}: {arch} {spec} | {timing.text(normal)} | {timing.text(cert)} |")
     lines += ["", "| ratio (same run) | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in steps["ratios"].items()]
     batches = list(next(iter(memory.values())))
