@@ -195,24 +195,33 @@ class Baselines(Item):
         return out
 
 
+def measured(
+    result: dict, eps_list, kinds: tuple[str, ...] = ("worst", "certified")
+) -> tuple[dict, dict]:
+    """An evaluation's ``result`` as estimates' JSON ({"n", "clean", kind: {eps key: ...}}) and
+    its per-example flags ({kind: {eps key: [bool]}}), for the ``kinds`` "worst" (the strong
+    suite's worst case) and "certified", in that order."""
+    n = int(result["n_examples"])
+    clean = sum(p == y for p, y in zip(result["clean_predictions"], result["labels"]))
+    estimates: dict = {"n": n, "clean": stats.proportion(clean, n).to_json()}
+    flags: dict = {}
+    for kind in kinds:
+        source = {"worst": "worst_case", "certified": "certified"}[kind]
+        estimates[kind], flags[kind] = {}, {}
+        for eps in eps_list:
+            key = f"{eps:g}"
+            flags[kind][key] = row_flags(result[source][key])
+            estimates[kind][key] = stats.proportion(sum(flags[kind][key]), n).to_json()
+    return estimates, flags
+
+
 def summarise(
     results: Results, label: str, train: Job, evaluation: Job, eps_list
 ) -> tuple[dict, dict]:
     """One net's numbers ({"clean", "worst", "certified", ... as estimates' JSON}) and its
     per-example flags ({"worst": {eps: [bool]}, "certified": ...})."""
     metrics = results.train(train)["metrics"]
-    result = results.evaluation(evaluation)
-    n = int(result["n_examples"])
-    clean = stats.proportion(
-        sum(p == y for p, y in zip(result["clean_predictions"], result["labels"])), n
-    )
-    entry = {"n": n, "clean": clean.to_json(), "worst": {}, "certified": {}}
-    flags: dict = {"worst": {}, "certified": {}}
-    for kind, source in (("worst", "worst_case"), ("certified", "certified")):
-        for eps in eps_list:
-            key = f"{eps:g}"
-            flags[kind][key] = row_flags(result[source][key])
-            entry[kind][key] = stats.proportion(sum(flags[kind][key]), n).to_json()
+    entry, flags = measured(results.evaluation(evaluation), eps_list)
     status = results.health(train)
     entry.update(
         train_seconds=sum(m["train_seconds"] for m in metrics),

@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import rbfi.stats as stats
-from rbfi.evaluation.results import row_flags
 from rbfi.experiments.paper.baselines import ITEM as BASELINES
+from rbfi.experiments.paper.baselines import measured
 from rbfi.experiments.paper.common import net, strong_eval, transfer_source
 from rbfi.experiments.render import claim, page, table
 from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
@@ -266,8 +266,8 @@ def summarise(results: Results, unit: Unit, evaluation: Job, eps_list) -> tuple[
     index = results.train(unit.job)
     metrics = index["metrics"]
     result = results.evaluation(evaluation)
-    n = int(result["n_examples"])
-    clean = sum(p == y for p, y in zip(result["clean_predictions"], result["labels"]))
+    estimates, flags = measured(result, eps_list, ("certified", "worst"))
+    n = estimates["n"]
     model = index["model"]
     layers = model["layers"][:-1]
     entry: dict = {
@@ -277,24 +277,14 @@ def summarise(results: Results, unit: Unit, evaluation: Job, eps_list) -> tuple[
         "shape": shape_text(len(layers), layers[0]),
         "recipe": unit.recipe,
         "job": unit.job.id,
-        "n": n,
-        "clean": stats.proportion(clean, n).to_json(),
-        "certified": {},
-        "worst": {},
+        **estimates,
         "by_method": {},
     }
-    flags: dict = {"certified": {}, "worst": {}}
-    for kind, source in (("certified", "certified"), ("worst", "worst_case")):
-        for eps in eps_list:
-            key = f"{eps:g}"
-            row = result[source][key]
-            flags[kind][key] = row_flags(row)
-            entry[kind][key] = stats.proportion(sum(flags[kind][key]), n).to_json()
-            for method, sub in (row.get("methods") or {}).items() if kind == "certified" else ():
-                right = sum(c == "1" for c in sub["certified"])
-                entry["by_method"].setdefault(method, {})[key] = stats.proportion(
-                    right, n
-                ).to_json()
+    for eps in eps_list:
+        key = f"{eps:g}"
+        for method, sub in (result["certified"][key].get("methods") or {}).items():
+            right = sum(c == "1" for c in sub["certified"])
+            entry["by_method"].setdefault(method, {})[key] = stats.proportion(right, n).to_json()
     if not entry["by_method"]:  # RBFI nets: interval bounds only
         entry["by_method"]["interval"] = entry["certified"]
     health = results.health(unit.job)
