@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from rbfi.models import ModelConfig
+
 CERT = "test_certified_{:g}"
 MONITORED = (0.1, 0.3)
 
@@ -82,6 +84,7 @@ def summarise(run: dict) -> dict:
     row = {
         "name": run["name"],
         "recipe": describe(settings),
+        "net": ModelConfig.from_json(settings["model"]).describe(),
         "layers": settings["model"]["layers"],
         "epochs": last["epoch"],
         "test_images": settings.get("test_limit") or 10000,
@@ -117,12 +120,19 @@ def markdown(rows: list[dict]) -> str:
     def pct(v) -> str:
         return "–" if v is None else f"{v:.1f}"
 
+    nets = len({r["net"] for r in rows}) > 1  # a column of its own only where nets differ
     head = (
-        "| run | recipe | epochs | clean | cert. 0.1 | cert. 0.3 | best cert. 0.3 (epoch) "
-        "| s/epoch |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+        "| run | "
+        + ("net | " if nets else "")
+        + "recipe | epochs | clean | cert. 0.1 | cert. 0.3 | best cert. 0.3 (epoch) "
+        + "| s/epoch |\n|---|"
+        + ("---|" if nets else "")
+        + "---|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
-        f"| {r['name']} | {r['recipe']} | {r['epochs']} | {pct(r['clean'])} "
+        f"| {r['name']} | "
+        + (f"{r['net']} | " if nets else "")
+        + f"{r['recipe']} | {r['epochs']} | {pct(r['clean'])} "
         f"| {pct(r['certified_0.1'])} | {pct(r['certified_0.3'])} "
         f"| {pct(r.get('best_certified_0.3'))} ({r.get('best_epoch', '–')}) "
         f"| {r['seconds_per_epoch']:.0f} |\n"
