@@ -185,7 +185,7 @@ def test_u_init_gives_new_rbf_jobs_new_ids_and_keeps_every_rbfi_id():
     ):
         assert job.id == old_id(job), job.label
     # the committed standard reproduction holds the old-init RBF nets' and the RBFI nets' jobs
-    # under these ids, and no job of a new RBF net
+    # under these ids, and the Sec. 6.9 rerun's new-init RBF net under its own, side by side
     jobs = Path(__file__).resolve().parents[1] / "results" / "paper-standard" / "jobs"
     for job in (
         net(STANDARD, "rbf", 0, u_init="rbfi"),
@@ -194,7 +194,7 @@ def test_u_init_gives_new_rbf_jobs_new_ids_and_keeps_every_rbfi_id():
         net(STANDARD, "rbfi", 0, deep=True, epochs=STANDARD.deep_epochs),
     ):
         assert (jobs / job.id / "checkpoint.json").is_file(), job.label
-    assert not (jobs / new_rbf.id).exists()
+    assert (jobs / new_rbf.id / "checkpoint.json").is_file(), new_rbf.label
 
 
 def test_init_from_an_old_init_rbf_run_starts_from_its_weights(idx_dir, tmp_path):
