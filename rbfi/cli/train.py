@@ -1,5 +1,6 @@
-"""``rbfi train``: train a model on MNIST into a run directory (resumable). The run holds the
-directory's lock while it trains: a second process on it exits 2 (:mod:`rbfi.io.lock`)."""
+"""``rbfi train``: train a model (MNIST, Fashion-MNIST or CIFAR-10) into a run directory
+(resumable). The run holds the directory's lock while it trains: a second process on it exits 2
+(:mod:`rbfi.io.lock`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from rbfi.cli.options import add_common, add_config_options, config_from_args
 from rbfi.training import TrainConfig
 
-HELP = "train a model on MNIST"
+HELP = "train a model (MNIST, Fashion-MNIST or CIFAR-10) into a run directory"
 
 
 def add_parser(sub) -> None:
