@@ -118,6 +118,29 @@ def test_robust_accuracy_that_dips_less_than_20_points_is_no_collapse():
     assert assess(metrics, madry).status == FAILED
 
 
+def test_only_the_eps_a_net_was_trained_for_can_collapse():
+    """The conv study's net certified-trained for 0.15 records certified accuracy at 0.3 too,
+    which its eps ramp destroys (30.6 at epoch 3, 6.6 at the end) while its accuracy at 0.1
+    holds: converged. The same drop at 0.1, or on a net trained for 0.3, is a collapse."""
+    conv = {"model": {"arch": "rbfi", "layers": ["c16k5s2", 512, 10]}, "certified_eps": 0.15}
+    at_03 = [0.306, 0.25, 0.10, 0.066]
+    metrics = [
+        {"test_accuracy": 0.97, "test_certified_0.1": c1, "test_certified_0.3": c3}
+        for c1, c3 in zip([0.90, 0.92, 0.93, 0.936], at_03)
+    ]
+    assert assess(metrics, conv).status == CONVERGED
+    assert assess(metrics, {**conv, "certified_eps": 0.35}).status == FAILED
+    metrics[-1]["test_certified_0.1"] = 0.70
+    assert "test_certified_0.1 peaked at 93.0" in assess(metrics, conv).reasons[0]
+    madry = {"model": {"arch": "relu", "layers": [512, 10]}, "adversarial": "madry", "adv_eps": 0.1}
+    pgd = [{"test_accuracy": 0.97, "monitor_pgd20_0.3": p} for p in (0.5, 0.1)]
+    assert assess(pgd, madry).status == CONVERGED
+    assert assess(pgd, {**madry, "adv_eps": 0.3}).status == FAILED
+    linf = {"model": {"arch": "linf-dist", "layers": [512, 10]}, "linf_eps": 0.45}
+    assert assess(pgd, linf).status == FAILED  # its 0.3 is within what it trains for
+    assert assess(pgd, {**linf, "linf_eps": 0.2}).status == CONVERGED
+
+
 def test_a_table_row_names_the_status_of_a_net_that_did_not_train():
     """experiments.paper.measure.labelled: a converged net keeps its name; a net stuck at chance
     is '(failed)'; runs of mixed health list each bad status once."""

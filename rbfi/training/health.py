@@ -15,10 +15,11 @@ A run is *under-trained* when
 and it *failed* when it ended below 20% clean accuracy (ten classes: chance is about 10%), e.g. a
 PGD-trained net stuck at 11.7%, or when its robust training collapsed: a robust accuracy it
 records per epoch (``test_certified_<eps>`` of certified training, ``monitor_pgd<K>_<eps>`` of
-adversarial training) ended more than 20 points below its best epoch, e.g. an IBP-trained ReLU
-net whose certified accuracy at 0.1 peaked at 71% and ended at 9% while its clean accuracy
-stayed at 91%. Whether a claim rests on a net's health is the claim's business:
-"the deep sigmoid net barely beats chance" is about a failed net.
+adversarial training, at an eps up to the one the training aims at) ended more than 20 points
+below its best epoch, e.g. an IBP-trained ReLU net whose certified accuracy at 0.1 peaked at
+71% and ended at 9% while its clean accuracy stayed at 91%. Whether a claim rests on a net's
+health is the claim's business: "the deep sigmoid net barely beats chance" is about a failed
+net.
 
 A run of one epoch shows no trend: its health is *unknown*. :func:`write_health` stores the
 assessment as ``health.json`` in the run directory at the end of training; :func:`run_health`
@@ -150,7 +151,7 @@ def assess(
             f"clean {100 * final:.1f} below the floor {100 * floor:g} for {arch} 512^3 nets"
         )
     status = UNDER_TRAINED if reasons else CONVERGED
-    collapsed = robust_collapses(metrics)
+    collapsed = robust_collapses(metrics, up_to=trained_eps(training))
     if collapsed:
         status = FAILED
         reasons[:0] = collapsed
@@ -160,11 +161,30 @@ def assess(
     return Health(status, tuple(reasons), epochs, final, gain, window, tolerance, floor)
 
 
-def robust_collapses(metrics: Sequence[Mapping], drop: float = COLLAPSE_DROP) -> list[str]:
+def trained_eps(training: Mapping) -> float | None:
+    """The eps a run's robust training aims at: an l_inf-dist net's ``linf_eps``, a certified
+    run's ``certified_eps``, an adversarial run's ``adv_eps``; None for normal training."""
+    if (training.get("model") or {}).get("arch") == "linf-dist":
+        return training.get("linf_eps")
+    if training.get("certified_eps") is not None:
+        return float(training["certified_eps"])
+    if training.get("adversarial", "none") != "none":
+        return training.get("adv_eps")
+    return None
+
+
+def robust_collapses(
+    metrics: Sequence[Mapping], drop: float = COLLAPSE_DROP, up_to: float | None = None
+) -> list[str]:
     """One reason per robust accuracy recorded per epoch (keys starting with
-    ``ROBUST_PREFIXES``) whose last value is more than ``drop`` below its best epoch's."""
+    ``ROBUST_PREFIXES``) whose last value is more than ``drop`` below its best epoch's. With
+    ``up_to`` (the eps the training aims at), accuracies at a larger eps are not judged: a net
+    certified-trained for 0.15 that also records ``test_certified_0.3`` may lose it while its
+    eps ramps up, which is no collapse of what it was trained for."""
     reasons = []
     keys = sorted({k for m in metrics for k in m if k.startswith(ROBUST_PREFIXES)})
+    if up_to is not None:
+        keys = [k for k in keys if float(k.rsplit("_", 1)[1]) <= up_to + 1e-9]
     for key in keys:
         values = [(i + 1, float(m[key])) for i, m in enumerate(metrics) if key in m]
         if len(values) < 2:
