@@ -61,7 +61,7 @@ def zoo_section(root: Path) -> str:
     for card in cards:
         ev, strong, training = card["evaluation"], card["strong_suite"], card["training"]
         n, minutes = ev["n_examples"], training["wall_seconds"]
-        row = [f"[{card['name']}](zoo/{card['name']}/card.json)", card["model"]]
+        row = [f"[{card['name']}](zoo/{card['name']}/card.json)"]
         row.append(accuracy_estimate(ev["clean_accuracy"], n).text())
         row += [accuracy_estimate(ev["certified"][k], n).text() for k in eps_keys]
         if len(attacked) > 1:
@@ -75,7 +75,7 @@ def zoo_section(root: Path) -> str:
         row.append(f"{training['epochs']} ep" + (f", {minutes / 60:.0f} min" if minutes else ""))
         rows.append(row)
     headers = (
-        ["net", "model", "clean"]
+        ["net", "clean"]
         + [f"certified {k}" for k in eps_keys]
         + (["images attacked"] if len(attacked) > 1 else [])
         + [f"attacks {k}" for k in eps_keys]
@@ -91,9 +91,9 @@ def zoo_section(root: Path) -> str:
         f"Accuracy in % [95% Clopper-Pearson interval]. *clean* and *certified EPS* (interval "
         f"bounds, a lower bound on the robust accuracy): the first {sizes} test images; "
         f"*attacks EPS*: the worst case over the whole strong attack suite on {on} (an upper "
-        "bound). `rbfi zoo show NAME` prints a net's card: what it is for, its training "
-        "command, time, machine, versions and further attacks.\n\n"
-        + table(headers, rows, "ll" + "r" * (len(headers) - 2))
+        "bound). `rbfi zoo show NAME` prints a net's card: its architecture, what it is "
+        "for, its training command, time, machine, versions and further attacks.\n\n"
+        + table(headers, rows, "l" + "r" * (len(headers) - 1))
         + "\n"
     )
 
@@ -183,7 +183,7 @@ def kernels_section(root: Path) -> str:
         m = data["machine"]
         same = data is not kernels and _machine(m) == _machine(first)
         load = m.get("loadavg_before")
-        busy = f", 1-min load average {load[0]:.1f} before the run" if load else ""
+        busy = f", load {load[0]:.1f}" if load else ""
         where = "the same machine" if same else _machine(m)
         return f"`{m['command']}` ({where}, {m['date'][:10]}{busy})"
 
@@ -200,10 +200,9 @@ def kernels_section(root: Path) -> str:
         if p.with_suffix(".md").is_file()
     )
     return (
-        f"Each number is the median over {kernels['rounds']} or more rounds, each round timing "
-        "every variant once, interleaved (order rotated), with the range of the per-round "
-        "ratios in brackets: other work on the machine (a load average above its cores) "
-        "slows every variant and widens the range. "
+        f"Medians over {kernels['rounds']}+ rounds, each timing every variant once "
+        "(interleaved), with the range of the per-round ratios in brackets; a 1-min load "
+        "average above the cores (other work) slows every variant and widens the range. "
         f"Measured by {measured(kernels)}: one training step of the "
         f"paper network {kernels['network']} at batch {kernels['batch']} (forward + "
         f"pseudogradient backward) with the fused kernels is "
