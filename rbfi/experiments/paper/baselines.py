@@ -195,7 +195,7 @@ class Baselines(Item):
         return out
 
 
-def measured(
+def estimates_and_flags(
     result: dict, eps_list, kinds: tuple[str, ...] = ("worst", "certified")
 ) -> tuple[dict, dict]:
     """An evaluation's ``result`` as estimates' JSON ({"n", "clean", kind: {eps key: ...}}) and
@@ -221,7 +221,7 @@ def summarise(
     """One net's numbers ({"clean", "worst", "certified", ... as estimates' JSON}) and its
     per-example flags ({"worst": {eps: [bool]}, "certified": ...})."""
     metrics = results.train(train)["metrics"]
-    entry, flags = measured(results.evaluation(evaluation), eps_list)
+    entry, flags = estimates_and_flags(results.evaluation(evaluation), eps_list)
     status = results.health(train)
     entry.update(
         train_seconds=sum(m["train_seconds"] for m in metrics),

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 
 import rbfi.stats as stats
 from rbfi.experiments.paper.baselines import ITEM as BASELINES
-from rbfi.experiments.paper.baselines import measured
+from rbfi.experiments.paper.baselines import estimates_and_flags
 from rbfi.experiments.paper.common import net, strong_eval, transfer_source
 from rbfi.experiments.render import claim, page, table
 from rbfi.experiments.spec import Claim, Item, Job, Rendered, Results
@@ -266,7 +266,7 @@ def summarise(results: Results, unit: Unit, evaluation: Job, eps_list) -> tuple[
     index = results.train(unit.job)
     metrics = index["metrics"]
     result = results.evaluation(evaluation)
-    estimates, flags = measured(result, eps_list, ("certified", "worst"))
+    estimates, flags = estimates_and_flags(result, eps_list, ("certified", "worst"))
     n = estimates["n"]
     model = index["model"]
     layers = model["layers"][:-1]
