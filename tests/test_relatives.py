@@ -300,6 +300,19 @@ def test_power_law_fit_recovers_a_known_curve():
     assert isinstance(compute.fit_power_law(ts[:2], power_law(ts[:2])), str)  # too few
 
 
+def test_a_rising_error_extrapolates_to_accuracy_zero_never_below():
+    """Error 0.5 t^0.1 (rising, as in a net whose certified accuracy falls while its eps
+    ramps): at t = 10^4 the fitted error 0.5 * 10^0.4 = 1.26 > 1 is read as 1 (accuracy 0),
+    its interval stays in [0, 1]; where the error is below 1 the exact value is kept."""
+    ts = [float(t) for t in range(1, 13)]
+    rising = compute.fit_power_law(ts, power_law(ts, b=-0.1, wiggle=0.02), fit_from=0.0)
+    assert rising.exponent < 0
+    assert rising.accuracy_at(1e4) == 0.0
+    low, high = rising.accuracy_interval_at(1e4)
+    assert 0.0 <= low <= high <= 1.0
+    assert rising.accuracy_at(100.0) == pytest.approx(1 - 0.5 * 100**0.1, abs=0.02)
+
+
 def test_minutes_interval_is_where_the_band_holds_the_target():
     """The interval of the minutes to a target is exactly the set of t where the fitted line's
     95% band contains the target (checked on a fine grid); a flat curve's is unbounded and a

@@ -91,16 +91,17 @@ class PowerLawFit:
         return -self.beta - half, -self.beta + half
 
     def accuracy_at(self, t: float) -> float:
-        """1 - the fitted error at ``t`` minutes."""
-        return 1 - math.exp(self.alpha + self.beta * (math.log(t) - self.center))
+        """1 - the fitted error at ``t`` minutes (an error is at most 1: a rising fit carried
+        far enough gives accuracy 0, never below)."""
+        return 1 - _error(self.alpha + self.beta * (math.log(t) - self.center))
 
     def accuracy_interval_at(self, t: float) -> tuple[float, float]:
         """The 95% interval of the fitted accuracy at ``t`` minutes (the line's confidence band
-        alpha + beta d -+ q s sqrt(1/n + d^2/Sxx), mapped back)."""
+        alpha + beta d -+ q s sqrt(1/n + d^2/Sxx), mapped back; within [0, 1])."""
         d = math.log(t) - self.center
         half = self.q * math.sqrt(self.s2 * (1 / self.n + d * d / self.sxx))
         y = self.alpha + self.beta * d
-        return 1 - _exp(y + half), 1 - math.exp(y - half)
+        return 1 - _error(y + half), 1 - _error(y - half)
 
     def minutes_to(self, accuracy: float) -> tuple[float, float, float]:
         """(estimate, low, high) of the minutes at which the fitted accuracy reaches
@@ -156,6 +157,11 @@ class PowerLawFit:
 
 def _exp(x: float) -> float:
     return math.exp(x) if x < 700 else math.inf
+
+
+def _error(log_error: float) -> float:
+    """exp(``log_error``) as an error rate: at most 1."""
+    return math.exp(min(log_error, 0.0))
 
 
 def fit_power_law(
